@@ -82,7 +82,15 @@ impl Compression {
                 Ok(())
             }
             Self::Lz4 => {
-                let mut enc = lz4_flex::frame::FrameEncoder::new(out);
+                // 64 KiB independent blocks, as the reference lz4 tool and Kafka write. Left on
+                // `Auto`, lz4_flex picks 4 MiB blocks for a large batch, and every decoder —
+                // ours included — then allocates 4–8 MiB of block buffers per batch, which costs
+                // far more than the decompression itself. LZ4 matches reach back only 64 KiB, so
+                // bigger blocks barely help the ratio.
+                let info = lz4_flex::frame::FrameInfo::new()
+                    .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                    .block_mode(lz4_flex::frame::BlockMode::Independent);
+                let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
                 enc.write_all(input).map_err(err)?;
                 enc.finish().map_err(|e| BuildError::Compression {
                     codec: self.name(),
@@ -92,6 +100,10 @@ impl Compression {
             }
             Self::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(err)?;
+                // Declaring the size lets zstd shrink the frame's window to fit the input, which
+                // keeps consumers' decoder memory small.
+                enc.set_pledged_src_size(Some(input.len() as u64)).map_err(err)?;
+                enc.include_contentsize(true).map_err(err)?;
                 enc.write_all(input).map_err(err)?;
                 enc.finish().map_err(err)?;
                 Ok(())
@@ -126,7 +138,13 @@ impl Compression {
                     .map_err(err)?;
             }
             Self::Zstd => {
-                let dec = zstd::stream::read::Decoder::with_buffer(input).map_err(err)?;
+                let mut dec = zstd::stream::read::Decoder::with_buffer(input).map_err(err)?;
+                // A frame may ask for a window (decoder memory) far larger than its output; cap
+                // it at what the output limit could ever need so a crafted frame cannot make us
+                // allocate more. The floor (4 MiB) admits the windows other producers' encoders
+                // commonly declare; zstd accepts window logs up to 31.
+                let window_log = usize::BITS - max_bytes.next_power_of_two().leading_zeros() - 1;
+                dec.window_log_max(window_log.clamp(22, 31)).map_err(err)?;
                 dec.take(limit).read_to_end(out).map_err(err)?;
             }
         }
@@ -165,6 +183,23 @@ mod tests {
             assert_eq!(e, DecodeError::DecompressedTooLarge { max: 1000 });
             assert!(out.is_empty());
         }
+    }
+
+    #[test]
+    fn zstd_frames_declaring_huge_windows_are_refused() {
+        // A frame produced with a 1 GiB window (long-distance mode) must not make a consumer
+        // with a 1 MiB limit allocate that window.
+        let input = vec![7u8; 1 << 16];
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        enc.window_log(30).unwrap();
+        enc.long_distance_matching(true).unwrap();
+        enc.write_all(&input).unwrap();
+        let compressed = enc.finish().unwrap();
+        let mut out = Vec::new();
+        let e = Compression::Zstd
+            .decompress_into(&compressed, &mut out, 1 << 20)
+            .unwrap_err();
+        assert!(matches!(e, DecodeError::Decompression { .. }), "{e:?}");
     }
 
     #[test]

@@ -288,3 +288,83 @@ fn group_commit_tracks_durable_index() {
     let r = job.run();
     assert_eq!(log.complete_sync(r).unwrap(), RaftIndex(7));
 }
+
+#[test]
+fn segments_roll_by_age_but_never_without_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = Clock::manual(0);
+    let cfg = LogConfig {
+        segment_bytes: 1 << 20,
+        segment_age: Some(secs(10)),
+        clock,
+        ..tiny_config()
+    };
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    assert!(!log.append(&noop_batch(0), RaftTerm(1), RaftIndex(1)).unwrap().rolled);
+    now.store(60_000, std::sync::atomic::Ordering::Relaxed);
+    // The active segment is old but holds no data record: rolling would reuse its base offset.
+    assert!(!log.append(&noop_batch(0), RaftTerm(1), RaftIndex(2)).unwrap().rolled);
+    assert!(
+        !log.append(&data_batch(1, 1, 10, 0), RaftTerm(1), RaftIndex(3))
+            .unwrap()
+            .rolled
+    );
+    assert!(
+        log.append(&data_batch(2, 1, 10, 0), RaftTerm(1), RaftIndex(4))
+            .unwrap()
+            .rolled
+    );
+    assert_eq!(log.segment_base_offsets(), vec![Offset(0), Offset(1)]);
+    now.store(65_000, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        !log.append(&data_batch(3, 1, 10, 0), RaftTerm(1), RaftIndex(5))
+            .unwrap()
+            .rolled
+    );
+    now.store(71_000, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        log.append(&data_batch(4, 1, 10, 0), RaftTerm(1), RaftIndex(6))
+            .unwrap()
+            .rolled
+    );
+    // A roll syncs the sealed segment, so the durable index moves with it.
+    assert_eq!(log.durable_index(), RaftIndex(6));
+}
+
+#[test]
+fn interval_policy_syncs_only_when_data_is_old_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = Clock::manual(0);
+    let cfg = LogConfig {
+        flush: strata_storage::FlushPolicy::Interval(secs(1)),
+        clock,
+        ..tiny_config()
+    };
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    log.append(&data_batch(1, 1, 10, 0), RaftTerm(1), RaftIndex(1)).unwrap();
+    assert!(log.has_unsynced() && !log.sync_due());
+    now.store(999, std::sync::atomic::Ordering::Relaxed);
+    assert!(!log.sync_due());
+    now.store(1000, std::sync::atomic::Ordering::Relaxed);
+    assert!(log.sync_due());
+    log.sync().unwrap();
+    assert!(!log.sync_due() && !log.has_unsynced());
+    // Never: only explicit syncs.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), tiny_config()).unwrap();
+    log.append(&data_batch(1, 1, 10, 0), RaftTerm(1), RaftIndex(1)).unwrap();
+    assert!(log.has_unsynced() && !log.sync_due());
+}
+
+#[test]
+fn invalid_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 10,
+        ..LogConfig::default()
+    };
+    match PartitionLog::open(dir.path(), cfg) {
+        Err(Error::InvalidConfig { key, .. }) => assert_eq!(key, "segment_bytes"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
