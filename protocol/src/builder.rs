@@ -220,13 +220,6 @@ impl BatchBuilder {
             self.buf.extend_from_slice(&self.scratch);
         }
         let header = BatchHeader {
-            base_offset: Offset(0),
-            batch_length,
-            raft_term: RaftTerm(0),
-            raft_index: RaftIndex(0),
-            magic: FORMAT_VERSION,
-            crc: 0,
-            attributes: Attributes::new(codec, self.options.timestamp_type, false),
             last_offset_delta: self.count - 1,
             first_timestamp: self.first_timestamp,
             max_timestamp: self.max_timestamp,
@@ -234,10 +227,9 @@ impl BatchBuilder {
             producer_epoch: self.options.producer_epoch,
             base_sequence: self.options.base_sequence,
             record_count: self.count,
+            ..unassigned_header(batch_length, Attributes::new(codec, self.options.timestamp_type, false))
         };
-        header.write(&mut self.buf);
-        let crc = compute_crc(&self.buf);
-        self.buf[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        write_header_and_crc(&mut self.buf, &header);
         let out = self.buf.split().freeze();
         self.count = 0;
         self.max_timestamp = i64::MIN;
@@ -262,23 +254,41 @@ pub fn control_batch(control_type: ControlType, payload: &[u8], timestamp: i64) 
     buf.put_u16(control_type as u16);
     buf.put_slice(payload);
     let header = BatchHeader {
+        first_timestamp: timestamp,
+        max_timestamp: timestamp,
+        ..unassigned_header(
+            batch_length,
+            Attributes::new(Compression::None, TimestampType::CreateTime, true),
+        )
+    };
+    write_header_and_crc(&mut buf, &header);
+    Ok(buf.freeze())
+}
+
+/// A header with the broker-owned fields (base offset, term, index) zero, no producer, no
+/// records, and no CRC yet.
+fn unassigned_header(batch_length: u32, attributes: Attributes) -> BatchHeader {
+    BatchHeader {
         base_offset: Offset(0),
         batch_length,
         raft_term: RaftTerm(0),
         raft_index: RaftIndex(0),
         magic: FORMAT_VERSION,
         crc: 0,
-        attributes: Attributes::new(Compression::None, TimestampType::CreateTime, true),
+        attributes,
         last_offset_delta: 0,
-        first_timestamp: timestamp,
-        max_timestamp: timestamp,
+        first_timestamp: 0,
+        max_timestamp: 0,
         producer_id: -1,
         producer_epoch: -1,
         base_sequence: -1,
         record_count: 0,
-    };
-    header.write(&mut buf);
-    let crc = compute_crc(&buf);
-    buf[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    Ok(buf.freeze())
+    }
+}
+
+/// Writes `header` over the start of `batch`, then the CRC of everything after the CRC field.
+fn write_header_and_crc(batch: &mut [u8], header: &BatchHeader) {
+    header.write(batch);
+    let crc = compute_crc(batch);
+    batch[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }

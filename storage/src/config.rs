@@ -27,7 +27,9 @@ pub enum RecoveryMode {
     Strict,
     /// Cut a torn or corrupt tail of the active (last) segment and report it; damage in a sealed
     /// segment — which was synced when it was sealed, so only media corruption can explain it —
-    /// fails `open`.
+    /// fails `open`. So does an active segment whose whole first batch does not follow on from the
+    /// sealed segment before it (Raft index or term), since the sealed segment may be the damaged
+    /// one.
     #[default]
     TolerateTornTail,
     /// Cut the log at the first damaged batch wherever it is, deleting every later segment, and

@@ -33,7 +33,9 @@ use strata_protocol::{BatchHeader, HEADER_LEN, Offset, RaftIndex, RaftTerm, Reco
 use crate::config::{FlushPolicy, LogConfig, RecoveryMode, Retention};
 use crate::durable;
 use crate::error::{Error, Result};
-use crate::segment::{INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, TailCut, parse_segment_file_name};
+use crate::segment::{
+    INDEX_SUFFIX, IndexHit, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, TailCut, parse_segment_file_name,
+};
 
 /// Name of the file holding the log start.
 pub const LOG_START_FILE: &str = "log-start";
@@ -316,18 +318,32 @@ impl PartitionLog {
         while i < bases.len() {
             let base = bases[i];
             let is_last = i + 1 == bases.len();
-            if base != next.0 {
+            let gap = if base != next.0 {
+                Some(format!(
+                    "segment base offset {base} does not follow the previous segment's end {}",
+                    next.0
+                ))
+            } else {
+                // Control batches take no offset, so a segment that lost trailing control batches
+                // still ends at this base offset: only the Raft index shows the gap (and a damaged
+                // term, outside the CRC, only the term). Unchecked, this segment's first batch
+                // would be cut as a damaged tail, with everything after it.
+                match crate::segment::first_batch_header(&dir, base)? {
+                    Some(h) if h.base_offset == base && (h.raft_index != next.1 || h.raft_term < next.2) => {
+                        Some(format!(
+                            "segment's first entry (index {}, term {}) does not follow the previous segment's end (index {}, term {})",
+                            h.raft_index, h.raft_term, next.1, next.2
+                        ))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(reason) = gap {
                 let path = dir.join(crate::segment::segment_file_name(base, LOG_SUFFIX));
                 if log.cfg.recovery != RecoveryMode::Salvage {
-                    return Err(Error::corrupt(
-                        path,
-                        0,
-                        format!(
-                            "segment base offset {base} does not follow the previous segment's end {}",
-                            next.0
-                        ),
-                    ));
+                    return Err(Error::corrupt(path, 0, reason));
                 }
+                tracing::warn!(segment = %path.display(), %reason, "removing this and later segments");
                 for b in bases[i..].iter().rev() {
                     log.remove_segment_files(*b, &mut report)?;
                 }
@@ -368,12 +384,21 @@ impl PartitionLog {
                     salvaged = true;
                 }
             }
+            if !is_last && !salvaged && !seg.has_records() {
+                if log.cfg.recovery != RecoveryMode::Salvage {
+                    return Err(Error::corrupt(&seg.log_path, 0, "sealed segment holds no records"));
+                }
+                // Damage left no records (e.g. the file was emptied): the log ends here.
+                tracing::warn!(segment = %seg.log_path.display(), "sealed segment holds no records; removing later segments");
+                for b in bases[i + 1..].iter().rev() {
+                    log.remove_segment_files(*b, &mut report)?;
+                }
+                dir_changed = true;
+                salvaged = true;
+            }
             if !is_last && !salvaged && !seg.sealed {
                 // Rebuilt sealed segment: trim and sync its new indexes.
                 seg.seal()?;
-            }
-            if !is_last && !salvaged && !seg.has_records() {
-                return Err(Error::corrupt(&seg.log_path, 0, "sealed segment holds no records"));
             }
             next = (seg.next_offset, seg.next_index, seg.last_term);
             log.segments.push(seg);
@@ -711,26 +736,17 @@ impl PartitionLog {
             return Ok(empty);
         }
         let seg = self.segment_for_offset(offset);
-        let start = seg.position_for_offset(offset);
+        let mut expect = seg.index_for_offset(offset);
         let chunk = max_bytes
             .saturating_add(self.cfg.index_interval_bytes as usize + HEADER_LEN)
             .clamp(64 << 10, 16 << 20);
-        let mut cursor = seg.cursor_range(start, seg.size, chunk, self.cfg.verify_crc_on_read);
+        let mut cursor = seg.cursor_range(expect.position, seg.size, chunk, self.cfg.verify_crc_on_read);
         let mut parts: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         let mut next_offset = offset;
-        let mut expect: Option<Offset> = None;
         while let Some((pos, h, bytes)) = cursor.next_batch()? {
-            if let Some(e) = expect
-                && h.base_offset != e
-            {
-                return Err(Error::corrupt(
-                    &seg.log_path,
-                    pos,
-                    format!("batch base offset {} where {e} was expected", h.base_offset),
-                ));
-            }
-            expect = Some(h.next_offset());
+            expect.check(&seg.log_path, pos, &h)?;
+            expect = IndexHit::after(pos, &h);
             if h.next_offset() <= offset {
                 continue;
             }
@@ -789,20 +805,18 @@ impl PartitionLog {
         let mut want = lo;
         while want < hi {
             let seg = &self.segments[self.segment_index_for_raft_index(want)];
-            let start = seg.position_for_index(want);
+            let mut expect = seg.index_for_raft_index(want);
+            let start = expect.position;
             let chunk = max_bytes.clamp(64 << 10, 8 << 20);
             let mut cursor = seg.cursor_range(start, seg.size, chunk, self.cfg.verify_crc_on_read);
             let before = want;
             while let Some((pos, h, bytes)) = cursor.next_batch()? {
+                // Batches follow on from the index entry one by one, so the first at or past
+                // `want` is `want` itself.
+                expect.check(&seg.log_path, pos, &h)?;
+                expect = IndexHit::after(pos, &h);
                 if h.raft_index < want {
                     continue;
-                }
-                if h.raft_index != want {
-                    return Err(Error::corrupt(
-                        &seg.log_path,
-                        pos,
-                        format!("raft index {} where {want} was expected", h.raft_index),
-                    ));
                 }
                 if !out.is_empty() && size + bytes.len() > max_bytes {
                     return Ok(out);
@@ -849,25 +863,7 @@ impl PartitionLog {
             return Ok(self.last_term());
         }
         let seg = &self.segments[self.segment_index_for_raft_index(index)];
-        let mut pos = seg.position_for_index(index);
-        let mut buf = [0u8; HEADER_LEN];
-        while pos + HEADER_LEN as u64 <= seg.size {
-            std::os::unix::fs::FileExt::read_exact_at(&*seg.log, &mut buf, pos)
-                .map_err(Error::io("read", &seg.log_path))?;
-            let h = BatchHeader::parse(&buf).map_err(|e| Error::corrupt(&seg.log_path, pos, e.to_string()))?;
-            if h.raft_index == index {
-                return Ok(h.raft_term);
-            }
-            if h.raft_index > index || h.total_len() < HEADER_LEN {
-                break;
-            }
-            pos += h.total_len() as u64;
-        }
-        Err(Error::corrupt(
-            &seg.log_path,
-            pos,
-            format!("raft index {index} not found in its segment"),
-        ))
+        Ok(seg.find_raft_index(index)?.1.raft_term)
     }
 
     /// The earliest offset whose record timestamp is ≥ `timestamp`, or `None` if every record
@@ -880,9 +876,13 @@ impl PartitionLog {
             if seg.max_timestamp < timestamp {
                 continue;
             }
-            let start = seg.position_for_timestamp(timestamp);
-            let mut cursor = seg.cursor_range(start, seg.size, 256 << 10, true);
+            // Start at the offset-index entry at or before the time index's position (the same
+            // batch unless an index is damaged), so offsets can be checked from there.
+            let mut expect = seg.index_for_position(seg.position_for_timestamp(timestamp));
+            let mut cursor = seg.cursor_range(expect.position, seg.size, 256 << 10, true);
             while let Some((pos, h, bytes)) = cursor.next_batch()? {
+                expect.check(&seg.log_path, pos, &h)?;
+                expect = IndexHit::after(pos, &h);
                 if h.is_control() || h.max_timestamp < timestamp {
                     continue;
                 }
@@ -944,32 +944,7 @@ impl PartitionLog {
         let seg = self.segments.last_mut().expect("a log always has an active segment");
         seg.unseal(&self.cfg)?;
         if index < seg.next_index {
-            // Find the byte position of the batch with Raft index `index`.
-            let mut pos = seg.position_for_index(index);
-            let mut buf = [0u8; HEADER_LEN];
-            loop {
-                if pos + HEADER_LEN as u64 > seg.size {
-                    return Err(Error::corrupt(
-                        &seg.log_path,
-                        pos,
-                        format!("raft index {index} not found for truncation"),
-                    ));
-                }
-                std::os::unix::fs::FileExt::read_exact_at(&*seg.log, &mut buf, pos)
-                    .map_err(Error::io("read", &seg.log_path))?;
-                let h = BatchHeader::parse(&buf).map_err(|e| Error::corrupt(&seg.log_path, pos, e.to_string()))?;
-                if h.raft_index == index {
-                    break;
-                }
-                if h.raft_index > index || h.total_len() < HEADER_LEN {
-                    return Err(Error::corrupt(
-                        &seg.log_path,
-                        pos,
-                        format!("raft index {index} not found for truncation"),
-                    ));
-                }
-                pos += h.total_len() as u64;
-            }
+            let (pos, _) = seg.find_raft_index(index)?;
             if let Err(e) = seg.truncate_to_position(pos) {
                 return Err(self.fail(e));
             }

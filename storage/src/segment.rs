@@ -68,6 +68,68 @@ pub struct TailCut {
     pub reason: String,
 }
 
+/// What the offset index says about a position: the batch starting there has this base offset
+/// and Raft index. Only a hint: a damaged entry of a sealed index can pass the checks on open,
+/// so a reader compares the batch it finds there with these before trusting it
+/// ([`IndexHit::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexHit {
+    pub position: u64,
+    pub base_offset: Offset,
+    pub raft_index: RaftIndex,
+}
+
+impl IndexHit {
+    /// Checks that `h`, found at `pos`, is the batch expected there — `self` for the first
+    /// batch read, then [`IndexHit::after`] the previous one. Base offset and Raft index are
+    /// outside the batch CRC, so a reader walking from an index entry checks every step.
+    pub fn check(&self, path: &Path, pos: u64, h: &BatchHeader) -> Result<()> {
+        if h.base_offset != self.base_offset || h.raft_index != self.raft_index {
+            return Err(Error::corrupt(
+                path,
+                pos,
+                format!(
+                    "batch (offset {}, index {}) where (offset {}, index {}) was expected",
+                    h.base_offset, h.raft_index, self.base_offset, self.raft_index
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What follows batch `h` found at `pos`.
+    pub fn after(pos: u64, h: &BatchHeader) -> Self {
+        Self {
+            position: pos + h.total_len() as u64,
+            base_offset: h.next_offset(),
+            raft_index: RaftIndex(h.raft_index.0 + 1),
+        }
+    }
+}
+
+/// The header of the first batch of segment `base` if that batch is whole and passes its CRC;
+/// `None` if the file is empty or the batch is damaged (the scan on open deals with that).
+pub(crate) fn first_batch_header(dir: &Path, base: Offset) -> Result<Option<BatchHeader>> {
+    let path = dir.join(segment_file_name(base, LOG_SUFFIX));
+    let file = open_log(&path, false)?;
+    let len = file.metadata().map_err(Error::io("stat", &path))?.len();
+    let mut cursor = Cursor {
+        file: &file,
+        path: &path,
+        end: len,
+        pos: 0,
+        chunk: Bytes::new(),
+        chunk_start: 0,
+        chunk_size: HEADER_LEN,
+        verify_crc: true,
+    };
+    match cursor.next_batch() {
+        Ok(batch) => Ok(batch.map(|(_, h, _)| h)),
+        Err(Error::Corruption { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads batches sequentially from a log file in chunks, handing out zero-copy slices.
 pub(crate) struct Cursor<'a> {
     file: &'a File,
@@ -622,24 +684,48 @@ impl Segment {
         }
     }
 
-    /// Position of a batch at or before the one holding `offset` (from the index).
-    pub fn position_for_offset(&self, offset: Offset) -> u64 {
+    /// The batch the offset index names at or before the one holding `offset`.
+    pub fn index_for_offset(&self, offset: Offset) -> IndexHit {
         let rel = offset.0.saturating_sub(self.base_offset.0);
-        self.offset_index
-            .last_where(|e| u64::from(OffsetEntry::decode(e).rel_offset) <= rel)
-            .map_or(0, |i| {
-                u64::from(OffsetEntry::decode(self.offset_index.entry(i)).position)
-            })
+        self.index_hit(
+            self.offset_index
+                .last_where(|e| u64::from(OffsetEntry::decode(e).rel_offset) <= rel),
+        )
     }
 
-    /// Position of a batch at or before the one with Raft index `index`.
-    pub fn position_for_index(&self, index: RaftIndex) -> u64 {
+    /// The batch the offset index names at or before the one with Raft index `index`.
+    pub fn index_for_raft_index(&self, index: RaftIndex) -> IndexHit {
         let rel = index.0.saturating_sub(self.base_index.0);
-        self.offset_index
-            .last_where(|e| u64::from(OffsetEntry::decode(e).rel_index) <= rel)
-            .map_or(0, |i| {
-                u64::from(OffsetEntry::decode(self.offset_index.entry(i)).position)
-            })
+        self.index_hit(
+            self.offset_index
+                .last_where(|e| u64::from(OffsetEntry::decode(e).rel_index) <= rel),
+        )
+    }
+
+    /// The batch the offset index names at or before byte `position`.
+    pub fn index_for_position(&self, position: u64) -> IndexHit {
+        self.index_hit(
+            self.offset_index
+                .last_where(|e| u64::from(OffsetEntry::decode(e).position) <= position),
+        )
+    }
+
+    fn index_hit(&self, entry: Option<usize>) -> IndexHit {
+        match entry {
+            Some(i) => {
+                let e = OffsetEntry::decode(self.offset_index.entry(i));
+                IndexHit {
+                    position: u64::from(e.position),
+                    base_offset: Offset(self.base_offset.0 + u64::from(e.rel_offset)),
+                    raft_index: RaftIndex(self.base_index.0 + u64::from(e.rel_index)),
+                }
+            }
+            None => IndexHit {
+                position: 0,
+                base_offset: self.base_offset,
+                raft_index: self.base_index,
+            },
+        }
     }
 
     /// Position from which to scan for the first batch with max timestamp ≥ `ts`.
@@ -647,6 +733,37 @@ impl Segment {
         self.time_index
             .last_where(|e| TimeEntry::decode(e).max_timestamp < ts)
             .map_or(0, |i| u64::from(TimeEntry::decode(self.time_index.entry(i)).position))
+    }
+
+    /// The position and header of the batch with Raft index `index`, which must lie in this
+    /// segment: reads headers only, walking from the index entry at or before it and checking
+    /// each step against the index.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if the batch is not where the index and the headers say.
+    pub fn find_raft_index(&self, index: RaftIndex) -> Result<(u64, BatchHeader)> {
+        let mut expect = self.index_for_raft_index(index);
+        let mut buf = [0u8; HEADER_LEN];
+        while expect.position + HEADER_LEN as u64 <= self.size {
+            let pos = expect.position;
+            self.log
+                .read_exact_at(&mut buf, pos)
+                .map_err(Error::io("read", &self.log_path))?;
+            let h = BatchHeader::parse(&buf).map_err(|e| Error::corrupt(&self.log_path, pos, e.to_string()))?;
+            expect.check(&self.log_path, pos, &h)?;
+            if h.raft_index == index {
+                return Ok((pos, h));
+            }
+            if h.raft_index > index || h.total_len() < HEADER_LEN {
+                break;
+            }
+            expect = IndexHit::after(pos, &h);
+        }
+        Err(Error::corrupt(
+            &self.log_path,
+            expect.position,
+            format!("raft index {index} not found in its segment"),
+        ))
     }
 
     /// Truncates the segment so it ends just before the batch at `position`, which must be a

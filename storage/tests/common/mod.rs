@@ -67,7 +67,7 @@ pub struct XorShift(u64);
 impl XorShift {
     pub fn new(seed: u64) -> Self {
         // Zero is xorshift's one fixed point.
-        Self(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+        Self((seed ^ 0x9E37_79B9_7F4A_7C15) | 1)
     }
 
     /// A seed from the clock and pid, for tests that want a new run each time.
