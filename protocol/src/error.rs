@@ -56,6 +56,14 @@ pub enum DecodeError {
         /// Bytes past the batch's end.
         extra: usize,
     },
+    /// A request or response field is malformed.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// The field.
+        what: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The record count is zero for a data batch, non-zero for a control batch, or over the limit.
     #[error("invalid record count {count} (maximum {max})")]
     InvalidRecordCount {

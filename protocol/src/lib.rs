@@ -16,6 +16,11 @@
 //! - [`compression`]: whole-batch compression codecs (lz4, zstd).
 //! - [`varint`]: zigzag varints as used inside records.
 //! - [`error`]: [`DecodeError`] and [`BuildError`].
+//! - [`error_code`]: [`ErrorCode`], the wire error-code table.
+//! - [`wire`]: primitive encodings of request/response fields (bounds-checked [`wire::Reader`]).
+//! - [`api`]: the requests and responses, one module per API (`protocol/PROTOCOL.md`).
+//! - [`frame`]: frames and headers; what closes a connection versus what gets an error response.
+//! - `codec` (feature `codec`): tokio-util `Decoder`/`Encoder` for both ends.
 //!
 //! # Example
 //!
@@ -38,13 +43,19 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod batch;
 pub mod builder;
+#[cfg(feature = "codec")]
+pub mod codec;
 pub mod compression;
 pub mod error;
+pub mod error_code;
+pub mod frame;
 pub mod record;
 pub mod types;
 pub mod varint;
+pub mod wire;
 
 pub use batch::{
     Attributes, BatchHeader, BatchIter, BatchLimits, ControlType, FORMAT_VERSION, HEADER_LEN, RecordBatch,
@@ -53,5 +64,6 @@ pub use batch::{
 pub use builder::{BatchBuilder, BatchOptions, HeaderRef, control_batch};
 pub use compression::Compression;
 pub use error::{BuildError, DecodeError};
+pub use error_code::ErrorCode;
 pub use record::{Record, RecordHeaders, Records};
 pub use types::{Offset, RaftIndex, RaftTerm};

@@ -1,0 +1,422 @@
+//! Every request and response round-trips through its codec and through whole frames; arbitrary
+//! and truncated bytes never panic and never parse as something they are not.
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+use strata_protocol::ErrorCode;
+use strata_protocol::api::create_topics::CreatableTopic as Creatable;
+use strata_protocol::api::*;
+use strata_protocol::frame::{self, FrameError, RequestError, RequestHeader};
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9._-]{0,40}"
+}
+
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    proptest::sample::select(ErrorCode::ALL.to_vec())
+}
+
+fn bytes_field() -> impl Strategy<Value = Bytes> {
+    proptest::collection::vec(any::<u8>(), 0..200).prop_map(Bytes::from)
+}
+
+fn configs() -> impl Strategy<Value = Vec<ConfigEntry>> {
+    proptest::collection::vec(
+        (name(), name()).prop_map(|(key, value)| ConfigEntry { key, value }),
+        0..4,
+    )
+}
+
+fn topics<P: std::fmt::Debug>(p: impl Strategy<Value = P>) -> impl Strategy<Value = Vec<TopicData<P>>> {
+    proptest::collection::vec(
+        (name(), proptest::collection::vec(p, 0..4)).prop_map(|(name, partitions)| TopicData { name, partitions }),
+        0..4,
+    )
+}
+
+fn topic_results() -> impl Strategy<Value = Vec<TopicResult>> {
+    proptest::collection::vec(
+        (name(), error_code(), proptest::option::of(name())).prop_map(|(name, error, message)| TopicResult {
+            name,
+            error,
+            message,
+        }),
+        0..5,
+    )
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        Just(Request::ApiVersions(ApiVersionsRequest)),
+        proptest::option::of(proptest::collection::vec(name(), 0..5))
+            .prop_map(|topics| Request::Metadata(MetadataRequest { topics })),
+        (
+            proptest::collection::vec(
+                (name(), any::<i32>(), any::<i16>(), configs()).prop_map(
+                    |(name, num_partitions, replication_factor, configs)| {
+                        Creatable {
+                            name,
+                            num_partitions,
+                            replication_factor,
+                            configs,
+                        }
+                    }
+                ),
+                0..4
+            ),
+            any::<i32>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(topics, timeout_ms, validate_only)| Request::CreateTopics(CreateTopicsRequest {
+                    topics,
+                    timeout_ms,
+                    validate_only
+                })
+            ),
+        (proptest::collection::vec(name(), 0..5), any::<i32>())
+            .prop_map(|(names, timeout_ms)| Request::DeleteTopics(DeleteTopicsRequest { names, timeout_ms })),
+        (
+            any::<i16>(),
+            any::<i32>(),
+            topics(
+                (any::<i32>(), bytes_field()).prop_map(|(partition, records)| ProducePartition { partition, records })
+            )
+        )
+            .prop_map(|(acks, timeout_ms, topics)| Request::Produce(ProduceRequest {
+                acks,
+                timeout_ms,
+                topics
+            })),
+        (
+            any::<i32>(),
+            any::<i32>(),
+            any::<i32>(),
+            topics((any::<i32>(), any::<i64>(), any::<i32>()).prop_map(
+                |(partition, fetch_offset, partition_max_bytes)| {
+                    FetchPartition {
+                        partition,
+                        fetch_offset,
+                        partition_max_bytes,
+                    }
+                }
+            ))
+        )
+            .prop_map(
+                |(max_wait_ms, min_bytes, max_bytes, topics)| Request::Fetch(FetchRequest {
+                    max_wait_ms,
+                    min_bytes,
+                    max_bytes,
+                    topics
+                })
+            ),
+        topics(
+            (any::<i32>(), any::<i64>())
+                .prop_map(|(partition, timestamp)| ListOffsetsPartition { partition, timestamp })
+        )
+        .prop_map(|topics| Request::ListOffsets(ListOffsetsRequest { topics })),
+    ]
+}
+
+fn partition_metadata() -> impl Strategy<Value = PartitionMetadata> {
+    (
+        error_code(),
+        any::<i32>(),
+        any::<i32>(),
+        any::<i64>(),
+        proptest::collection::vec(any::<i32>(), 0..4),
+        proptest::collection::vec(any::<i32>(), 0..4),
+        any::<i64>(),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(error, partition, leader, leader_term, replicas, in_sync, log_start_offset, high_watermark)| {
+                PartitionMetadata {
+                    error,
+                    partition,
+                    leader,
+                    leader_term,
+                    replicas,
+                    in_sync,
+                    log_start_offset,
+                    high_watermark,
+                }
+            },
+        )
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        proptest::collection::vec(
+            (any::<i16>(), any::<i16>(), any::<i16>()).prop_map(|(api_key, min_version, max_version)| {
+                ApiVersionRange {
+                    api_key,
+                    min_version,
+                    max_version,
+                }
+            }),
+            0..8
+        )
+        .prop_map(|apis| Response::ApiVersions(ApiVersionsResponse { apis })),
+        (
+            proptest::collection::vec(
+                (any::<i32>(), name(), any::<i32>()).prop_map(|(node_id, host, port)| BrokerMetadata {
+                    node_id,
+                    host,
+                    port
+                }),
+                0..4
+            ),
+            any::<i32>(),
+            proptest::option::of(name()),
+            proptest::collection::vec(
+                (
+                    error_code(),
+                    name(),
+                    proptest::collection::vec(partition_metadata(), 0..4),
+                    configs()
+                )
+                    .prop_map(|(error, name, partitions, configs)| TopicMetadata {
+                        error,
+                        name,
+                        partitions,
+                        configs
+                    }),
+                0..4
+            )
+        )
+            .prop_map(
+                |(brokers, controller_id, cluster_id, topics)| Response::Metadata(MetadataResponse {
+                    brokers,
+                    controller_id,
+                    cluster_id,
+                    topics
+                })
+            ),
+        topic_results().prop_map(|topics| Response::CreateTopics(CreateTopicsResponse { topics })),
+        topic_results().prop_map(|topics| Response::DeleteTopics(DeleteTopicsResponse { topics })),
+        topics(
+            (
+                any::<i32>(),
+                error_code(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<i32>(),
+                proptest::option::of(name())
+            )
+                .prop_map(
+                    |(partition, error, base_offset, log_append_time, log_start_offset, leader_id, message)| {
+                        ProducePartitionResponse {
+                            partition,
+                            error,
+                            base_offset,
+                            log_append_time,
+                            log_start_offset,
+                            leader_id,
+                            message,
+                        }
+                    }
+                )
+        )
+        .prop_map(|topics| Response::Produce(ProduceResponse { topics })),
+        topics(
+            (
+                any::<i32>(),
+                error_code(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<i32>(),
+                bytes_field()
+            )
+                .prop_map(
+                    |(partition, error, high_watermark, log_start_offset, leader_id, records)| FetchPartitionResponse {
+                        partition,
+                        error,
+                        high_watermark,
+                        log_start_offset,
+                        leader_id,
+                        records
+                    }
+                )
+        )
+        .prop_map(|topics| Response::Fetch(FetchResponse { topics })),
+        topics(
+            (any::<i32>(), error_code(), any::<i64>(), any::<i64>(), any::<i32>()).prop_map(
+                |(partition, error, timestamp, offset, leader_id)| ListOffsetsPartitionResponse {
+                    partition,
+                    error,
+                    timestamp,
+                    offset,
+                    leader_id
+                }
+            )
+        )
+        .prop_map(|topics| Response::ListOffsets(ListOffsetsResponse { topics })),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn requests_round_trip_through_frames(req in request(), correlation_id in any::<i32>(), client_id in proptest::option::of(name())) {
+        let header = RequestHeader { api_key: req.api_key() as i16, api_version: 0, correlation_id, client_id };
+        let mut out = BytesMut::new();
+        frame::encode_request(&mut out, &header, &req);
+        let f = frame::split_frame(&mut out, frame::DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+        prop_assert!(out.is_empty());
+        let incoming = frame::parse_request(f).unwrap();
+        prop_assert_eq!(incoming.header, header);
+        prop_assert_eq!(incoming.body, Ok(req));
+    }
+
+    #[test]
+    fn responses_round_trip_through_frames(resp in response(), correlation_id in any::<i32>()) {
+        let key = resp.api_key();
+        let mut out = BytesMut::new();
+        frame::encode_response(&mut out, correlation_id, 0, &Ok(resp.clone()));
+        let f = frame::split_frame(&mut out, frame::DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+        let raw = frame::parse_response(f).unwrap();
+        prop_assert_eq!(raw.correlation_id, correlation_id);
+        prop_assert_eq!(raw.decode(key, 0), Ok(resp));
+    }
+
+    #[test]
+    fn every_truncation_of_a_request_body_is_an_error_response(req in request()) {
+        let mut body = BytesMut::new();
+        req.encode(0, &mut body);
+        let body = body.freeze();
+        for cut in 0..body.len() {
+            prop_assert!(Request::decode(req.api_key(), 0, body.slice(..cut)).is_err(), "cut at {}", cut);
+        }
+        // Trailing bytes are refused too.
+        let mut long = BytesMut::from(&body[..]);
+        long.extend_from_slice(&[0]);
+        prop_assert!(Request::decode(req.api_key(), 0, long.freeze()).is_err());
+    }
+
+    #[test]
+    fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let b = Bytes::from(bytes);
+        let _ = frame::parse_request(b.clone());
+        if let Ok(raw) = frame::parse_response(b.clone()) {
+            for key in ApiKey::ALL {
+                let _ = raw.clone().decode(key, 0);
+            }
+        }
+        for key in ApiKey::ALL {
+            let _ = Request::decode(key, 0, b.clone());
+            let _ = Response::decode(key, 0, b.clone());
+        }
+        let mut src = BytesMut::from(&b[..]);
+        while let Ok(Some(f)) = frame::split_frame(&mut src, 1 << 16) {
+            let _ = frame::parse_request(f);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bodies_behind_valid_headers_get_error_responses(key in proptest::sample::select(ApiKey::ALL.to_vec()), body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut f = BytesMut::new();
+        f.extend_from_slice(&(key as i16).to_be_bytes());
+        f.extend_from_slice(&0i16.to_be_bytes());
+        f.extend_from_slice(&7i32.to_be_bytes());
+        f.extend_from_slice(&(-1i16).to_be_bytes());
+        f.extend_from_slice(&body);
+        let incoming = frame::parse_request(f.freeze()).unwrap();
+        prop_assert_eq!(incoming.header.correlation_id, 7);
+        if let Err(e) = incoming.body {
+            prop_assert_eq!(e.code, ErrorCode::InvalidRequest);
+        }
+    }
+}
+
+#[test]
+fn unknown_api_and_version_get_unsupported_version() {
+    for (key, version) in [(999i16, 0i16), (ApiKey::Produce as i16, 1), (ApiKey::Fetch as i16, -1)] {
+        let header = RequestHeader {
+            api_key: key,
+            api_version: version,
+            correlation_id: 42,
+            client_id: Some("c".into()),
+        };
+        let mut out = BytesMut::new();
+        frame::encode_request(&mut out, &header, &Request::ApiVersions(ApiVersionsRequest));
+        let f = frame::split_frame(&mut out, 1 << 20).unwrap().unwrap();
+        let incoming = frame::parse_request(f).unwrap();
+        assert_eq!(incoming.header.correlation_id, 42);
+        assert_eq!(incoming.body.unwrap_err().code, ErrorCode::UnsupportedVersion);
+    }
+}
+
+#[test]
+fn oversized_frames_are_refused_before_buffering() {
+    let mut src = BytesMut::new();
+    src.extend_from_slice(&(100u32 << 20).to_be_bytes());
+    src.extend_from_slice(b"abc");
+    let cap_before = src.capacity();
+    assert!(matches!(
+        frame::split_frame(&mut src, 1 << 20),
+        Err(FrameError::TooLarge { .. })
+    ));
+    assert_eq!(src.capacity(), cap_before, "nothing reserved for a refused frame");
+    // A frame too short for a header is fatal for the connection, not a panic.
+    let mut src = BytesMut::from(&[0u8, 0, 0, 3, 1, 2, 3][..]);
+    let f = frame::split_frame(&mut src, 1 << 20).unwrap().unwrap();
+    assert!(matches!(
+        frame::parse_request(f),
+        Err(FrameError::TooShort { length: 3 })
+    ));
+}
+
+#[test]
+fn incomplete_frames_wait_for_more_bytes() {
+    let header = RequestHeader {
+        api_key: ApiKey::Metadata as i16,
+        api_version: 0,
+        correlation_id: 1,
+        client_id: None,
+    };
+    let mut full = BytesMut::new();
+    frame::encode_request(
+        &mut full,
+        &header,
+        &Request::Metadata(MetadataRequest {
+            topics: Some(vec!["t".into()]),
+        }),
+    );
+    for cut in 0..full.len() {
+        let mut part = BytesMut::from(&full[..cut]);
+        assert!(frame::split_frame(&mut part, 1 << 20).unwrap().is_none(), "cut {cut}");
+    }
+}
+
+#[test]
+fn error_responses_carry_the_message() {
+    let mut out = BytesMut::new();
+    let err = RequestError {
+        code: ErrorCode::UnsupportedVersion,
+        message: "fetch v9 is not supported".into(),
+    };
+    frame::encode_response(&mut out, 5, 9, &Err(err.clone()));
+    let f = frame::split_frame(&mut out, 1 << 20).unwrap().unwrap();
+    let raw = frame::parse_response(f).unwrap();
+    assert_eq!(raw.correlation_id, 5);
+    assert_eq!(raw.decode(ApiKey::Fetch, 9), Err(err));
+}
+
+#[test]
+fn api_keys_are_pinned() {
+    let pinned = [
+        (ApiKey::Produce, 0),
+        (ApiKey::Fetch, 1),
+        (ApiKey::ListOffsets, 2),
+        (ApiKey::Metadata, 3),
+        (ApiKey::ApiVersions, 18),
+        (ApiKey::CreateTopics, 19),
+        (ApiKey::DeleteTopics, 20),
+    ];
+    for (k, v) in pinned {
+        assert_eq!(k as i16, v);
+        assert_eq!(ApiKey::from_i16(v), Some(k));
+    }
+    assert_eq!(ApiVersionsResponse::supported().apis.len(), ApiKey::ALL.len());
+}
