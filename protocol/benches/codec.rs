@@ -138,8 +138,8 @@ fn codec(c: &mut Criterion) {
     group.bench_function("validate", |b| {
         b.iter(|| black_box(RecordBatch::validate(black_box(batch.clone()), &limits).expect("valid")))
     });
-    group.bench_function("verify_crc", |b| {
-        b.iter(|| black_box(RecordBatch::verify_crc(black_box(batch.clone()), &limits).expect("valid")))
+    group.bench_function("verify_stored", |b| {
+        b.iter(|| black_box(RecordBatch::verify_stored(black_box(batch.clone()), &limits).expect("valid")))
     });
     group.bench_function("decode/none", |b| {
         b.iter(|| black_box(decode(black_box(&batch), &limits)))

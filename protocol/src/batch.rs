@@ -3,11 +3,12 @@
 //! A producer encodes records into a batch; the broker validates it, fills in the fields only it
 //! can know (base offset, Raft term, Raft index) and appends the bytes as they are; consumers get
 //! the same bytes back. The broker only ever touches the fixed-size header, and only the part in
-//! front of the CRC, so filling in those fields never requires recomputing the CRC.
+//! front of the batch CRC, so filling in those fields never requires recomputing the batch CRC;
+//! they carry a small CRC of their own (`prefix_crc`).
 //!
 //! # Header layout
 //!
-//! All integers big-endian. `HEADER_LEN` = 73 bytes.
+//! All integers big-endian. `HEADER_LEN` = 77 bytes.
 //!
 //! | offset | size | field               | meaning |
 //! |-------:|-----:|---------------------|---------|
@@ -15,17 +16,18 @@
 //! | 8      | 4    | `batch_length`      | bytes that follow this field (total length − 12) (u32). |
 //! | 12     | 8    | `raft_term`         | term of the Raft entry this batch is (u64). Set by the broker. |
 //! | 20     | 8    | `raft_index`        | index of the Raft entry this batch is (u64). Set by the broker. |
-//! | 28     | 1    | `magic`             | format version, currently 1. |
-//! | 29     | 4    | `crc`               | CRC-32 (IEEE, `crc32fast`) of bytes 33..end. |
-//! | 33     | 2    | `attributes`        | bits 0–2 codec (0 none, 3 lz4, 4 zstd), bit 3 timestamp type (0 create, 1 log-append), bit 4 transactional (reserved, must be 0), bit 5 control; other bits must be 0. |
-//! | 35     | 4    | `last_offset_delta` | record_count − 1 for data batches, 0 for control batches (u32). |
-//! | 39     | 8    | `first_timestamp`   | timestamp of the first record, ms since the Unix epoch (i64). |
-//! | 47     | 8    | `max_timestamp`     | largest record timestamp in the batch (i64). |
-//! | 55     | 8    | `producer_id`       | idempotent producer id, −1 if none (i64). |
-//! | 63     | 2    | `producer_epoch`    | producer epoch, −1 if none (i16). |
-//! | 65     | 4    | `base_sequence`     | sequence number of the first record, −1 if none (i32). |
-//! | 69     | 4    | `record_count`      | number of records (u32); 0 for control batches. |
-//! | 73     | …    | records             | the records, compressed as one block if the codec is not none. |
+//! | 28     | 4    | `prefix_crc`        | CRC-32 (IEEE, `crc32fast`) of bytes 0..28, i.e. of the four fields above. Set by the broker with them. |
+//! | 32     | 1    | `magic`             | format version, currently 1. |
+//! | 33     | 4    | `crc`               | CRC-32 (IEEE, `crc32fast`) of bytes 37..end. |
+//! | 37     | 2    | `attributes`        | bits 0–2 codec (0 none, 3 lz4, 4 zstd), bit 3 timestamp type (0 create, 1 log-append), bit 4 transactional (reserved, must be 0), bit 5 control; other bits must be 0. |
+//! | 39     | 4    | `last_offset_delta` | record_count − 1 for data batches, 0 for control batches (u32). |
+//! | 43     | 8    | `first_timestamp`   | timestamp of the first record, ms since the Unix epoch (i64). |
+//! | 51     | 8    | `max_timestamp`     | largest record timestamp in the batch (i64). |
+//! | 59     | 8    | `producer_id`       | idempotent producer id, −1 if none (i64). |
+//! | 67     | 2    | `producer_epoch`    | producer epoch, −1 if none (i16). |
+//! | 69     | 4    | `base_sequence`     | sequence number of the first record, −1 if none (i32). |
+//! | 73     | 4    | `record_count`      | number of records (u32); 0 for control batches. |
+//! | 77     | …    | records             | the records, compressed as one block if the codec is not none. |
 //!
 //! # Records
 //!
@@ -54,11 +56,18 @@
 //! leader's empty entry, configuration changes) are stored as control batches. Consumers skip
 //! them.
 //!
-//! # What the CRC does not cover
+//! # The two checksums
 //!
-//! `base_offset`, `batch_length`, `raft_term`, `raft_index` and `magic` sit in front of the CRC
-//! so the broker can set them without recomputing it. The storage engine checks them
-//! structurally instead (lengths frame exactly, offsets and indexes are contiguous).
+//! `base_offset`, `batch_length`, `raft_term` and `raft_index` — the broker-owned prefix — sit in
+//! front of the batch CRC so the broker can set them without recomputing it. They are covered by
+//! `prefix_crc` instead, which the broker writes with them ([`BatchHeader::broker_fields`]): a
+//! 28-byte hash, whatever the batch's size. The builder writes the right prefix CRC for its zero
+//! prefix, so every batch is self-consistent from the start.
+//!
+//! [`RecordBatch::validate`] (the produce path) does not check `prefix_crc`: the broker
+//! overwrites the prefix anyway, and a client need not compute it. Stored batches are checked
+//! with [`RecordBatch::verify_stored`], or header by header with [`BatchHeader::verify_stored`],
+//! which do: a damaged term, index, offset or length is then an error, never a value.
 
 use bytes::Bytes;
 
@@ -70,12 +79,12 @@ use crate::types::{Offset, RaftIndex, RaftTerm};
 /// The batch format version this build writes and reads (the `magic` byte).
 pub const FORMAT_VERSION: u8 = 1;
 /// Size of the fixed batch header.
-pub const HEADER_LEN: usize = 73;
+pub const HEADER_LEN: usize = 77;
 /// Bytes in front of `batch_length`'s end: a batch's total length is `batch_length + LENGTH_PREFIX_LEN`.
 pub const LENGTH_PREFIX_LEN: usize = 12;
-/// Length of the broker-owned prefix (base offset, batch length, term, index), which the CRC
-/// does not cover.
-pub const BROKER_FIELDS_LEN: usize = 28;
+/// Length of the broker-owned prefix (base offset, batch length, term, index and their
+/// `prefix_crc`), which the batch CRC does not cover.
+pub const BROKER_FIELDS_LEN: usize = 32;
 /// Size of the control-type field at the start of a control batch's body.
 pub const CONTROL_TYPE_LEN: usize = 2;
 
@@ -89,31 +98,37 @@ pub mod field {
     pub const RAFT_TERM: usize = 12;
     /// `raft_index` (u64).
     pub const RAFT_INDEX: usize = 20;
+    /// `prefix_crc` (u32): CRC-32 of the bytes before it.
+    pub const PREFIX_CRC: usize = 28;
     /// `magic` (u8).
-    pub const MAGIC: usize = 28;
+    pub const MAGIC: usize = 32;
     /// `crc` (u32).
-    pub const CRC: usize = 29;
-    /// `attributes` (u16); the CRC covers everything from here on.
-    pub const ATTRIBUTES: usize = 33;
+    pub const CRC: usize = 33;
+    /// `attributes` (u16); the batch CRC covers everything from here on.
+    pub const ATTRIBUTES: usize = 37;
     /// `last_offset_delta` (u32).
-    pub const LAST_OFFSET_DELTA: usize = 35;
+    pub const LAST_OFFSET_DELTA: usize = 39;
     /// `first_timestamp` (i64).
-    pub const FIRST_TIMESTAMP: usize = 39;
+    pub const FIRST_TIMESTAMP: usize = 43;
     /// `max_timestamp` (i64).
-    pub const MAX_TIMESTAMP: usize = 47;
+    pub const MAX_TIMESTAMP: usize = 51;
     /// `producer_id` (i64).
-    pub const PRODUCER_ID: usize = 55;
+    pub const PRODUCER_ID: usize = 59;
     /// `producer_epoch` (i16).
-    pub const PRODUCER_EPOCH: usize = 63;
+    pub const PRODUCER_EPOCH: usize = 67;
     /// `base_sequence` (i32).
-    pub const BASE_SEQUENCE: usize = 65;
+    pub const BASE_SEQUENCE: usize = 69;
     /// `record_count` (u32).
-    pub const RECORD_COUNT: usize = 69;
+    pub const RECORD_COUNT: usize = 73;
 }
 
 const _: () = assert!(field::RECORD_COUNT + 4 == HEADER_LEN);
+const _: () = assert!(field::RAFT_INDEX + 8 == field::PREFIX_CRC);
+const _: () = assert!(field::PREFIX_CRC + 4 == BROKER_FIELDS_LEN);
 const _: () = assert!(field::MAGIC == BROKER_FIELDS_LEN);
+const _: () = assert!(field::MAGIC + 1 == field::CRC);
 const _: () = assert!(field::CRC + 4 == field::ATTRIBUTES);
+const _: () = assert!(LENGTH_PREFIX_LEN == field::BATCH_LENGTH + 4);
 
 /// Default largest batch accepted by [`RecordBatch::validate`] (16 MiB).
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 << 20;
@@ -253,6 +268,8 @@ pub struct BatchHeader {
     pub raft_term: RaftTerm,
     /// Raft index of this entry.
     pub raft_index: RaftIndex,
+    /// Stored CRC of the broker-owned prefix (the four fields above).
+    pub prefix_crc: u32,
     /// Format version.
     pub magic: u8,
     /// Stored CRC.
@@ -294,6 +311,7 @@ impl BatchHeader {
             batch_length: be_u32(h, field::BATCH_LENGTH),
             raft_term: RaftTerm(be_u64(h, field::RAFT_TERM)),
             raft_index: RaftIndex(be_u64(h, field::RAFT_INDEX)),
+            prefix_crc: be_u32(h, field::PREFIX_CRC),
             magic: h[field::MAGIC],
             crc: be_u32(h, field::CRC),
             attributes: Attributes(be_u16(h, field::ATTRIBUTES)),
@@ -307,7 +325,8 @@ impl BatchHeader {
         })
     }
 
-    /// Writes the header into `out[..HEADER_LEN]`.
+    /// Writes the header into `out[..HEADER_LEN]`, every field as it is (`prefix_crc` and `crc`
+    /// included: nothing is computed).
     ///
     /// # Panics
     /// If `out` is shorter than [`HEADER_LEN`] (a caller bug: callers size the buffer).
@@ -317,6 +336,7 @@ impl BatchHeader {
         h[field::BATCH_LENGTH..][..4].copy_from_slice(&self.batch_length.to_be_bytes());
         h[field::RAFT_TERM..][..8].copy_from_slice(&self.raft_term.0.to_be_bytes());
         h[field::RAFT_INDEX..][..8].copy_from_slice(&self.raft_index.0.to_be_bytes());
+        h[field::PREFIX_CRC..][..4].copy_from_slice(&self.prefix_crc.to_be_bytes());
         h[field::MAGIC] = self.magic;
         h[field::CRC..][..4].copy_from_slice(&self.crc.to_be_bytes());
         h[field::ATTRIBUTES..][..2].copy_from_slice(&self.attributes.0.to_be_bytes());
@@ -346,27 +366,74 @@ impl BatchHeader {
 
     /// The offset of the last record, `None` for a control batch.
     pub fn last_offset(&self) -> Option<Offset> {
-        // base_offset is not CRC-covered and not checked by validation (the broker rewrites it),
-        // so saturate like `next_offset` rather than overflow.
+        // base_offset is not covered by the batch CRC and not checked by validation (the broker
+        // rewrites it), so saturate like `next_offset` rather than overflow.
         (self.record_count > 0).then(|| Offset(self.base_offset.0.saturating_add(u64::from(self.last_offset_delta))))
     }
 
-    /// The broker-owned prefix of the header (base offset, length, term, index), as bytes to
-    /// write in place of the batch's own first [`BROKER_FIELDS_LEN`] bytes. The CRC does not
-    /// cover these fields, so replacing them keeps the batch valid.
+    /// The broker-owned prefix of the header (base offset, length, term, index, and the
+    /// `prefix_crc` over them), as bytes to write in place of the batch's own first
+    /// [`BROKER_FIELDS_LEN`] bytes. The batch CRC does not cover these bytes, so replacing them
+    /// keeps the batch valid, and the prefix CRC they carry is right for the new values.
     pub fn broker_fields(
         batch_length: u32,
         base_offset: Offset,
         term: RaftTerm,
         index: RaftIndex,
     ) -> [u8; BROKER_FIELDS_LEN] {
-        let mut out = [0u8; BROKER_FIELDS_LEN];
-        out[field::BASE_OFFSET..][..8].copy_from_slice(&base_offset.0.to_be_bytes());
-        out[field::BATCH_LENGTH..][..4].copy_from_slice(&batch_length.to_be_bytes());
-        out[field::RAFT_TERM..][..8].copy_from_slice(&term.0.to_be_bytes());
-        out[field::RAFT_INDEX..][..8].copy_from_slice(&index.0.to_be_bytes());
+        let mut out = unsealed_prefix(batch_length, base_offset, term, index);
+        let prefix_crc = compute_prefix_crc(&out);
+        out[field::PREFIX_CRC..][..4].copy_from_slice(&prefix_crc.to_be_bytes());
         out
     }
+
+    /// The prefix CRC this header's broker-owned fields call for; [`BatchHeader::prefix_crc`]
+    /// holds the same value unless the prefix is damaged.
+    pub fn computed_prefix_crc(&self) -> u32 {
+        compute_prefix_crc(&unsealed_prefix(
+            self.batch_length,
+            self.base_offset,
+            self.raft_term,
+            self.raft_index,
+        ))
+    }
+
+    /// Checks what a stored header must satisfy and the header alone can show: the format
+    /// version, then the prefix CRC. The storage engine runs this on every header it reads, even
+    /// where it reads nothing but headers; [`RecordBatch::verify_stored`] includes it.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnsupportedVersion`]; [`DecodeError::PrefixCrcMismatch`] if the base
+    /// offset, length, term, index or the prefix CRC itself is damaged.
+    pub fn verify_stored(&self) -> Result<(), DecodeError> {
+        if self.magic != FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion(self.magic));
+        }
+        let computed = self.computed_prefix_crc();
+        if computed != self.prefix_crc {
+            return Err(DecodeError::PrefixCrcMismatch {
+                base_offset: self.base_offset.0,
+                stored: self.prefix_crc,
+                computed,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The broker-owned prefix with a zero `prefix_crc`.
+fn unsealed_prefix(
+    batch_length: u32,
+    base_offset: Offset,
+    term: RaftTerm,
+    index: RaftIndex,
+) -> [u8; BROKER_FIELDS_LEN] {
+    let mut out = [0u8; BROKER_FIELDS_LEN];
+    out[field::BASE_OFFSET..][..8].copy_from_slice(&base_offset.0.to_be_bytes());
+    out[field::BATCH_LENGTH..][..4].copy_from_slice(&batch_length.to_be_bytes());
+    out[field::RAFT_TERM..][..8].copy_from_slice(&term.0.to_be_bytes());
+    out[field::RAFT_INDEX..][..8].copy_from_slice(&index.0.to_be_bytes());
+    out
 }
 
 /// Reads the total length of the batch starting at `buf[0]` from its `batch_length` field.
@@ -381,9 +448,17 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32fast::hash(batch.get(field::ATTRIBUTES..).unwrap_or(&[]))
 }
 
+/// Computes the prefix CRC a batch should carry: CRC-32 over its first 28 bytes (base offset,
+/// batch length, term, index), or over all of a shorter buffer.
+pub fn compute_prefix_crc(batch: &[u8]) -> u32 {
+    crc32fast::hash(&batch[..batch.len().min(field::PREFIX_CRC)])
+}
+
 /// A batch that passed [`RecordBatch::validate`]: its length frames exactly, its CRC matches,
 /// its attributes are known and — for uncompressed batches — every record parses and the record
 /// count, offset deltas and max timestamp agree with the header. Storage accepts only this type.
+/// (Or one that passed [`RecordBatch::verify_stored`]: read back from storage, where it was
+/// validated on append.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordBatch {
     bytes: Bytes,
@@ -391,7 +466,11 @@ pub struct RecordBatch {
 }
 
 impl RecordBatch {
-    /// Validates `bytes` as exactly one batch.
+    /// Validates `bytes` as exactly one batch, as received from a producer.
+    ///
+    /// The prefix CRC is not checked: the broker overwrites the whole broker-owned prefix on
+    /// append, and a client need not compute it. Use [`RecordBatch::verify_stored`] for stored
+    /// batches.
     ///
     /// # Errors
     /// A [`DecodeError`] naming the first problem found: truncation, a length outside the limits,
@@ -399,7 +478,7 @@ impl RecordBatch {
     /// a malformed control batch, a record count or offset delta that disagrees with the
     /// records, or a malformed record.
     pub fn validate(bytes: Bytes, limits: &BatchLimits) -> Result<Self, DecodeError> {
-        let header = validate_header(&bytes, limits)?;
+        let header = validate_header(&bytes, limits, false)?;
         if bytes.len() != header.total_len() {
             return Err(DecodeError::TrailingBytes {
                 extra: bytes.len() - header.total_len(),
@@ -409,16 +488,18 @@ impl RecordBatch {
         Ok(Self { bytes, header })
     }
 
-    /// Wraps bytes that were validated before (e.g. by this process, when they were written)
-    /// after re-checking only the framing, magic and CRC; records are not walked.
+    /// Wraps a stored batch — bytes validated before (e.g. by this process, when they were
+    /// written) and given their broker-owned prefix since — after re-checking the framing, magic,
+    /// prefix CRC, batch CRC and header fields; records are not walked.
     ///
-    /// Used on the read path of the storage engine, which verifies CRCs but need not re-parse
-    /// records it validated on append.
+    /// Used on the read path of the storage engine, which verifies checksums but need not
+    /// re-parse records it validated on append.
     ///
     /// # Errors
-    /// As [`RecordBatch::validate`], minus the record walk.
-    pub fn verify_crc(bytes: Bytes, limits: &BatchLimits) -> Result<Self, DecodeError> {
-        let header = validate_header(&bytes, limits)?;
+    /// As [`RecordBatch::validate`], minus the record walk, plus
+    /// [`DecodeError::PrefixCrcMismatch`] (checked right after the magic byte).
+    pub fn verify_stored(bytes: Bytes, limits: &BatchLimits) -> Result<Self, DecodeError> {
+        let header = validate_header(&bytes, limits, true)?;
         if bytes.len() != header.total_len() {
             return Err(DecodeError::TrailingBytes {
                 extra: bytes.len() - header.total_len(),
@@ -511,8 +592,9 @@ fn check_total_len(total: u64, limits: &BatchLimits) -> Result<(), DecodeError> 
     Ok(())
 }
 
-/// Checks framing (against `buf`'s length and the limits), magic, CRC and attributes.
-fn validate_header(buf: &[u8], limits: &BatchLimits) -> Result<BatchHeader, DecodeError> {
+/// Checks framing (against `buf`'s length and the limits), magic, the prefix CRC if `stored`,
+/// the batch CRC and attributes.
+fn validate_header(buf: &[u8], limits: &BatchLimits, stored: bool) -> Result<BatchHeader, DecodeError> {
     // Check the length field as soon as it is present, before asking for a whole header:
     // `Truncated` must only ever mean "more bytes would help", and they would not if the length
     // itself is impossible.
@@ -529,7 +611,9 @@ fn validate_header(buf: &[u8], limits: &BatchLimits) -> Result<BatchHeader, Deco
             available: buf.len(),
         });
     }
-    if header.magic != FORMAT_VERSION {
+    if stored {
+        header.verify_stored()?;
+    } else if header.magic != FORMAT_VERSION {
         return Err(DecodeError::UnsupportedVersion(header.magic));
     }
     let computed = compute_crc(&buf[..total]);
@@ -630,7 +714,8 @@ fn validate_body(buf: &[u8], header: &BatchHeader, _limits: &BatchLimits) -> Res
 
 /// Iterates the batches in a buffer holding several back to back (a produce request's record
 /// set, a fetch response, a stretch of a segment file). Each item is validated with
-/// [`RecordBatch::validate`]; iteration stops after the first error.
+/// [`RecordBatch::validate`], which does not check the prefix CRC (for stored bytes, check each
+/// item's [`BatchHeader::verify_stored`] too); iteration stops after the first error.
 #[derive(Debug, Clone)]
 pub struct BatchIter {
     buf: Bytes,

@@ -2,15 +2,15 @@
 //!
 //! [`BatchBuilder`] writes each record straight into its output buffer: sizes are computed first
 //! (so the record's length prefix can be written before it), then the fields. Nothing is
-//! allocated per record. `finish` fills in the header and CRC and hands out the batch as
+//! allocated per record. `finish` fills in the header and CRCs and hands out the batch as
 //! [`Bytes`] split off the builder's buffer, so the builder — and, once the previous batch is
 //! dropped, its allocation — is reused for the next batch.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch::{
-    Attributes, BatchHeader, CONTROL_TYPE_LEN, ControlType, FORMAT_VERSION, HEADER_LEN, LENGTH_PREFIX_LEN,
-    TimestampType, compute_crc, field,
+    Attributes, BROKER_FIELDS_LEN, BatchHeader, CONTROL_TYPE_LEN, ControlType, FORMAT_VERSION, HEADER_LEN,
+    LENGTH_PREFIX_LEN, TimestampType, compute_crc, field,
 };
 use crate::compression::Compression;
 use crate::error::BuildError;
@@ -191,8 +191,8 @@ impl BatchBuilder {
     }
 
     /// Finishes the batch: compresses the records if configured, writes the header (base offset,
-    /// term and index zero — the broker fills them in) and the CRC, and returns the batch. The
-    /// builder is then empty and ready for the next batch.
+    /// term and index zero — the broker fills them in — with the prefix CRC of that zero prefix)
+    /// and the CRC, and returns the batch. The builder is then empty and ready for the next batch.
     ///
     /// # Errors
     /// [`BuildError::Empty`] with no records; [`BuildError::Compression`];
@@ -239,7 +239,8 @@ impl BatchBuilder {
 }
 
 /// Encodes a control batch (no records, no offset) of the given type and payload. Base offset,
-/// term and index are zero; the storage engine fills them in.
+/// term and index are zero (with the prefix CRC of that zero prefix); the storage engine fills
+/// them in.
 ///
 /// # Errors
 /// [`BuildError::TooLarge`] if the payload does not fit a batch.
@@ -266,13 +267,14 @@ pub fn control_batch(control_type: ControlType, payload: &[u8], timestamp: i64) 
 }
 
 /// A header with the broker-owned fields (base offset, term, index) zero, no producer, no
-/// records, and no CRC yet.
+/// records, and no CRCs yet.
 fn unassigned_header(batch_length: u32, attributes: Attributes) -> BatchHeader {
     BatchHeader {
         base_offset: Offset(0),
         batch_length,
         raft_term: RaftTerm(0),
         raft_index: RaftIndex(0),
+        prefix_crc: 0,
         magic: FORMAT_VERSION,
         crc: 0,
         attributes,
@@ -286,9 +288,17 @@ fn unassigned_header(batch_length: u32, attributes: Attributes) -> BatchHeader {
     }
 }
 
-/// Writes `header` over the start of `batch`, then the CRC of everything after the CRC field.
+/// Writes `header` over the start of `batch`, then the broker-owned prefix with its prefix CRC
+/// (so even a batch no broker has touched is self-consistent), then the CRC of everything after
+/// the CRC field.
 fn write_header_and_crc(batch: &mut [u8], header: &BatchHeader) {
     header.write(batch);
+    batch[..BROKER_FIELDS_LEN].copy_from_slice(&BatchHeader::broker_fields(
+        header.batch_length,
+        header.base_offset,
+        header.raft_term,
+        header.raft_index,
+    ));
     let crc = compute_crc(batch);
     batch[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }

@@ -31,6 +31,20 @@ pub enum DecodeError {
         /// CRC computed over the bytes.
         computed: u32,
     },
+    /// The stored prefix CRC does not match the CRC of the broker-owned header prefix (base
+    /// offset, batch length, Raft term, Raft index): one of them, or the prefix CRC, is damaged.
+    /// Only checked on stored batches, never on a producer's.
+    #[error(
+        "prefix crc mismatch in batch at base offset {base_offset}: stored {stored:#010x}, computed {computed:#010x}"
+    )]
+    PrefixCrcMismatch {
+        /// The batch's base offset as found in its header (possibly the damaged field).
+        base_offset: u64,
+        /// Prefix CRC in the header.
+        stored: u32,
+        /// CRC computed over the first 28 bytes.
+        computed: u32,
+    },
     /// The batch format version (magic byte) is not one this build understands.
     #[error("unsupported batch format version {0}")]
     UnsupportedVersion(u8),

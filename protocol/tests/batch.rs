@@ -1,6 +1,7 @@
 //! Integration tests of the record-batch format: round trips through [`BatchBuilder`] and
 //! [`RecordBatch::validate`], robustness against arbitrary and corrupted bytes, the typed error
-//! for each validation rule, the broker-owned header fields, and golden bytes pinning the layout.
+//! for each validation rule, the broker-owned header fields and their prefix CRC
+//! ([`RecordBatch::verify_stored`]), and golden bytes pinning the layout.
 
 use std::collections::BTreeSet;
 
@@ -8,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use strata_protocol::batch::{
-    BROKER_FIELDS_LEN, CONTROL_TYPE_LEN, LENGTH_PREFIX_LEN, compute_crc, field, peek_total_len,
+    BROKER_FIELDS_LEN, CONTROL_TYPE_LEN, LENGTH_PREFIX_LEN, compute_crc, compute_prefix_crc, field, peek_total_len,
 };
 use strata_protocol::varint::{put_varint, put_varlong};
 use strata_protocol::{
@@ -72,6 +73,18 @@ fn encode(recs: &[Rec], options: BatchOptions) -> Bytes {
 
 fn validate(bytes: &[u8]) -> Result<RecordBatch, DecodeError> {
     RecordBatch::validate(Bytes::copy_from_slice(bytes), &BatchLimits::default())
+}
+
+fn verify_stored(bytes: &[u8]) -> Result<RecordBatch, DecodeError> {
+    RecordBatch::verify_stored(Bytes::copy_from_slice(bytes), &BatchLimits::default())
+}
+
+/// Writes the broker-owned prefix (with its prefix CRC) over the start of `batch`, as the
+/// broker does on append.
+fn place(batch: &mut [u8], base_offset: u64, term: u64, index: u64) {
+    let h = BatchHeader::parse(batch).unwrap();
+    let prefix = BatchHeader::broker_fields(h.batch_length, Offset(base_offset), RaftTerm(term), RaftIndex(index));
+    batch[..BROKER_FIELDS_LEN].copy_from_slice(&prefix);
 }
 
 /// Recomputes and stores the CRC, as a (buggy or malicious) producer that corrupted its own batch
@@ -182,7 +195,11 @@ fn exercise(bytes: &[u8], limits: &BatchLimits) -> Result<(), DecodeError> {
     let _ = BatchHeader::parse(bytes);
     let _ = peek_total_len(bytes);
     let _ = compute_crc(bytes);
-    let _ = RecordBatch::verify_crc(Bytes::copy_from_slice(bytes), limits);
+    let _ = compute_prefix_crc(bytes);
+    if let Ok(h) = BatchHeader::parse(bytes) {
+        let _ = h.verify_stored();
+    }
+    let _ = RecordBatch::verify_stored(Bytes::copy_from_slice(bytes), limits);
     for batch in BatchIter::new(Bytes::copy_from_slice(bytes), *limits) {
         let Ok(batch) = batch else { continue };
         drain(&batch);
@@ -336,8 +353,11 @@ proptest! {
             prop_assert_eq!(batch.records_section(), bytes.slice(HEADER_LEN..));
             prop_assert_eq!(peek_total_len(&bytes), Some(bytes.len() as u64));
             assert_decodes_to(&batch, &recs)?;
-            // The cheaper read-path check accepts everything validate accepts.
-            let verified = RecordBatch::verify_crc(bytes.clone(), &BatchLimits::default()).unwrap();
+            // The builder writes the prefix CRC of its zero prefix, so the cheaper stored-batch
+            // check accepts its batches as they are.
+            prop_assert_eq!(batch.header().prefix_crc, compute_prefix_crc(&bytes));
+            prop_assert_eq!(batch.header().verify_stored(), Ok(()));
+            let verified = RecordBatch::verify_stored(bytes.clone(), &BatchLimits::default()).unwrap();
             prop_assert_eq!(&verified, &batch);
             prop_assert_eq!(batch.into_bytes(), bytes);
         }
@@ -430,6 +450,8 @@ proptest! {
             prop_assert_eq!(h.base_offset, Offset(expected_offset));
             prop_assert_eq!(h.raft_term, RaftTerm(term));
             prop_assert_eq!(h.raft_index, RaftIndex(i as u64 + 1));
+            prop_assert_eq!(h.verify_stored(), Ok(()));
+            prop_assert!(RecordBatch::verify_stored(batch.as_bytes().clone(), &BatchLimits::default()).is_ok());
             match item {
                 Item::Data(recs, options) => {
                     prop_assert_eq!(h.producer_id, options.producer_id);
@@ -647,50 +669,72 @@ proptest! {
         }
     }
 
-    /// Flipping one or two bits anywhere is always detected, except in the broker-owned fields the
-    /// CRC does not cover (base offset, term, index) — those are accepted and read back as flipped.
-    /// (CRC-32 detects every one- and two-bit error at any batch length.)
+    /// Flipping one or two bits anywhere is always detected by `verify_stored` (the batch CRC
+    /// covers bytes 37.., the prefix CRC bytes 0..28 and itself, framing and magic the rest).
+    /// `validate` does not check the prefix CRC, so it accepts flips in the broker-owned fields
+    /// (base offset, term, index, prefix CRC) and reads them back as flipped — the broker
+    /// overwrites them on append. (CRC-32 detects every one- and two-bit error at any batch
+    /// length, and every error of up to three bits in the 32 bytes of prefix and prefix CRC.)
     #[test]
     fn bit_flips_are_detected_outside_broker_fields(
         (recs, _, bytes) in valid_batch(),
         flips in proptest::collection::vec(any::<Index>(), 1..=2),
+        (base, term, index) in (any::<u64>(), any::<u64>(), any::<u64>()),
     ) {
-        let bits: BTreeSet<usize> = flips.iter().map(|i| i.index(bytes.len() * 8)).collect();
-        let mut corrupt = bytes.clone();
+        // As stored: a prefix placed by the broker, or the builder's own zero prefix.
+        let mut stored = bytes.clone();
+        if base % 2 == 0 {
+            place(&mut stored, base, term, index);
+        }
+        prop_assert!(verify_stored(&stored).is_ok());
+        let bits: BTreeSet<usize> = flips.iter().map(|i| i.index(stored.len() * 8)).collect();
+        let mut corrupt = stored.clone();
         for &bit in &bits {
             corrupt[bit / 8] ^= 0x80 >> (bit % 8);
         }
-        let uncovered = |byte: usize| {
+        let ignored_by_validate = |byte: usize| {
             byte < BROKER_FIELDS_LEN && !(field::BATCH_LENGTH..field::BATCH_LENGTH + 4).contains(&byte)
         };
         let result = exercise(&corrupt, &BatchLimits::default());
-        if bits.iter().all(|&bit| uncovered(bit / 8)) {
+        let stored_result = verify_stored(&corrupt);
+        if bits.iter().all(|&bit| ignored_by_validate(bit / 8)) {
             prop_assert!(result.is_ok(), "{:?}", result);
             let batch = validate(&corrupt).unwrap();
             let h = batch.header();
             prop_assert_eq!(h.base_offset.0.to_be_bytes(), &corrupt[0..8]);
             prop_assert_eq!(h.raft_term.0.to_be_bytes(), &corrupt[12..20]);
             prop_assert_eq!(h.raft_index.0.to_be_bytes(), &corrupt[20..28]);
+            prop_assert_eq!(h.prefix_crc.to_be_bytes(), &corrupt[28..32]);
             assert_decodes_to(&batch, &recs)?;
+            let want = DecodeError::PrefixCrcMismatch {
+                base_offset: h.base_offset.0,
+                stored: h.prefix_crc,
+                computed: compute_prefix_crc(&corrupt),
+            };
+            prop_assert_eq!(stored_result.unwrap_err(), want.clone());
+            prop_assert_eq!(h.verify_stored().unwrap_err(), want);
         } else {
             prop_assert!(result.is_err());
+            prop_assert!(stored_result.is_err());
         }
     }
 
     /// Overwriting a header field with a different value is rejected — by the CRC for the covered
     /// fields, by framing for `batch_length`, by the version check for `magic` — unless it is a
-    /// broker-owned field, which the broker is allowed to rewrite.
+    /// broker-owned field, which the broker is allowed to rewrite: `validate` accepts that, and
+    /// only `verify_stored` rejects it, by the prefix CRC.
     #[test]
     fn overwritten_header_fields_are_rejected(
         (recs, _, bytes) in valid_batch(),
-        which in 0usize..14,
+        which in 0usize..15,
         noise in any::<u64>(),
     ) {
-        const FIELDS: [(usize, usize); 14] = [
+        const FIELDS: [(usize, usize); 15] = [
             (field::BASE_OFFSET, 8),
             (field::BATCH_LENGTH, 4),
             (field::RAFT_TERM, 8),
             (field::RAFT_INDEX, 8),
+            (field::PREFIX_CRC, 4),
             (field::MAGIC, 1),
             (field::CRC, 4),
             (field::ATTRIBUTES, 2),
@@ -711,10 +755,12 @@ proptest! {
         }
         corrupt[at..at + size].copy_from_slice(&new);
         let result = exercise(&corrupt, &BatchLimits::default());
+        let stored_result = verify_stored(&corrupt);
         match at {
-            field::BASE_OFFSET | field::RAFT_TERM | field::RAFT_INDEX => {
+            field::BASE_OFFSET | field::RAFT_TERM | field::RAFT_INDEX | field::PREFIX_CRC => {
                 prop_assert!(result.is_ok(), "{:?}", result);
                 assert_decodes_to(&validate(&corrupt).unwrap(), &recs)?;
+                prop_assert!(matches!(stored_result, Err(DecodeError::PrefixCrcMismatch { .. })), "{:?}", stored_result);
             }
             field::BATCH_LENGTH => prop_assert!(matches!(
                 result,
@@ -722,8 +768,14 @@ proptest! {
                     | DecodeError::TrailingBytes { .. }
                     | DecodeError::InvalidBatchLength { .. })
             ), "{:?}", result),
-            field::MAGIC => prop_assert_eq!(result, Err(DecodeError::UnsupportedVersion(new[0]))),
-            _ => prop_assert!(matches!(result, Err(DecodeError::CrcMismatch { .. })), "{:?}", result),
+            field::MAGIC => {
+                prop_assert_eq!(result, Err(DecodeError::UnsupportedVersion(new[0])));
+                prop_assert_eq!(stored_result.unwrap_err(), DecodeError::UnsupportedVersion(new[0]));
+            }
+            _ => {
+                prop_assert!(matches!(result, Err(DecodeError::CrcMismatch { .. })), "{:?}", result);
+                prop_assert!(matches!(stored_result, Err(DecodeError::CrcMismatch { .. })), "{:?}", stored_result);
+            }
         }
     }
 
@@ -860,7 +912,7 @@ fn bad_crc_is_crc_mismatch() {
     for codec in CODECS {
         let good = sample(codec);
         let mut bad = good.clone();
-        put_u64(&mut bad, field::BASE_OFFSET, 77);
+        place(&mut bad, 77, 0, 0);
         let stored = BatchHeader::parse(&good).unwrap().crc;
         bad[field::CRC] ^= 0x01;
         let wrong = stored ^ 0x0100_0000;
@@ -872,11 +924,15 @@ fn bad_crc_is_crc_mismatch() {
                 computed: stored,
             }
         );
-        // Also through the read path's cheaper check.
-        assert!(matches!(
-            RecordBatch::verify_crc(Bytes::from(bad), &BatchLimits::default()),
-            Err(DecodeError::CrcMismatch { .. })
-        ));
+        // Also through the read path's cheaper check (the prefix is intact: placed with its CRC).
+        assert_eq!(
+            verify_stored(&bad).unwrap_err(),
+            DecodeError::CrcMismatch {
+                base_offset: 77,
+                stored: wrong,
+                computed: stored,
+            }
+        );
         // A corrupted value byte: stored CRC stays, computed changes.
         let mut bad = good.clone();
         *bad.last_mut().unwrap() ^= 0xff;
@@ -1045,7 +1101,7 @@ fn trailing_bytes_are_rejected() {
         b.extend_from_slice(&[0; 7]);
         assert_eq!(validate(&b).unwrap_err(), DecodeError::TrailingBytes { extra: 7 });
         assert!(matches!(
-            RecordBatch::verify_crc(Bytes::from(b), &BatchLimits::default()),
+            RecordBatch::verify_stored(Bytes::from(b), &BatchLimits::default()),
             Err(DecodeError::TrailingBytes { extra: 7 })
         ));
     }
@@ -1398,7 +1454,7 @@ proptest! {
         let mut b = bytes.clone();
         let prefix = BatchHeader::broker_fields(before.batch_length, Offset(base), RaftTerm(term), RaftIndex(index));
         b[..BROKER_FIELDS_LEN].copy_from_slice(&prefix);
-        // Only the prefix changed, and the CRC with it did not.
+        // Only the prefix changed, and the batch CRC with it did not.
         prop_assert_eq!(&b[BROKER_FIELDS_LEN..], &bytes[BROKER_FIELDS_LEN..]);
 
         let batch = validate(&b).unwrap();
@@ -1408,8 +1464,19 @@ proptest! {
         prop_assert_eq!(h.raft_index, RaftIndex(index));
         prop_assert_eq!(h.batch_length, before.batch_length);
         prop_assert_eq!(h.crc, before.crc);
+        // The prefix carries the CRC of its new values, so the stored form verifies.
+        prop_assert_eq!(h.prefix_crc, compute_prefix_crc(&b));
+        prop_assert_eq!(h.prefix_crc, h.computed_prefix_crc());
+        prop_assert_eq!(h.verify_stored(), Ok(()));
+        prop_assert_eq!(&verify_stored(&b).unwrap(), &batch);
         prop_assert_eq!(
-            BatchHeader { base_offset: before.base_offset, raft_term: before.raft_term, raft_index: before.raft_index, ..h },
+            BatchHeader {
+                base_offset: before.base_offset,
+                raft_term: before.raft_term,
+                raft_index: before.raft_index,
+                prefix_crc: before.prefix_crc,
+                ..h
+            },
             before
         );
         prop_assert_eq!(h.next_offset(), Offset(base + recs.len() as u64));
@@ -1424,6 +1491,7 @@ proptest! {
 fn broker_fields_work_on_control_batches() {
     let mut b = control_batch(ControlType::Noop, b"", 9).unwrap().to_vec();
     let h = BatchHeader::parse(&b).unwrap();
+    assert_eq!(h.verify_stored(), Ok(()), "the builder's zero prefix carries its CRC");
     let prefix = BatchHeader::broker_fields(h.batch_length, Offset(500), RaftTerm(4), RaftIndex(77));
     b[..BROKER_FIELDS_LEN].copy_from_slice(&prefix);
     let batch = validate(&b).unwrap();
@@ -1431,6 +1499,108 @@ fn broker_fields_work_on_control_batches() {
     assert_eq!(batch.header().next_offset(), Offset(500));
     assert_eq!(batch.header().raft_term, RaftTerm(4));
     assert_eq!(batch.header().raft_index, RaftIndex(77));
+    assert_eq!(verify_stored(&b).unwrap(), batch);
+}
+
+/// The prefix CRC is checked on stored batches only. A producer's batch is accepted by
+/// `validate` whatever its prefix holds (the broker overwrites it, and a client need not compute
+/// the CRC); `verify_stored` and `BatchHeader::verify_stored` reject a prefix that does not
+/// match its CRC with a typed error naming both CRCs.
+#[test]
+fn prefix_crc_mismatch_is_reported_for_stored_batches_only() {
+    let data = sample(Compression::None);
+    let control = control_batch(ControlType::Noop, b"", 9).unwrap().to_vec();
+    for good in [data, control] {
+        let h = BatchHeader::parse(&good).unwrap();
+        assert_eq!(h.prefix_crc, compute_prefix_crc(&good));
+        assert_eq!(verify_stored(&good).unwrap(), validate(&good).unwrap());
+
+        // A raised term, as a bit flip on disk would leave it.
+        let mut bad = good.clone();
+        place(&mut bad, 40, 7, 12);
+        let placed = BatchHeader::parse(&bad).unwrap().prefix_crc;
+        put_u64(&mut bad, field::RAFT_TERM, 7 | 1 << 40);
+        let computed = compute_prefix_crc(&bad);
+        assert_ne!(computed, placed);
+        let want = DecodeError::PrefixCrcMismatch {
+            base_offset: 40,
+            stored: placed,
+            computed,
+        };
+        let batch = validate(&bad).expect("validate ignores the prefix CRC");
+        assert_eq!(batch.header().raft_term, RaftTerm(7 | 1 << 40));
+        assert_eq!(verify_stored(&bad).unwrap_err(), want);
+        assert_eq!(BatchHeader::parse(&bad).unwrap().verify_stored().unwrap_err(), want);
+        assert_eq!(batch.header().computed_prefix_crc(), computed);
+        assert_eq!(
+            want.to_string(),
+            format!("prefix crc mismatch in batch at base offset 40: stored {placed:#010x}, computed {computed:#010x}")
+        );
+
+        // A damaged prefix CRC with intact fields.
+        let mut bad = good.clone();
+        bad[field::PREFIX_CRC + 3] ^= 0x10;
+        assert_eq!(
+            verify_stored(&bad).unwrap_err(),
+            DecodeError::PrefixCrcMismatch {
+                base_offset: 0,
+                stored: h.prefix_crc ^ 0x10,
+                computed: h.prefix_crc,
+            }
+        );
+
+        // A client that leaves the prefix CRC zero: accepted on produce, and the broker's prefix
+        // makes it verify.
+        let mut lazy = good.clone();
+        put_u32(&mut lazy, field::PREFIX_CRC, 0);
+        assert!(validate(&lazy).is_ok());
+        assert!(matches!(
+            verify_stored(&lazy),
+            Err(DecodeError::PrefixCrcMismatch { stored: 0, .. })
+        ));
+        place(&mut lazy, 1, 1, 1);
+        assert!(verify_stored(&lazy).is_ok());
+    }
+}
+
+/// `verify_stored` checks, in order: framing, magic, prefix CRC, batch CRC — so a damaged prefix
+/// is reported as such even when the batch CRC fails too, and an unknown version before either.
+#[test]
+fn verify_stored_checks_magic_then_prefix_crc_then_crc() {
+    let good = sample(Compression::Lz4);
+    let mut bad = good.clone();
+    put_u64(&mut bad, field::RAFT_INDEX, 9);
+    *bad.last_mut().unwrap() ^= 1;
+    assert!(matches!(validate(&bad), Err(DecodeError::CrcMismatch { .. })));
+    assert!(matches!(
+        verify_stored(&bad),
+        Err(DecodeError::PrefixCrcMismatch { .. })
+    ));
+    bad[field::MAGIC] = 2;
+    assert_eq!(validate(&bad).unwrap_err(), DecodeError::UnsupportedVersion(2));
+    assert_eq!(verify_stored(&bad).unwrap_err(), DecodeError::UnsupportedVersion(2));
+    assert_eq!(
+        BatchHeader::parse(&bad).unwrap().verify_stored(),
+        Err(DecodeError::UnsupportedVersion(2))
+    );
+    // Framing comes first: a stored batch cut short is `Truncated`, not a CRC error.
+    assert!(matches!(
+        verify_stored(&good[..good.len() - 1]),
+        Err(DecodeError::Truncated { .. })
+    ));
+}
+
+/// `compute_prefix_crc` hashes the first 28 bytes and never panics on a short buffer.
+#[test]
+fn compute_prefix_crc_covers_bytes_0_to_28() {
+    // Cross-checked with Python's `zlib.crc32(bytes(28))`.
+    assert_eq!(compute_prefix_crc(&[0u8; 28]), 0x8070_77e9);
+    assert_eq!(compute_prefix_crc(&[0u8; HEADER_LEN]), 0x8070_77e9);
+    let mut b = [0u8; HEADER_LEN];
+    b[field::PREFIX_CRC..].fill(0xa5);
+    assert_eq!(compute_prefix_crc(&b), 0x8070_77e9, "bytes from 28 on are not covered");
+    assert_eq!(compute_prefix_crc(&[]), 0);
+    let _ = compute_prefix_crc(&[1, 2, 3]);
 }
 
 /// Regression: `last_offset` and record offsets added to the base offset without overflow
@@ -1453,9 +1623,9 @@ fn base_offset_near_u64_max_does_not_overflow() {
 
 #[test]
 fn header_layout_is_pinned() {
-    assert_eq!(HEADER_LEN, 73);
+    assert_eq!(HEADER_LEN, 77);
     assert_eq!(LENGTH_PREFIX_LEN, 12);
-    assert_eq!(BROKER_FIELDS_LEN, 28);
+    assert_eq!(BROKER_FIELDS_LEN, 32);
     assert_eq!(CONTROL_TYPE_LEN, 2);
     assert_eq!(FORMAT_VERSION, 1);
     let offsets = [
@@ -1463,16 +1633,17 @@ fn header_layout_is_pinned() {
         (field::BATCH_LENGTH, 8),
         (field::RAFT_TERM, 12),
         (field::RAFT_INDEX, 20),
-        (field::MAGIC, 28),
-        (field::CRC, 29),
-        (field::ATTRIBUTES, 33),
-        (field::LAST_OFFSET_DELTA, 35),
-        (field::FIRST_TIMESTAMP, 39),
-        (field::MAX_TIMESTAMP, 47),
-        (field::PRODUCER_ID, 55),
-        (field::PRODUCER_EPOCH, 63),
-        (field::BASE_SEQUENCE, 65),
-        (field::RECORD_COUNT, 69),
+        (field::PREFIX_CRC, 28),
+        (field::MAGIC, 32),
+        (field::CRC, 33),
+        (field::ATTRIBUTES, 37),
+        (field::LAST_OFFSET_DELTA, 39),
+        (field::FIRST_TIMESTAMP, 43),
+        (field::MAX_TIMESTAMP, 51),
+        (field::PRODUCER_ID, 59),
+        (field::PRODUCER_EPOCH, 67),
+        (field::BASE_SEQUENCE, 69),
+        (field::RECORD_COUNT, 73),
     ];
     for (got, want) in offsets {
         assert_eq!(got, want);
@@ -1484,6 +1655,7 @@ fn header_layout_is_pinned() {
         batch_length: 0x1112_1314,
         raft_term: RaftTerm(0x2122_2324_2526_2728),
         raft_index: RaftIndex(0x3132_3334_3536_3738),
+        prefix_crc: 0x393a_3b3c,
         magic: 0x41,
         crc: 0x5152_5354,
         attributes: Attributes(0x6162),
@@ -1498,19 +1670,43 @@ fn header_layout_is_pinned() {
     let mut buf = [0u8; HEADER_LEN + 3];
     header.write(&mut buf);
     let expected = "\
-        0102030405060708 11121314 2122232425262728 3132333435363738 41 51525354 6162 71727374 \
+        0102030405060708 11121314 2122232425262728 3132333435363738 393a3b3c 41 51525354 6162 71727374 \
         0a0b0c0d0e0f1a1b fffffffffffffffe 1c1d1e1f2a2b2c2d 3a3b 4a4b4c4d 5a5b5c5d 000000";
     assert_eq!(hex(&buf), expected.replace(' ', ""));
     assert_eq!(BatchHeader::parse(&buf), Ok(header));
     assert_eq!(header.total_len(), 0x1112_1314 + 12);
+    // `write` writes the prefix CRC as given; `broker_fields` computes it, over bytes 0..28.
+    let prefix = BatchHeader::broker_fields(
+        header.batch_length,
+        header.base_offset,
+        header.raft_term,
+        header.raft_index,
+    );
+    assert_eq!(prefix[..field::PREFIX_CRC], buf[..field::PREFIX_CRC]);
+    // Cross-checked with Python's `zlib.crc32` over bytes 0..28 above.
+    assert_eq!(hex(&prefix[field::PREFIX_CRC..]), "8cd9fa3a");
+    assert_eq!(prefix[field::PREFIX_CRC..], compute_prefix_crc(&buf).to_be_bytes());
+    assert_eq!(header.computed_prefix_crc(), 0x8cd9_fa3a);
+    assert_eq!(header.verify_stored(), Err(DecodeError::UnsupportedVersion(0x41)));
+    let fixed = BatchHeader {
+        magic: FORMAT_VERSION,
+        ..header
+    };
     assert_eq!(
-        BatchHeader::broker_fields(
-            header.batch_length,
-            header.base_offset,
-            header.raft_term,
-            header.raft_index
-        ),
-        buf[..BROKER_FIELDS_LEN]
+        fixed.verify_stored(),
+        Err(DecodeError::PrefixCrcMismatch {
+            base_offset: 0x0102_0304_0506_0708,
+            stored: 0x393a_3b3c,
+            computed: 0x8cd9_fa3a,
+        })
+    );
+    assert_eq!(
+        BatchHeader {
+            prefix_crc: 0x8cd9_fa3a,
+            ..fixed
+        }
+        .verify_stored(),
+        Ok(())
     );
     assert_eq!(peek_total_len(&buf), Some(0x1112_1314 + 12));
     assert_eq!(peek_total_len(&buf[..11]), None);
@@ -1572,26 +1768,39 @@ fn golden_data_batch() {
         )
         .unwrap();
     let mut bytes = builder.finish().unwrap().to_vec();
+    // As produced: a zero prefix with its prefix CRC.
+    assert_eq!(
+        hex(&bytes[..BROKER_FIELDS_LEN]),
+        [
+            "0000000000000000",
+            "00000067",
+            "0000000000000000",
+            "0000000000000000",
+            GOLDEN_DATA_ZERO_PREFIX_CRC
+        ]
+        .concat()
+    );
     let h = BatchHeader::parse(&bytes).unwrap();
     let prefix = BatchHeader::broker_fields(h.batch_length, Offset(100), RaftTerm(3), RaftIndex(42));
     bytes[..BROKER_FIELDS_LEN].copy_from_slice(&prefix);
 
     let expected = [
         // header
-        "0000000000000064", // base_offset 100
-        "00000063",         // batch_length 99 (total 111)
-        "0000000000000003", // raft_term 3
-        "000000000000002a", // raft_index 42
-        "01",               // magic
-        GOLDEN_DATA_CRC,    // crc over bytes 33..111
-        "0000",             // attributes: no codec, create time, data
-        "00000002",         // last_offset_delta 2
-        "0000018bcfe56800", // first_timestamp 1_700_000_000_000
-        "0000018bcfe56805", // max_timestamp 1_700_000_000_005
-        "0000000000000007", // producer_id 7
-        "0002",             // producer_epoch 2
-        "00000005",         // base_sequence 5
-        "00000003",         // record_count 3
+        "0000000000000064",     // base_offset 100
+        "00000067",             // batch_length 103 (total 115)
+        "0000000000000003",     // raft_term 3
+        "000000000000002a",     // raft_index 42
+        GOLDEN_DATA_PREFIX_CRC, // prefix_crc over bytes 0..28
+        "01",                   // magic
+        GOLDEN_DATA_CRC,        // crc over bytes 37..115
+        "0000",                 // attributes: no codec, create time, data
+        "00000002",             // last_offset_delta 2
+        "0000018bcfe56800",     // first_timestamp 1_700_000_000_000
+        "0000018bcfe56805",     // max_timestamp 1_700_000_000_005
+        "0000000000000007",     // producer_id 7
+        "0002",                 // producer_epoch 2
+        "00000005",             // base_sequence 5
+        "00000003",             // record_count 3
         // record 0: length 14 (zigzag 0x1c), attrs, ts delta 0, offset delta 0, key "k1", value "v1",
         //           1 header ("h" = "x")
         "1c",
@@ -1633,46 +1842,71 @@ fn golden_data_batch() {
     .concat();
     assert_eq!(hex(&bytes), expected);
 
-    let batch = validate(&bytes).unwrap();
+    let batch = verify_stored(&bytes).unwrap();
+    assert_eq!(batch, validate(&bytes).unwrap());
     let recs: Vec<_> = batch.records().unwrap().map(Result::unwrap).collect();
     assert_eq!(recs.len(), 3);
     assert_eq!(recs[2].offset, Offset(102));
     assert_eq!(recs[2].timestamp, 1_699_999_999_997);
 }
 
-/// Cross-checked with Python's `zlib.crc32` (CRC-32/IEEE) over bytes 33..111.
+/// Cross-checked with Python's `zlib.crc32` (CRC-32/IEEE) over bytes 37..115.
 const GOLDEN_DATA_CRC: &str = "9486f157";
+/// Cross-checked with Python's `zlib.crc32` over bytes 0..28 of the placed batch.
+const GOLDEN_DATA_PREFIX_CRC: &str = "40e1c52d";
+/// Cross-checked with Python's `zlib.crc32` over bytes 0..28 as produced (all zero but
+/// `batch_length`).
+const GOLDEN_DATA_ZERO_PREFIX_CRC: &str = "d3075cac";
 
 #[test]
 fn golden_control_batch() {
     let mut bytes = control_batch(ControlType::RaftConfChange, b"\xca\xfe", 1_700_000_000_000)
         .unwrap()
         .to_vec();
+    // As produced: a zero prefix with its prefix CRC.
+    assert_eq!(
+        hex(&bytes[..BROKER_FIELDS_LEN]),
+        [
+            "0000000000000000",
+            "00000045",
+            "0000000000000000",
+            "0000000000000000",
+            GOLDEN_CONTROL_ZERO_PREFIX_CRC
+        ]
+        .concat()
+    );
     let h = BatchHeader::parse(&bytes).unwrap();
     let prefix = BatchHeader::broker_fields(h.batch_length, Offset(103), RaftTerm(3), RaftIndex(43));
     bytes[..BROKER_FIELDS_LEN].copy_from_slice(&prefix);
     let expected = [
-        "0000000000000067", // base_offset 103 (the next data offset)
-        "00000041",         // batch_length 65 (total 77)
-        "0000000000000003", // raft_term 3
-        "000000000000002b", // raft_index 43
-        "01",               // magic
-        GOLDEN_CONTROL_CRC, // crc over bytes 33..77
-        "0020",             // attributes: control
-        "00000000",         // last_offset_delta 0
-        "0000018bcfe56800", // first_timestamp
-        "0000018bcfe56800", // max_timestamp
-        "ffffffffffffffff", // producer_id -1
-        "ffff",             // producer_epoch -1
-        "ffffffff",         // base_sequence -1
-        "00000000",         // record_count 0
-        "0001",             // control type: RaftConfChange
-        "cafe",             // payload
+        "0000000000000067",        // base_offset 103 (the next data offset)
+        "00000045",                // batch_length 69 (total 81)
+        "0000000000000003",        // raft_term 3
+        "000000000000002b",        // raft_index 43
+        GOLDEN_CONTROL_PREFIX_CRC, // prefix_crc over bytes 0..28
+        "01",                      // magic
+        GOLDEN_CONTROL_CRC,        // crc over bytes 37..81
+        "0020",                    // attributes: control
+        "00000000",                // last_offset_delta 0
+        "0000018bcfe56800",        // first_timestamp
+        "0000018bcfe56800",        // max_timestamp
+        "ffffffffffffffff",        // producer_id -1
+        "ffff",                    // producer_epoch -1
+        "ffffffff",                // base_sequence -1
+        "00000000",                // record_count 0
+        "0001",                    // control type: RaftConfChange
+        "cafe",                    // payload
     ]
     .concat();
     assert_eq!(hex(&bytes), expected);
     assert!(validate(&bytes).is_ok());
+    assert!(verify_stored(&bytes).is_ok());
 }
 
-/// Cross-checked with Python's `zlib.crc32` (CRC-32/IEEE) over bytes 33..77.
+/// Cross-checked with Python's `zlib.crc32` (CRC-32/IEEE) over bytes 37..81.
 const GOLDEN_CONTROL_CRC: &str = "0edee293";
+/// Cross-checked with Python's `zlib.crc32` over bytes 0..28 of the placed batch.
+const GOLDEN_CONTROL_PREFIX_CRC: &str = "b667d565";
+/// Cross-checked with Python's `zlib.crc32` over bytes 0..28 as produced (all zero but
+/// `batch_length`).
+const GOLDEN_CONTROL_ZERO_PREFIX_CRC: &str = "2998fe91";

@@ -85,6 +85,8 @@ pub struct LogConfig {
     /// What recovery may cut. Default [`RecoveryMode::TolerateTornTail`].
     pub recovery: RecoveryMode,
     /// Verify each batch's CRC when reading it back. Default true: nothing corrupt is served.
+    /// (Each header's prefix CRC, which guards the base offset, length, Raft term and index, is
+    /// checked on every read regardless: it costs a 28-byte hash.)
     pub verify_crc_on_read: bool,
     /// Wall clock.
     pub clock: Clock,

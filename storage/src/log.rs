@@ -325,9 +325,10 @@ impl PartitionLog {
                 ))
             } else {
                 // Control batches take no offset, so a segment that lost trailing control batches
-                // still ends at this base offset: only the Raft index shows the gap (and a damaged
-                // term, outside the CRC, only the term). Unchecked, this segment's first batch
-                // would be cut as a damaged tail, with everything after it.
+                // still ends at this base offset: only the Raft index (or a term going down) shows
+                // the gap. Unchecked, this segment's first batch would be cut as a damaged tail,
+                // with everything after it. A first batch that is itself damaged (its CRCs fail)
+                // proves nothing about the gap; the scan of this segment deals with it.
                 match crate::segment::first_batch_header(&dir, base)? {
                     Some(h) if h.base_offset == base && (h.raft_index != next.1 || h.raft_term < next.2) => {
                         Some(format!(
@@ -886,7 +887,7 @@ impl PartitionLog {
                 if h.is_control() || h.max_timestamp < timestamp {
                     continue;
                 }
-                let batch = RecordBatch::verify_crc(bytes, &crate::segment::disk_limits())
+                let batch = RecordBatch::verify_stored(bytes, &crate::segment::disk_limits())
                     .map_err(|e| Error::corrupt(&seg.log_path, pos, e.to_string()))?;
                 let records = batch
                     .records()

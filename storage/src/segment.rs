@@ -81,8 +81,9 @@ pub(crate) struct IndexHit {
 
 impl IndexHit {
     /// Checks that `h`, found at `pos`, is the batch expected there — `self` for the first
-    /// batch read, then [`IndexHit::after`] the previous one. Base offset and Raft index are
-    /// outside the batch CRC, so a reader walking from an index entry checks every step.
+    /// batch read, then [`IndexHit::after`] the previous one. The prefix CRC vouches for a
+    /// header's base offset and Raft index, but not for the index entry that led to it, so a
+    /// reader walking from an index entry checks every step.
     pub fn check(&self, path: &Path, pos: u64, h: &BatchHeader) -> Result<()> {
         if h.base_offset != self.base_offset || h.raft_index != self.raft_index {
             return Err(Error::corrupt(
@@ -107,7 +108,7 @@ impl IndexHit {
     }
 }
 
-/// The header of the first batch of segment `base` if that batch is whole and passes its CRC;
+/// The header of the first batch of segment `base` if that batch is whole and passes its CRCs;
 /// `None` if the file is empty or the batch is damaged (the scan on open deals with that).
 pub(crate) fn first_batch_header(dir: &Path, base: Offset) -> Result<Option<BatchHeader>> {
     let path = dir.join(segment_file_name(base, LOG_SUFFIX));
@@ -168,9 +169,11 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// The next batch: its position, header and bytes. `Ok(None)` at the end. A batch that does
-    /// not frame, or (with CRC verification on) fails its CRC, is a [`Error::Corruption`] at its
-    /// position; the cursor does not advance past it.
+    /// The next batch: its position, header and bytes. `Ok(None)` at the end. A batch whose
+    /// header fails [`BatchHeader::verify_stored`] (format version, prefix CRC: always checked,
+    /// it is a 28-byte hash), that does not frame, or (with CRC verification on) that fails
+    /// [`RecordBatch::verify_stored`] is a [`Error::Corruption`] at its position; the cursor does
+    /// not advance past it.
     pub fn next_batch(&mut self) -> Result<Option<(u64, BatchHeader, Bytes)>> {
         if self.pos >= self.end {
             return Ok(None);
@@ -187,8 +190,7 @@ impl<'a> Cursor<'a> {
             self.fill(HEADER_LEN)?;
         }
         let off = (self.pos - self.chunk_start) as usize;
-        let header =
-            BatchHeader::parse(&self.chunk[off..]).map_err(|e| Error::corrupt(self.path, self.pos, e.to_string()))?;
+        let header = parse_stored_header(&self.chunk[off..], self.path, self.pos)?;
         let total = header.total_len() as u64;
         if total < HEADER_LEN as u64 || total > MAX_SEGMENT_BYTES {
             return Err(Error::corrupt(
@@ -211,13 +213,24 @@ impl<'a> Cursor<'a> {
         let off = (self.pos - self.chunk_start) as usize;
         let bytes = self.chunk.slice(off..off + total);
         if self.verify_crc {
-            RecordBatch::verify_crc(bytes.clone(), &disk_limits())
+            RecordBatch::verify_stored(bytes.clone(), &disk_limits())
                 .map_err(|e| Error::corrupt(self.path, self.pos, e.to_string()))?;
         }
         let pos = self.pos;
         self.pos += total as u64;
         Ok(Some((pos, header, bytes)))
     }
+}
+
+/// Parses the header at the start of `buf`, read from `path` at `pos`, and checks what a stored
+/// header must satisfy ([`BatchHeader::verify_stored`]): a damaged base offset, length, term or
+/// index is a [`Error::Corruption`], never a value.
+pub(crate) fn parse_stored_header(buf: &[u8], path: &Path, pos: u64) -> Result<BatchHeader> {
+    let header = BatchHeader::parse(buf).map_err(|e| Error::corrupt(path, pos, e.to_string()))?;
+    header
+        .verify_stored()
+        .map_err(|e| Error::corrupt(path, pos, e.to_string()))?;
+    Ok(header)
 }
 
 /// A segment.
@@ -399,7 +412,7 @@ impl Segment {
         Ok(())
     }
 
-    /// Walks from the last offset-index entry to the end of the log, checking each batch (CRC,
+    /// Walks from the last offset-index entry to the end of the log, checking each batch (CRCs,
     /// contiguity) and recomputing `next_offset`, `next_index`, `last_term`, `max_timestamp`.
     /// Used to open sealed segments and after truncation.
     fn recompute_tail(&mut self) -> Result<()> {
@@ -595,9 +608,10 @@ impl Segment {
     }
 
     /// Appends `batch` with the broker-owned header fields set to `base_offset`, `term` and
-    /// `index` (written in place of the batch's own first [`BROKER_FIELDS_LEN`] bytes, which the
-    /// CRC does not cover). Returns the batch's position. On a write error the file is cut back
-    /// to its previous length; if even that fails the error comes with `fatal = true`.
+    /// `index` and their prefix CRC (written in place of the batch's own first
+    /// [`BROKER_FIELDS_LEN`] bytes, which the batch CRC does not cover). Returns the batch's
+    /// position. On a write error the file is cut back to its previous length; if even that
+    /// fails the error comes with `fatal = true`.
     pub fn append(
         &mut self,
         batch: &RecordBatch,
@@ -621,6 +635,7 @@ impl Segment {
         header.base_offset = base_offset;
         header.raft_term = term;
         header.raft_index = index;
+        header.prefix_crc = header.computed_prefix_crc();
         let prefix = BatchHeader::broker_fields(header.batch_length, base_offset, term, index);
         let pos = self.size;
         let mut bufs = [IoSlice::new(&prefix), IoSlice::new(&bytes[BROKER_FIELDS_LEN..])];
@@ -737,10 +752,11 @@ impl Segment {
 
     /// The position and header of the batch with Raft index `index`, which must lie in this
     /// segment: reads headers only, walking from the index entry at or before it and checking
-    /// each step against the index.
+    /// each header's prefix CRC and each step against the index.
     ///
     /// # Errors
-    /// [`Error::Corruption`] if the batch is not where the index and the headers say.
+    /// [`Error::Corruption`] if a header on the way is damaged or the batch is not where the
+    /// index and the headers say.
     pub fn find_raft_index(&self, index: RaftIndex) -> Result<(u64, BatchHeader)> {
         let mut expect = self.index_for_raft_index(index);
         let mut buf = [0u8; HEADER_LEN];
@@ -749,7 +765,7 @@ impl Segment {
             self.log
                 .read_exact_at(&mut buf, pos)
                 .map_err(Error::io("read", &self.log_path))?;
-            let h = BatchHeader::parse(&buf).map_err(|e| Error::corrupt(&self.log_path, pos, e.to_string()))?;
+            let h = parse_stored_header(&buf, &self.log_path, pos)?;
             expect.check(&self.log_path, pos, &h)?;
             if h.raft_index == index {
                 return Ok((pos, h));

@@ -9,9 +9,10 @@
 //! reproduces; each test collects all failing cases (a panic inside the storage code counts as
 //! one) and reports them together.
 //!
-//! One gap is tolerated explicitly: the broker-owned header prefix (base offset, length, term,
-//! index) is outside the batch CRC, and of those four only the term has no other check but
-//! "never decreases". A flipped term bit can therefore survive recovery; see [`TERM_FIELD`].
+//! No gap is tolerated: the broker-owned header prefix (base offset, length, term, index) is
+//! outside the batch CRC but covered by its own prefix CRC, so a flipped term bit — which
+//! nothing else would catch when it raises the term — is found like any other damage (see
+//! [`TERM_FIELD`]).
 
 mod common;
 
@@ -29,11 +30,9 @@ use strata_storage::{Error, LogConfig, PartitionLog, RecoveryMode, RecoveryRepor
 const SEED: u64 = 0x5eed_c044;
 /// Batches in the fixture, at least; more are added until the active segment holds three.
 const MIN_BATCHES: u64 = 150;
-/// Bytes of a batch header holding the Raft term: outside the CRC, and only checked for not
-/// decreasing. A flip there can go unnoticed (a known gap of the format, not of recovery).
+/// Bytes of a batch header holding the Raft term: outside the batch CRC, and but for the prefix
+/// CRC only checked for not decreasing. The tests count flips there to show they are all caught.
 const TERM_FIELD: Range<usize> = field::RAFT_TERM..field::RAFT_TERM + 8;
-/// Bytes of a batch header holding the Raft index.
-const RAFT_INDEX_FIELD: Range<usize> = field::RAFT_INDEX..field::RAFT_INDEX + 8;
 
 /// One stored batch of the fixture.
 #[derive(Debug, Clone)]
@@ -289,28 +288,19 @@ struct Expect {
     /// Lookups may fail with a corruption error instead of answering (damage that recovery did
     /// not see); they must never answer wrongly.
     errors_allowed: bool,
-    /// Entry whose term field was flipped: its term may differ (see [`TERM_FIELD`]).
-    term_flipped: Option<u64>,
     /// Entries (0-based) whose lookups to check one by one; the rest are sampled.
     focus: Range<usize>,
 }
 
-/// Whether `actual` is exactly the bytes of `expected` back to back, ignoring the term field of
-/// the entry `term_flipped`.
-fn same_batches(actual: &[u8], expected: &[&Entry], term_flipped: Option<u64>) -> bool {
+/// Whether `actual` is exactly the bytes of `expected` back to back.
+fn same_batches(actual: &[u8], expected: &[&Entry]) -> bool {
     let total: usize = expected.iter().map(|e| e.bytes.len()).sum();
     if actual.len() != total {
         return false;
     }
     let mut at = 0;
     for e in expected {
-        let got = &actual[at..at + e.bytes.len()];
-        let ok = if term_flipped == Some(e.index) {
-            got[..TERM_FIELD.start] == e.bytes[..TERM_FIELD.start] && got[TERM_FIELD.end..] == e.bytes[TERM_FIELD.end..]
-        } else {
-            got == &e.bytes[..]
-        };
-        if !ok {
+        if actual[at..at + e.bytes.len()] != e.bytes[..] {
             return false;
         }
         at += e.bytes.len();
@@ -382,7 +372,7 @@ fn check_log(log: &PartitionLog, fx: &Fixture, x: &Expect) -> Result<(), String>
         ));
     }
     let expected_last_term = live.last().map_or(0, |e| e.term);
-    if x.term_flipped.is_none_or(|k| k as usize != n) && log.last_term() != RaftTerm(expected_last_term) {
+    if log.last_term() != RaftTerm(expected_last_term) {
         return Err(format!("last term {} expected {expected_last_term}", log.last_term()));
     }
     let mut rng = XorShift::new(SEED ^ n as u64);
@@ -397,7 +387,9 @@ fn check_log(log: &PartitionLog, fx: &Fixture, x: &Expect) -> Result<(), String>
             |got| {
                 got.len() == n
                     && got.iter().zip(live).all(|(g, e)| {
-                        g.header.raft_index == RaftIndex(e.index) && same_batches(&g.bytes, &[e], x.term_flipped)
+                        g.header.raft_index == RaftIndex(e.index)
+                            && g.header.raft_term == RaftTerm(e.term)
+                            && same_batches(&g.bytes, &[e])
                     })
             },
         )?;
@@ -411,16 +403,14 @@ fn check_log(log: &PartitionLog, fx: &Fixture, x: &Expect) -> Result<(), String>
             || format!("entries({0}, {0}+1)", e.index),
             log.entries(RaftIndex(e.index), RaftIndex(e.index + 1), 1),
             x.errors_allowed,
-            |got| got.len() == 1 && same_batches(&got[0].bytes, &[e], x.term_flipped),
+            |got| got.len() == 1 && same_batches(&got[0].bytes, &[e]),
         )?;
-        if x.term_flipped != Some(e.index) {
-            judge(
-                || format!("term({})", e.index),
-                log.term(RaftIndex(e.index)),
-                x.errors_allowed,
-                |t| *t == RaftTerm(e.term),
-            )?;
-        }
+        judge(
+            || format!("term({})", e.index),
+            log.term(RaftIndex(e.index)),
+            x.errors_allowed,
+            |t| *t == RaftTerm(e.term),
+        )?;
     }
     judge(
         || "term(0)".into(),
@@ -445,11 +435,7 @@ fn check_log(log: &PartitionLog, fx: &Fixture, x: &Expect) -> Result<(), String>
                 || format!("read({off}, {max_bytes})"),
                 log.read(Offset(off), max_bytes, Offset(end)),
                 x.errors_allowed,
-                |r| {
-                    r.batches == want.len()
-                        && r.next_offset == Offset(want_next)
-                        && same_batches(&r.bytes, &want, x.term_flipped)
-                },
+                |r| r.batches == want.len() && r.next_offset == Offset(want_next) && same_batches(&r.bytes, &want),
             )?;
         }
     }
@@ -565,7 +551,6 @@ fn active_segment_cut_anywhere_recovers_the_prefix_before_the_cut() {
                 &Expect {
                     n,
                     errors_allowed: false,
-                    term_flipped: None,
                     focus,
                 },
             )?;
@@ -602,57 +587,38 @@ fn active_segment_bit_flips_never_serve_wrong_data() {
         .map(|b| (last.pos + b, rng.below(8) as u32))
         .collect();
     flips.extend((0..80).map(|_| (rng.below(seg.len), rng.below(8) as u32)));
-    // Every header of the segment, a byte in each field.
+    // Every header of the segment, a byte in each field: base offset, batch length, term,
+    // index, prefix CRC (first and last bytes), magic, CRC, attributes, first timestamp, the
+    // last byte of the header.
     for e in &fx.entries[seg.entries.clone()] {
-        for b in [0, 7, 8, 11, 12, 19, 20, 27, 28, 29, 33, 40, 72] {
+        for b in [0, 7, 8, 11, 12, 19, 20, 27, 28, 31, 32, 33, 37, 44, 76] {
             flips.push((e.pos + b, rng.below(8) as u32));
         }
     }
     let mut cases = Cases::default();
-    let mut term_flips_survived = 0;
+    let mut term_flips = 0;
     for (k, &(pos, bit)) in flips.iter().enumerate() {
         let hit = fx.entries[seg.entries.clone()]
             .iter()
             .find(|e| e.pos <= pos && pos < e.pos + e.len())
             .unwrap()
             .clone();
-        let in_term = TERM_FIELD.contains(&((pos - hit.pos) as usize));
-        // The first batch's Raft index and term tie the segment to the one before: when they do
-        // not follow on, the sealed segment before may be the damaged one (lost trailing control
-        // batches, a raised term), so open fails rather than cut all of this segment (see
-        // `sealed_segment_missing_its_trailing_control_batch_fails_open`).
-        let at = (pos - hit.pos) as usize;
-        let prev_term = fx.entries[hit.index as usize - 2].term;
-        let mut header = hit.bytes[..HEADER_LEN].to_vec();
-        header[at.min(HEADER_LEN - 1)] ^= 1 << bit;
-        let flipped_term = BatchHeader::parse(&header).unwrap().raft_term.0;
-        let breaks_chain =
-            hit.pos == 0 && (RAFT_INDEX_FIELD.contains(&at) || (TERM_FIELD.contains(&at) && flipped_term < prev_term));
+        // Every byte of a batch is covered by one of its CRCs — the broker-owned prefix (base
+        // offset, length, term, index) by the prefix CRC, the rest by the batch CRC — so any
+        // flip is caught and cut exactly at its batch. That includes the segment's first batch,
+        // whose index and term also tie the segment to the one before: a damaged first batch
+        // proves nothing about the previous segment and is cut like any other.
+        if TERM_FIELD.contains(&((pos - hit.pos) as usize)) {
+            term_flips += 1;
+        }
         cases.run(
             format!("flip bit {bit} at {pos} (entry {} + {})", hit.index, pos - hit.pos),
             || {
                 let s = fx.copy();
                 flip_bit(&s.file(seg.base, LOG_SUFFIX), pos, bit);
-                let opened = open(&s.0, RecoveryMode::TolerateTornTail);
-                if breaks_chain {
-                    return match opened {
-                        Err(e) if e.is_corruption() => Ok(()),
-                        Err(e) => Err(format!("open: {e}")),
-                        Ok((_, report)) => Err(format!("open succeeded: {report:?}")),
-                    };
-                }
-                let (log, report) = opened.map_err(|e| format!("open: {e}"))?;
+                let (log, report) = open(&s.0, RecoveryMode::TolerateTornTail).map_err(|e| format!("open: {e}"))?;
                 let n = log.next_index().0 as usize - 1;
-                if in_term {
-                    // Caught only if the term now decreases somewhere; otherwise the entry keeps a
-                    // wrong term and everything else must still be exact.
-                    if n + 1 < hit.index as usize {
-                        return Err(format!("cut before the damaged entry: {report:?}"));
-                    }
-                    if n >= hit.index as usize {
-                        term_flips_survived += 1;
-                    }
-                } else if n + 1 != hit.index as usize || report.cuts.len() != 1 || report.cuts[0].position != hit.pos {
+                if n + 1 != hit.index as usize || report.cuts.len() != 1 || report.cuts[0].position != hit.pos {
                     return Err(format!(
                         "expected a cut at entry {} (byte {}), got next index {} {report:?}",
                         hit.index,
@@ -666,18 +632,20 @@ fn active_segment_bit_flips_never_serve_wrong_data() {
                     &Expect {
                         n,
                         errors_allowed: false,
-                        term_flipped: in_term.then_some(hit.index),
                         focus: if k % 16 == 0 { 0..n } else { seg.entries.start..n },
                     },
                 )?;
-                if k % 8 == 0 && !in_term {
+                if k % 8 == 0 {
                     check_appends_after(log, &fx, n)?;
                 }
                 Ok(())
             },
         );
     }
-    eprintln!("{term_flips_survived} term-field flips went unnoticed (the term is outside the CRC)");
+    eprintln!(
+        "{} flips, {term_flips} of them in a term field: each cut at its batch",
+        flips.len()
+    );
     cases.finish();
 }
 
@@ -704,7 +672,7 @@ fn sealed_segment_bit_flips_are_errors_never_wrong_data() {
         for e in &fx.entries[seg.entries.clone()] {
             // The middle of the batch, a byte of each header field, and a random byte.
             flips.push((seg.clone(), e.pos + e.len() / 2, rng.below(8) as u32));
-            for b in [0, 8, 11, 15, 19, 23, 27, 28, 30, 34, 38, 50, 72] {
+            for b in [0, 8, 11, 15, 19, 23, 27, 29, 32, 34, 38, 42, 54, 76] {
                 flips.push((seg.clone(), e.pos + b.min(e.len() - 1), rng.below(8) as u32));
             }
             flips.push((seg.clone(), e.pos + rng.below(e.len()), rng.below(8) as u32));
@@ -712,13 +680,16 @@ fn sealed_segment_bit_flips_are_errors_never_wrong_data() {
     }
     let mut cases = Cases::default();
     let (mut failed_open, mut opened) = (0, 0);
+    // Flips in a term field: (open failed, opened).
+    let mut term_flips = (0usize, 0usize);
     for (k, (seg, pos, bit)) in flips.iter().enumerate() {
         let hit = fx.entries[seg.entries.clone()]
             .iter()
             .find(|e| e.pos <= *pos && *pos < e.pos + e.len())
             .unwrap()
             .clone();
-        let in_term = TERM_FIELD.contains(&((pos - hit.pos) as usize));
+        let at = (pos - hit.pos) as usize;
+        let in_term = TERM_FIELD.contains(&at);
         cases.run(
             format!(
                 "flip bit {bit} at {pos} of sealed segment {} (entry {} + {})",
@@ -732,11 +703,28 @@ fn sealed_segment_bit_flips_are_errors_never_wrong_data() {
                 match open(&s.0, RecoveryMode::TolerateTornTail) {
                     Err(e) if e.is_corruption() => {
                         failed_open += 1;
+                        term_flips.0 += usize::from(in_term);
                         Ok(())
                     }
                     Err(e) => Err(format!("open: {e}")),
                     Ok((log, _)) => {
                         opened += 1;
+                        term_flips.1 += usize::from(in_term);
+                        // Open trusts a sealed segment's index and walks only its tail, so the
+                        // damage may pass open; the damaged entry itself is then never served:
+                        // reading it fails its CRCs, and a header-only lookup of its term fails
+                        // the prefix CRC (or the magic byte) when the flip is there.
+                        let idx = RaftIndex(hit.index);
+                        match log.entries(idx, RaftIndex(hit.index + 1), usize::MAX) {
+                            Err(e) if e.is_corruption() => {}
+                            other => return Err(format!("entries({idx}) of the damaged entry: {other:?}")),
+                        }
+                        if at <= field::MAGIC {
+                            match log.term(idx) {
+                                Err(e) if e.is_corruption() => {}
+                                other => return Err(format!("term({idx}) of the damaged entry: {other:?}")),
+                            }
+                        }
                         let n = fx.entries.len();
                         check_log(
                             &log,
@@ -744,7 +732,6 @@ fn sealed_segment_bit_flips_are_errors_never_wrong_data() {
                             &Expect {
                                 n,
                                 errors_allowed: true,
-                                term_flipped: in_term.then_some(hit.index),
                                 focus: if k % 32 == 0 { 0..n } else { seg.entries.clone() },
                             },
                         )
@@ -753,7 +740,12 @@ fn sealed_segment_bit_flips_are_errors_never_wrong_data() {
             },
         );
     }
-    eprintln!("{} flips: open failed {failed_open}, opened {opened}", flips.len());
+    eprintln!(
+        "{} flips: open failed {failed_open}, opened {opened}; of the {} in a term field, open failed {}, the others were refused on lookup",
+        flips.len(),
+        term_flips.0 + term_flips.1,
+        term_flips.0
+    );
     cases.finish();
 }
 
@@ -809,7 +801,6 @@ fn sealed_segment_cut_fails_open_unless_salvaging() {
                         &Expect {
                             n,
                             errors_allowed: false,
-                            term_flipped: None,
                             focus: seg.entries.start..n,
                         },
                     )?;
@@ -896,7 +887,6 @@ fn damaged_sealed_indexes_are_rebuilt_or_caught_never_trusted_wrongly() {
                 // Damage that passed the sanity checks may still be caught at lookup; but a
                 // rebuilt index must answer everything.
                 errors_allowed: report.rebuilt_indexes == 0,
-                term_flipped: None,
                 focus: if k % 32 == 0 { 0..n } else { seg.entries.clone() },
             };
             check_log(&log, &fx, &x)?;
@@ -1017,7 +1007,6 @@ fn orphan_index_files_and_a_stale_tmp_are_removed() {
         &Expect {
             n,
             errors_allowed: false,
-            term_flipped: None,
             focus: 0..n,
         },
     )
@@ -1054,13 +1043,12 @@ fn fixture_is_intact_under_every_recovery_mode() {
             &Expect {
                 n,
                 errors_allowed: false,
-                term_flipped: None,
                 focus: 0..n,
             },
         )
         .unwrap();
     }
-    const { assert!(BROKER_FIELDS_LEN == 28 && TERM_FIELD.end <= BROKER_FIELDS_LEN) };
+    const { assert!(BROKER_FIELDS_LEN == 32 && TERM_FIELD.end <= field::PREFIX_CRC) };
 }
 
 /// A sealed segment that lost its trailing control batches still ends at the next segment's
@@ -1173,10 +1161,10 @@ fn read_checks_the_batch_a_damaged_index_entry_points_to() {
     }
 }
 
-/// The base offset and Raft index of a batch are outside its CRC, and a sealed segment is only
-/// checked from its last index entry on open. A flipped base offset in the middle of one used
-/// to be served as is by `entries`, `read` (as the first batch of a read) and
-/// `offset_for_timestamp`.
+/// The base offset and Raft index of a batch are outside its batch CRC (the prefix CRC covers
+/// them), and a sealed segment is only checked from its last index entry on open. A flipped base
+/// offset in the middle of one used to be served as is by `entries`, `read` (as the first batch
+/// of a read) and `offset_for_timestamp`.
 #[test]
 fn reads_reject_a_sealed_batch_whose_base_offset_is_damaged() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1188,6 +1176,10 @@ fn reads_reject_a_sealed_batch_whose_base_offset_is_damaged() {
     let (log, report) = open(tmp.path(), RecoveryMode::TolerateTornTail).unwrap();
     assert!(report.cuts.is_empty() && report.rebuilt_indexes == 0, "{report:?}");
     let e = log.entries(RaftIndex(3), RaftIndex(4), usize::MAX).unwrap_err();
+    assert!(e.is_corruption(), "{e}");
+    assert!(e.to_string().contains("prefix crc mismatch"), "{e}");
+    // A header-only walk over it fails too.
+    let e = log.term(RaftIndex(3)).unwrap_err();
     assert!(e.is_corruption(), "{e}");
     for off in [6, 7, 8] {
         let e = log.read(Offset(off), 1, log.next_offset()).unwrap_err();
@@ -1204,10 +1196,10 @@ fn reads_reject_a_sealed_batch_whose_base_offset_is_damaged() {
     assert_eq!(log.offset_for_timestamp(5000).unwrap(), Some(Offset(12)));
 }
 
-/// The term is outside the CRC and recovery only checks that it never decreases. A raised term
-/// on the last batch of the last sealed segment passed those checks and made the active
-/// segment's first batch look like a term regression — so the whole active segment was cut as
-/// a torn tail. It must fail open instead.
+/// The term is outside the batch CRC. Before the prefix CRC, recovery only checked that it never
+/// decreases: a raised term on the last batch of the last sealed segment passed, and made the
+/// active segment's first batch look like a term regression — so the whole active segment was cut
+/// as a torn tail. It must fail open instead, and now fails it at the damaged batch itself.
 #[test]
 fn raised_term_at_the_end_of_a_sealed_segment_fails_open_instead_of_dropping_the_active_segment() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1217,12 +1209,22 @@ fn raised_term_at_the_end_of_a_sealed_segment_fails_open_instead_of_dropping_the
     let &(base, pos, _) = batches.iter().rev().find(|b| b.0 != active).unwrap();
     flip_bit(
         &tmp.path().join(segment_file_name(Offset(base), LOG_SUFFIX)),
-        pos + 19,
+        pos + field::RAFT_TERM as u64 + 7,
         3,
     );
 
     let e = open(tmp.path(), RecoveryMode::TolerateTornTail).unwrap_err();
     assert!(e.is_corruption(), "{e}");
+    match &e {
+        Error::Corruption { path, position, reason } => {
+            assert_eq!(
+                (path, *position),
+                (&tmp.path().join(segment_file_name(Offset(base), LOG_SUFFIX)), pos)
+            );
+            assert!(reason.contains("prefix crc mismatch"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
     let e = open(tmp.path(), RecoveryMode::Strict).unwrap_err();
     assert!(e.is_corruption(), "{e}");
 }
