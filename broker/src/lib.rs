@@ -1,7 +1,14 @@
 //! `strata-broker`: the Strata server.
 //!
-//! Not built yet: the wire protocol, listeners, partition replicas and HTTP endpoint arrive with
-//! the single-node broker work. Today this crate only links the storage engine it will serve.
+//! # Layout
+//!
+//! - [`raft`]: partition replicas as Raft groups; today the Raft storage adapter that makes the
+//!   partition's segment log the Raft log.
+//!
+//! Not built yet: the wire protocol, listeners, the Raft driver and HTTP endpoint arrive with the
+//! single-node broker work.
+
+pub mod raft;
 
 /// The broker's version, as reported by `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

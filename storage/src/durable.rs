@@ -109,8 +109,9 @@ pub fn read(path: &Path) -> Result<Option<Vec<u8>>> {
     Ok(Some(payload.to_vec()))
 }
 
-/// Removes a leftover temporary file of `path` (from a crash during [`write_atomic`]).
-pub(crate) fn remove_stale_tmp(path: &Path) {
+/// Removes a leftover temporary file of `path` (from a crash during [`write_atomic`]); call it
+/// before reading `path` on startup. Errors are ignored: the file usually does not exist.
+pub fn remove_stale_tmp(path: &Path) {
     let _ = fs::remove_file(tmp_path(path));
 }
 
