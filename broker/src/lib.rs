@@ -8,7 +8,16 @@
 //! Not built yet: the wire protocol, listeners, the Raft driver and HTTP endpoint arrive with the
 //! single-node broker work.
 
+pub mod api;
+pub mod driver;
+pub mod options;
+pub mod partition;
 pub mod raft;
+pub mod server;
+pub mod topics;
+
+pub use options::{BrokerOptions, TopicDefaults};
+pub use server::run;
 
 /// The broker's version, as reported by `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,592 @@
+//! Request handlers: one function per API, each turning a decoded request into its response.
+//!
+//! Handlers never block: log reads and file-system work go through `spawn_blocking`, appends go
+//! to the Raft driver thread. Every per-partition problem is answered with its error code in the
+//! response; only a broken connection ends a request without one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::join_all;
+use strata_protocol::api::list_offsets::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use strata_protocol::api::*;
+use strata_protocol::codec::OutgoingResponse;
+use strata_protocol::frame::{IncomingRequest, RequestError};
+use strata_protocol::{BatchIter, BatchLimits, DecodeError, ErrorCode, Offset};
+use strata_storage::Error as StorageError;
+use tokio::sync::oneshot;
+
+use crate::driver::Command;
+use crate::partition::Partition;
+use crate::server::Broker;
+use crate::topics::{AdminError, MAX_PARTITIONS, TopicConfig, TopicMeta, partition_dir, validate_name};
+
+/// Longest a fetch may long-poll, whatever it asks for.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+/// Longest a produce may wait for its acks, whatever it asks for.
+const MAX_PRODUCE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Handles one request; `None` means no response is sent (`acks=0` produce).
+pub async fn handle(broker: Arc<Broker>, req: IncomingRequest) -> Option<OutgoingResponse> {
+    let IncomingRequest { header, body } = req;
+    let respond = |body| {
+        Some(OutgoingResponse {
+            correlation_id: header.correlation_id,
+            api_version: header.api_version,
+            body,
+        })
+    };
+    let request = match body {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(api_key = header.api_key, code = %e.code, message = %e.message, "request rejected");
+            return respond(Err(e));
+        }
+    };
+    if broker.shutting_down.is_cancelled() && !matches!(request, Request::ApiVersions(_) | Request::Metadata(_)) {
+        return respond(Err(RequestError {
+            code: ErrorCode::BrokerShuttingDown,
+            message: "the broker is shutting down".into(),
+        }));
+    }
+    let response = match request {
+        Request::ApiVersions(_) => Response::ApiVersions(ApiVersionsResponse::supported()),
+        Request::Metadata(r) => Response::Metadata(metadata(&broker, r).await),
+        Request::CreateTopics(r) => Response::CreateTopics(create_topics(&broker, r).await),
+        Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics(&broker, r).await),
+        Request::Produce(r) => {
+            let silent = r.acks == 0;
+            let resp = produce(&broker, r).await;
+            if silent {
+                return None;
+            }
+            Response::Produce(resp)
+        }
+        Request::Fetch(r) => Response::Fetch(fetch(&broker, r).await),
+        Request::ListOffsets(r) => Response::ListOffsets(list_offsets(&broker, r).await),
+    };
+    respond(Ok(response))
+}
+
+fn leader_id(broker: &Broker, p: &Partition) -> i32 {
+    if p.is_leader() { broker.opts.node_id as i32 } else { -1 }
+}
+
+fn not_leader(p: &Partition) -> ErrorCode {
+    // With one voter, "not leader" only happens while the group elects itself.
+    if p.leader_term() == 0 {
+        ErrorCode::LeaderNotAvailable
+    } else {
+        ErrorCode::NotLeader
+    }
+}
+
+fn log_start(p: &Partition) -> i64 {
+    p.storage.with_log(|l| l.log_start_offset().0 as i64).unwrap_or(-1)
+}
+
+async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
+    let registry = broker.registry.lock().await.clone();
+    let names: Vec<String> = req.topics.unwrap_or_else(|| registry.topics.keys().cloned().collect());
+    let topics = names
+        .into_iter()
+        .map(|name| match registry.topics.get(&name) {
+            None => TopicMetadata {
+                error: ErrorCode::UnknownTopicOrPartition,
+                name,
+                partitions: vec![],
+                configs: vec![],
+            },
+            Some(meta) => TopicMetadata {
+                error: ErrorCode::None,
+                partitions: (0..meta.partitions)
+                    .map(|i| match broker.partition(&name, i as i32) {
+                        Some(p) => PartitionMetadata {
+                            error: if p.is_leader() { ErrorCode::None } else { not_leader(&p) },
+                            partition: i as i32,
+                            leader: leader_id(broker, &p),
+                            leader_term: p.leader_term() as i64,
+                            replicas: vec![broker.opts.node_id as i32],
+                            in_sync: vec![broker.opts.node_id as i32],
+                            log_start_offset: log_start(&p),
+                            high_watermark: p.high_watermark() as i64,
+                        },
+                        None => PartitionMetadata {
+                            error: ErrorCode::LeaderNotAvailable,
+                            partition: i as i32,
+                            leader: -1,
+                            leader_term: 0,
+                            replicas: vec![broker.opts.node_id as i32],
+                            in_sync: vec![],
+                            log_start_offset: -1,
+                            high_watermark: -1,
+                        },
+                    })
+                    .collect(),
+                configs: meta
+                    .config
+                    .entries()
+                    .into_iter()
+                    .map(|(key, value)| ConfigEntry { key, value })
+                    .collect(),
+                name,
+            },
+        })
+        .collect();
+    MetadataResponse {
+        brokers: vec![BrokerMetadata {
+            node_id: broker.opts.node_id as i32,
+            host: broker.advertised.0.clone(),
+            port: broker.advertised.1,
+        }],
+        controller_id: broker.opts.node_id as i32,
+        cluster_id: Some("strata".into()),
+        topics,
+    }
+}
+
+fn topic_result(name: String, r: Result<(), AdminError>) -> TopicResult {
+    match r {
+        Ok(()) => TopicResult {
+            name,
+            error: ErrorCode::None,
+            message: None,
+        },
+        Err(e) => TopicResult {
+            name,
+            error: e.code,
+            message: Some(e.message),
+        },
+    }
+}
+
+async fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    let mut seen = std::collections::HashSet::new();
+    for t in req.topics {
+        let name = t.name.clone();
+        let r = if !seen.insert(name.clone()) {
+            Err(AdminError::new(
+                ErrorCode::InvalidRequest,
+                format!("topic {name} appears twice in the request"),
+            ))
+        } else {
+            create_topic(broker, t, req.validate_only).await
+        };
+        if let Err(e) = &r {
+            tracing::debug!(topic = %name, code = %e.code, message = %e.message, "create topic refused");
+        }
+        results.push(topic_result(name, r));
+    }
+    CreateTopicsResponse { topics: results }
+}
+
+async fn create_topic(broker: &Arc<Broker>, t: CreatableTopic, validate_only: bool) -> Result<(), AdminError> {
+    validate_name(&t.name)?;
+    let defaults = &broker.opts.topic_defaults;
+    let partitions = match t.num_partitions {
+        -1 => defaults.partitions,
+        n if n >= 1 && n as u32 <= MAX_PARTITIONS => n as u32,
+        n => {
+            return Err(AdminError::new(
+                ErrorCode::InvalidPartitions,
+                format!("partition count {n} is not in 1..={MAX_PARTITIONS}"),
+            ));
+        }
+    };
+    match t.replication_factor {
+        -1 | 1 => {}
+        r => {
+            return Err(AdminError::new(
+                ErrorCode::InvalidReplicationFactor,
+                format!("replication factor {r} is larger than the 1 broker available (or below 1)"),
+            ));
+        }
+    }
+    let config = TopicConfig::from_defaults(defaults)
+        .with_overrides(t.configs.iter().map(|c| (c.key.as_str(), c.value.as_str())))?;
+    let mut registry = broker.registry.lock().await;
+    if registry.topics.contains_key(&t.name) {
+        return Err(AdminError::new(
+            ErrorCode::TopicAlreadyExists,
+            format!("topic {} already exists", t.name),
+        ));
+    }
+    if validate_only {
+        return Ok(());
+    }
+    // Registry first, so a crash leaves no partition directory without its topic.
+    let mut next = registry.clone();
+    next.topics.insert(
+        t.name.clone(),
+        TopicMeta {
+            partitions,
+            config: config.clone(),
+        },
+    );
+    let data_dir = broker.opts.data_dir.clone();
+    let saved = next.clone();
+    tokio::task::spawn_blocking(move || saved.save(&data_dir))
+        .await
+        .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?
+        .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("saving the topic registry: {e}")))?;
+    *registry = next;
+    drop(registry);
+    for p in 0..partitions {
+        let (b, name, cfg) = (broker.clone(), t.name.clone(), config.clone());
+        let opened = tokio::task::spawn_blocking(move || b.open_partition(&name, p, &cfg))
+            .await
+            .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?
+            .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("{e:#}")))?;
+        broker
+            .start_partition(opened)
+            .await
+            .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("{e:#}")))?;
+    }
+    tracing::info!(topic = %t.name, partitions, "created topic");
+    Ok(())
+}
+
+async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let mut results = Vec::with_capacity(req.names.len());
+    for name in req.names {
+        let r = delete_topic(broker, &name).await;
+        results.push(topic_result(name, r));
+    }
+    DeleteTopicsResponse { topics: results }
+}
+
+async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
+    let mut registry = broker.registry.lock().await;
+    let Some(meta) = registry.topics.get(name).cloned() else {
+        return Err(AdminError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic {name} does not exist"),
+        ));
+    };
+    let mut next = registry.clone();
+    next.topics.remove(name);
+    let (data_dir, saved) = (broker.opts.data_dir.clone(), next.clone());
+    tokio::task::spawn_blocking(move || saved.save(&data_dir))
+        .await
+        .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?
+        .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("saving the topic registry: {e}")))?;
+    *registry = next;
+    drop(registry);
+    for p in 0..meta.partitions {
+        let removed =
+            broker
+                .partitions
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&crate::partition::PartitionKey {
+                    topic: name.to_string(),
+                    partition: p,
+                });
+        if let Some(part) = removed {
+            let (tx, rx) = oneshot::channel();
+            if broker.driver.send(Command::Remove {
+                key: part.key.clone(),
+                reply: tx,
+            }) {
+                let _ = rx.await;
+            }
+        }
+        let dir = partition_dir(&broker.opts.data_dir, name, p);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+    }
+    tracing::info!(topic = %name, "deleted topic");
+    Ok(())
+}
+
+fn produce_error(partition: i32, error: ErrorCode, message: String, leader_id: i32) -> ProducePartitionResponse {
+    ProducePartitionResponse {
+        partition,
+        error,
+        base_offset: -1,
+        log_append_time: -1,
+        log_start_offset: -1,
+        leader_id,
+        message: Some(message),
+    }
+}
+
+/// Validates the batches of one partition, returning them as raft entry payloads.
+fn validate_batches(records: Bytes, config: &TopicConfig) -> Result<Vec<Bytes>, (ErrorCode, String)> {
+    let max = config.max_message_bytes as usize;
+    let limits = BatchLimits {
+        max_batch_bytes: max,
+        ..BatchLimits::default()
+    };
+    let mut out = Vec::new();
+    for b in BatchIter::new(records, limits) {
+        let b = b.map_err(|e| match e {
+            DecodeError::InvalidBatchLength { length, .. } if length > max as u64 => (
+                ErrorCode::MessageTooLarge,
+                format!("batch of {length} bytes exceeds max.message.bytes {max}"),
+            ),
+            e => (ErrorCode::CorruptBatch, e.to_string()),
+        })?;
+        let h = b.header();
+        if h.is_control() {
+            return Err((
+                ErrorCode::InvalidRequest,
+                "control batches are written by the broker only".into(),
+            ));
+        }
+        let codec = h
+            .attributes
+            .compression()
+            .map_err(|e| (ErrorCode::CorruptBatch, e.to_string()))?;
+        if !config.allows(codec) {
+            return Err((
+                ErrorCode::UnsupportedCompressionType,
+                format!("compression {} is not allowed for this topic", codec.name()),
+            ));
+        }
+        out.push(b.into_bytes());
+    }
+    if out.is_empty() {
+        return Err((ErrorCode::CorruptBatch, "no record batch in the request".into()));
+    }
+    Ok(out)
+}
+
+async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
+    let acks = Acks::from_i16(req.acks);
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64).min(MAX_PRODUCE_TIMEOUT);
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let futs = t.partitions.into_iter().map(|pp| {
+            let name = t.name.clone();
+            async move {
+                let Some(acks) = acks else {
+                    return produce_error(
+                        pp.partition,
+                        ErrorCode::InvalidRequiredAcks,
+                        format!("acks must be -1, 0 or 1, not {}", req.acks),
+                        -1,
+                    );
+                };
+                let Some(p) = broker.partition(&name, pp.partition) else {
+                    return produce_error(
+                        pp.partition,
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("{name}-{} does not exist", pp.partition),
+                        -1,
+                    );
+                };
+                if !p.is_leader() {
+                    return produce_error(
+                        pp.partition,
+                        not_leader(&p),
+                        "this broker is not the leader".into(),
+                        leader_id(broker, &p),
+                    );
+                }
+                let batches = match validate_batches(pp.records, &p.config) {
+                    Ok(b) => b,
+                    Err((code, msg)) => return produce_error(pp.partition, code, msg, leader_id(broker, &p)),
+                };
+                let (tx, rx) = oneshot::channel();
+                if !broker.driver.send(Command::Propose {
+                    key: p.key.clone(),
+                    batches,
+                    acks,
+                    reply: tx,
+                }) {
+                    return produce_error(
+                        pp.partition,
+                        ErrorCode::BrokerShuttingDown,
+                        "the broker is shutting down".into(),
+                        -1,
+                    );
+                }
+                match tokio::time::timeout(timeout, rx).await {
+                    Err(_) => produce_error(
+                        pp.partition,
+                        ErrorCode::RequestTimedOut,
+                        format!("not acknowledged within {timeout:?}"),
+                        leader_id(broker, &p),
+                    ),
+                    Ok(Err(_)) => produce_error(
+                        pp.partition,
+                        ErrorCode::BrokerShuttingDown,
+                        "the broker is shutting down".into(),
+                        -1,
+                    ),
+                    Ok(Ok(Err((code, msg)))) => produce_error(pp.partition, code, msg, leader_id(broker, &p)),
+                    Ok(Ok(Ok(base))) => ProducePartitionResponse {
+                        partition: pp.partition,
+                        error: ErrorCode::None,
+                        base_offset: base.0 as i64,
+                        log_append_time: -1,
+                        log_start_offset: log_start(&p),
+                        leader_id: leader_id(broker, &p),
+                        message: None,
+                    },
+                }
+            }
+        });
+        topics.push(TopicData {
+            name: t.name.clone(),
+            partitions: join_all(futs).await,
+        });
+    }
+    ProduceResponse { topics }
+}
+
+fn storage_code(e: &StorageError) -> ErrorCode {
+    match e {
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        _ => ErrorCode::StorageError,
+    }
+}
+
+/// Reads every requested partition once (blocking; run on the blocking pool).
+fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchPartitionResponse>>, usize) {
+    let mut budget = req.max_bytes.max(0) as usize;
+    let mut total = 0;
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| TopicData {
+            name: t.name.clone(),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|fp| {
+                    let empty = |error, hw, start, leader| FetchPartitionResponse {
+                        partition: fp.partition,
+                        error,
+                        high_watermark: hw,
+                        log_start_offset: start,
+                        leader_id: leader,
+                        records: Bytes::new(),
+                    };
+                    let Some(p) = broker.partition(&t.name, fp.partition) else {
+                        return empty(ErrorCode::UnknownTopicOrPartition, -1, -1, -1);
+                    };
+                    let (hw, start, leader) = (p.high_watermark(), log_start(&p), leader_id(broker, &p));
+                    if !p.is_leader() {
+                        return empty(not_leader(&p), hw as i64, start, leader);
+                    }
+                    if fp.fetch_offset < 0 {
+                        return empty(ErrorCode::OffsetOutOfRange, hw as i64, start, leader);
+                    }
+                    // The first partition with data always gets at least one whole batch.
+                    let max =
+                        (fp.partition_max_bytes.max(0) as usize).min(if total == 0 { usize::MAX } else { budget });
+                    let read = p
+                        .storage
+                        .with_log(|l| l.read(Offset(fp.fetch_offset as u64), max.max(1), Offset(hw)));
+                    match read {
+                        Ok(Ok(r)) => {
+                            total += r.bytes.len();
+                            budget = budget.saturating_sub(r.bytes.len());
+                            FetchPartitionResponse {
+                                partition: fp.partition,
+                                error: ErrorCode::None,
+                                high_watermark: hw as i64,
+                                log_start_offset: start,
+                                leader_id: leader,
+                                records: r.bytes,
+                            }
+                        }
+                        Ok(Err(e)) => empty(storage_code(&e), hw as i64, start, leader),
+                        Err(_) => empty(ErrorCode::StorageError, hw as i64, start, leader),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    (topics, total)
+}
+
+async fn fetch(broker: &Arc<Broker>, req: FetchRequest) -> FetchResponse {
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
+    let req = Arc::new(req);
+    // Subscribe before the first read so an append between the read and the wait still wakes us.
+    let mut watches: Vec<_> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(|fp| broker.partition(&t.name, fp.partition))
+        })
+        .map(|p| p.watch_high_watermark())
+        .collect();
+    loop {
+        let (b, r) = (broker.clone(), req.clone());
+        let Ok((topics, total)) = tokio::task::spawn_blocking(move || read_partitions(&b, &r)).await else {
+            return FetchResponse::default();
+        };
+        let any_error = topics.iter().flat_map(|t| &t.partitions).any(|p| !p.error.is_ok());
+        if total >= req.min_bytes.max(0) as usize
+            || any_error
+            || Instant::now() >= deadline
+            || watches.is_empty()
+            || broker.shutting_down.is_cancelled()
+        {
+            return FetchResponse { topics };
+        }
+        let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = broker.shutting_down.cancelled() => {}
+        }
+        for w in &mut watches {
+            w.mark_unchanged();
+        }
+    }
+}
+
+async fn list_offsets(broker: &Arc<Broker>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for lp in t.partitions {
+            let answer = |error, timestamp, offset, leader_id| ListOffsetsPartitionResponse {
+                partition: lp.partition,
+                error,
+                timestamp,
+                offset,
+                leader_id,
+            };
+            let Some(p) = broker.partition(&t.name, lp.partition) else {
+                partitions.push(answer(ErrorCode::UnknownTopicOrPartition, -1, -1, -1));
+                continue;
+            };
+            let leader = leader_id(broker, &p);
+            if !p.is_leader() {
+                partitions.push(answer(not_leader(&p), -1, -1, leader));
+                continue;
+            }
+            let hw = p.high_watermark();
+            let r = match lp.timestamp {
+                EARLIEST_TIMESTAMP => answer(ErrorCode::None, -1, log_start(&p), leader),
+                LATEST_TIMESTAMP => answer(ErrorCode::None, -1, hw as i64, leader),
+                ts if ts < 0 => answer(ErrorCode::InvalidRequest, -1, -1, leader),
+                ts => {
+                    let p2 = p.clone();
+                    let found =
+                        tokio::task::spawn_blocking(move || p2.storage.with_log(|l| l.offset_for_timestamp(ts))).await;
+                    match found {
+                        Ok(Ok(Ok(Some(o)))) if o.0 < hw => answer(ErrorCode::None, ts, o.0 as i64, leader),
+                        Ok(Ok(Ok(_))) => answer(ErrorCode::None, -1, -1, leader),
+                        _ => answer(ErrorCode::StorageError, -1, -1, leader),
+                    }
+                }
+            };
+            partitions.push(r);
+        }
+        topics.push(TopicData {
+            name: t.name,
+            partitions,
+        });
+    }
+    ListOffsetsResponse { topics }
+}

@@ -1,0 +1,522 @@
+//! The per-broker Raft driver: one thread that owns every local partition's `RawNode`.
+//!
+//! Each cycle it takes every command queued (proposals, new or removed partitions), ticks the
+//! groups when the tick interval has passed, and then handles every group's `Ready` together:
+//!
+//! 1. per group: send early messages (none on a single node), install a snapshot, apply
+//!    committed entries, append new entries to the log;
+//! 2. **group commit**: one fsync per dirty partition, all of them run concurrently on scoped
+//!    threads, while nothing else waits on the driver's locks;
+//! 3. per group: persist the hard state, send persisted messages, `advance`, handle the light
+//!    ready; then answer producers whose batches became durable (`acks=leader`) or committed
+//!    (`acks=all`), and publish the high watermark, which wakes long-polling fetches.
+//!
+//! The order inside each group is the one raft-rs requires (see `raft::storage`'s module docs).
+//! Proposals that arrive while a cycle runs wait in the channel and share the next cycle's fsync.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use ::raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType};
+use ::raft::{Config as RaftConfig, RawNode, StateRole};
+use bytes::Bytes;
+use protobuf::Message as _;
+use strata_protocol::api::Acks;
+use strata_protocol::{ErrorCode, Offset, RaftIndex};
+use strata_storage::Retention;
+use tokio::sync::oneshot;
+
+use crate::partition::{Partition, PartitionKey};
+use crate::raft::PartitionRaftStorage;
+
+/// How a proposal ended.
+pub type ProposeResult = Result<Offset, (ErrorCode, String)>;
+
+/// Work for the driver.
+pub enum Command {
+    /// Start driving a partition (opened by the caller).
+    Add {
+        /// The partition.
+        partition: Arc<Partition>,
+        /// Answered once the group is running.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Stop driving a partition (its files may then be deleted).
+    Remove {
+        /// Which.
+        key: PartitionKey,
+        /// Answered once the group is gone and its log synced.
+        reply: oneshot::Sender<()>,
+    },
+    /// Append validated batches (one Raft entry each) and answer with the first's base offset.
+    Propose {
+        /// Which partition.
+        key: PartitionKey,
+        /// Whole, validated batches.
+        batches: Vec<Bytes>,
+        /// When to answer.
+        acks: Acks,
+        /// The answer (dropped unanswered for `acks=none`).
+        reply: oneshot::Sender<ProposeResult>,
+    },
+    /// Sync everything and stop.
+    Shutdown {
+        /// Answered when done.
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Handle for sending commands to the driver thread.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: SyncSender<Command>,
+}
+
+/// Most commands queued for the driver before senders wait.
+const COMMAND_QUEUE: usize = 65_536;
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(30);
+
+impl DriverHandle {
+    /// Sends a command; `false` if the driver has stopped.
+    pub fn send(&self, cmd: Command) -> bool {
+        self.tx.send(cmd).is_ok()
+    }
+}
+
+/// Starts the driver thread.
+pub fn spawn(node_id: u64, tick: Duration) -> (DriverHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::sync_channel(COMMAND_QUEUE);
+    let handle = std::thread::Builder::new()
+        .name("raft-driver".into())
+        .spawn(move || {
+            Driver {
+                node_id,
+                tick,
+                groups: BTreeMap::new(),
+            }
+            .run(rx)
+        })
+        .expect("spawning the raft driver thread");
+    (DriverHandle { tx }, handle)
+}
+
+struct Waiter {
+    first_index: u64,
+    last_index: u64,
+    base_offset: Option<Offset>,
+    acks: Acks,
+    reply: oneshot::Sender<ProposeResult>,
+}
+
+struct Group {
+    raw: RawNode<PartitionRaftStorage>,
+    partition: Arc<Partition>,
+    /// Producers waiting, by their last entry's index.
+    waiters: BTreeMap<u64, Waiter>,
+    /// Next offset after each appended but not yet committed entry.
+    next_offsets: BTreeMap<u64, Offset>,
+    failed: Option<String>,
+}
+
+struct Driver {
+    node_id: u64,
+    tick: Duration,
+    groups: BTreeMap<PartitionKey, Group>,
+}
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+impl Driver {
+    fn run(mut self, rx: Receiver<Command>) {
+        let mut next_tick = Instant::now() + self.tick;
+        let mut next_retention = Instant::now() + RETENTION_EVERY;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait) {
+                Ok(cmd) => Some(cmd),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.shutdown();
+                    return;
+                }
+            };
+            // Take everything queued: it all shares this cycle's fsync.
+            let mut shutdown = None;
+            for cmd in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                if let Command::Shutdown { reply } = cmd {
+                    shutdown = Some(reply);
+                    break;
+                }
+                self.handle(cmd);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                for g in self.groups.values_mut() {
+                    g.raw.tick();
+                }
+                next_tick = now + self.tick;
+            }
+            self.cycle();
+            if now >= next_retention {
+                self.retention();
+                next_retention = now + RETENTION_EVERY;
+            }
+            if let Some(reply) = shutdown {
+                self.shutdown();
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Add { partition, reply } => {
+                let r = self.add(partition);
+                let _ = reply.send(r);
+            }
+            Command::Remove { key, reply } => {
+                if let Some(mut g) = self.groups.remove(&key) {
+                    g.partition.set_leader(false, g.raw.raft.term);
+                    let _ = g.partition.storage.flush();
+                    for (_, w) in std::mem::take(&mut g.waiters) {
+                        let _ = w.reply.send(Err((
+                            ErrorCode::UnknownTopicOrPartition,
+                            "the topic was deleted".into(),
+                        )));
+                    }
+                }
+                let _ = reply.send(());
+            }
+            Command::Propose {
+                key,
+                batches,
+                acks,
+                reply,
+            } => self.propose(key, batches, acks, reply),
+            Command::Shutdown { .. } => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn add(&mut self, partition: Arc<Partition>) -> Result<(), String> {
+        let store = partition.storage.clone();
+        let e = |e: crate::raft::storage::Error| e.to_string();
+        if !store.is_initialized().map_err(e)? {
+            store
+                .initialize(ConfState {
+                    voters: vec![self.node_id],
+                    ..Default::default()
+                })
+                .map_err(e)?;
+        }
+        let cfg = RaftConfig {
+            id: self.node_id,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            applied: store.applied().map_err(e)?,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: false,
+            pre_vote: true,
+            ..Default::default()
+        };
+        cfg.validate().map_err(|e| e.to_string())?;
+        let mut raw = RawNode::new(&cfg, store, &logger()).map_err(|e| e.to_string())?;
+        // A single voter elects itself at once; with peers, elections follow the ticks.
+        if raw.raft.prs().conf().voters().ids().len() == 1 {
+            raw.campaign().map_err(|e| e.to_string())?;
+        }
+        let key = partition.key.clone();
+        self.groups.insert(
+            key,
+            Group {
+                raw,
+                partition,
+                waiters: BTreeMap::new(),
+                next_offsets: BTreeMap::new(),
+                failed: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn propose(&mut self, key: PartitionKey, batches: Vec<Bytes>, acks: Acks, reply: oneshot::Sender<ProposeResult>) {
+        let Some(g) = self.groups.get_mut(&key) else {
+            let _ = reply.send(Err((
+                ErrorCode::UnknownTopicOrPartition,
+                format!("{}-{} is not hosted here", key.topic, key.partition),
+            )));
+            return;
+        };
+        if let Some(f) = &g.failed {
+            let _ = reply.send(Err((ErrorCode::StorageError, f.clone())));
+            return;
+        }
+        if g.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err((
+                ErrorCode::NotLeader,
+                "this broker is not the partition's leader".into(),
+            )));
+            return;
+        }
+        let first_index = g.raw.raft.raft_log.last_index() + 1;
+        for b in &batches {
+            if let Err(e) = g.raw.propose(Vec::new(), b.to_vec()) {
+                // Earlier batches of this request may already be in the log; they will commit,
+                // but the producer is told the request failed and may retry (idempotent
+                // producers will make such retries safe).
+                let _ = reply.send(Err((ErrorCode::NotLeader, format!("proposal dropped: {e}"))));
+                return;
+            }
+        }
+        let last_index = g.raw.raft.raft_log.last_index();
+        g.waiters.insert(
+            last_index,
+            Waiter {
+                first_index,
+                last_index,
+                base_offset: None,
+                acks,
+                reply,
+            },
+        );
+    }
+
+    /// Handles every group's Ready: see the module docs.
+    fn cycle(&mut self) {
+        // Phase 1: per group, up to appending new entries.
+        let mut readies = Vec::new();
+        for (key, g) in self.groups.iter_mut() {
+            if g.failed.is_some() || !g.raw.has_ready() {
+                continue;
+            }
+            let mut rd = g.raw.ready();
+            // Single node: there are no peers to send messages to.
+            let _ = rd.take_messages();
+            if let Err(e) = Self::persist_before_sync(g, &mut rd) {
+                Self::fail(g, format!("{e}"));
+                continue;
+            }
+            readies.push((key.clone(), rd));
+        }
+        // Phase 2: one fsync per partition whose flush policy wants one now (with `always`,
+        // every partition appended to this cycle; with `interval`, also idle ones whose
+        // oldest unsynced data is old enough), all run at once.
+        let jobs: Vec<_> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.failed.is_none() && g.partition.storage.sync_due().unwrap_or(false))
+            .filter_map(|(key, g)| match g.partition.storage.begin_sync() {
+                Ok(Some(job)) => Some((key.clone(), job)),
+                _ => None,
+            })
+            .collect();
+        let done: Vec<_> = if jobs.len() <= 1 {
+            jobs.into_iter().map(|(k, j)| (k, j.run())).collect()
+        } else {
+            std::thread::scope(|s| {
+                let hs: Vec<_> = jobs.into_iter().map(|(k, j)| (k, s.spawn(move || j.run()))).collect();
+                hs.into_iter()
+                    .map(|(k, h)| (k, h.join().expect("fsync thread does not panic")))
+                    .collect()
+            })
+        };
+        for (key, result) in done {
+            let g = self.groups.get_mut(&key).expect("group present during the cycle");
+            if let Err(e) = g.partition.storage.complete_sync(result) {
+                Self::fail(g, format!("fsync failed: {e}"));
+            }
+        }
+        // Phase 3: hard state, advance, light ready, answers.
+        for (key, rd) in readies {
+            let g = self.groups.get_mut(&key).expect("group present during the cycle");
+            if g.failed.is_some() {
+                continue;
+            }
+            if let Err(e) = Self::persist_after_sync(g, rd) {
+                Self::fail(g, format!("{e}"));
+                continue;
+            }
+            Self::answer(g);
+        }
+    }
+
+    fn persist_before_sync(g: &mut Group, rd: &mut ::raft::Ready) -> Result<(), crate::raft::storage::Error> {
+        let store = g.partition.storage.clone();
+        if !rd.snapshot().is_empty() {
+            store.apply_snapshot(rd.snapshot())?;
+        }
+        Self::apply(g, rd.take_committed_entries())?;
+        let infos = store.append_entries(rd.entries())?;
+        for (e, info) in rd.entries().iter().zip(&infos) {
+            g.next_offsets.insert(e.index, info.next_offset);
+            if let Some(w) = g.waiters.range_mut(e.index..).next().map(|(_, w)| w)
+                && w.first_index == e.index
+            {
+                w.base_offset = Some(info.base_offset);
+            }
+        }
+        Ok(())
+    }
+
+    fn persist_after_sync(g: &mut Group, mut rd: ::raft::Ready) -> Result<(), crate::raft::storage::Error> {
+        let store = g.partition.storage.clone();
+        if let Some(hs) = rd.hs() {
+            store.set_hard_state(hs)?;
+        }
+        let _ = rd.take_persisted_messages();
+        let mut light = g.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            store.set_commit(commit)?;
+        }
+        let _ = light.take_messages();
+        Self::apply(g, light.take_committed_entries())?;
+        g.raw.advance_apply();
+        let leader = g.raw.raft.state == StateRole::Leader;
+        g.partition.set_leader(leader, g.raw.raft.term);
+        Ok(())
+    }
+
+    fn apply(g: &mut Group, entries: Vec<Entry>) -> Result<(), crate::raft::storage::Error> {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        for e in &entries {
+            match e.get_entry_type() {
+                EntryType::EntryConfChange => {
+                    let mut cc = ConfChange::default();
+                    if cc.merge_from_bytes(&e.data).is_ok()
+                        && let Ok(cs) = g.raw.apply_conf_change(&cc)
+                    {
+                        g.partition.storage.set_conf_state(cs, e.index)?;
+                    }
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let mut cc = ConfChangeV2::default();
+                    if cc.merge_from_bytes(&e.data).is_ok()
+                        && let Ok(cs) = g.raw.apply_conf_change(&cc)
+                    {
+                        g.partition.storage.set_conf_state(cs, e.index)?;
+                    }
+                }
+                EntryType::EntryNormal => {}
+            }
+        }
+        g.partition.storage.set_applied(last)?;
+        Ok(())
+    }
+
+    /// Publishes the high watermark and answers waiters that are durable or committed.
+    fn answer(g: &mut Group) {
+        let commit = g.raw.raft.raft_log.committed;
+        let durable = g.partition.storage.durable_index().map_or(0, |d| d.0.saturating_sub(1));
+        let always = g.partition.config.flush() == strata_storage::FlushPolicy::Always;
+        // High watermark: the next offset after the committed entry.
+        if let Some(hw) = Self::offset_after(g, commit) {
+            g.partition.set_high_watermark(hw.0);
+        }
+        g.next_offsets = g.next_offsets.split_off(&(commit + 1));
+        let ready: Vec<u64> = g
+            .waiters
+            .values()
+            .filter(|w| match w.acks {
+                Acks::All | Acks::None => w.last_index <= commit,
+                // `acks=leader` means appended to the leader's log, and durable if the topic's
+                // flush policy is `always`.
+                Acks::Leader => w.base_offset.is_some() && (!always || w.last_index <= durable),
+            })
+            .map(|w| w.last_index)
+            .collect();
+        for idx in ready {
+            let w = g.waiters.remove(&idx).expect("collected above");
+            let r = w.base_offset.ok_or((
+                ErrorCode::UnknownServerError,
+                "offset of an appended batch is unknown".into(),
+            ));
+            let _ = w.reply.send(r);
+        }
+        // Entries truncated away (a new leader overwrote them) will never commit.
+        let last = g.raw.raft.raft_log.last_index();
+        let lost: Vec<u64> = g.waiters.range(last + 1..).map(|(i, _)| *i).collect();
+        for idx in lost {
+            if let Some(w) = g.waiters.remove(&idx) {
+                let _ = w.reply.send(Err((
+                    ErrorCode::NotLeader,
+                    "leadership changed before the batch committed".into(),
+                )));
+            }
+        }
+    }
+
+    fn offset_after(g: &Group, index: u64) -> Option<Offset> {
+        if index == 0 {
+            return g.partition.storage.with_log(|l| l.log_start_offset()).ok();
+        }
+        if let Some(o) = g.next_offsets.get(&index) {
+            return Some(*o);
+        }
+        g.partition
+            .storage
+            .with_log(|l| {
+                if index + 1 == l.first_index().0 {
+                    return Some(l.log_start_offset());
+                }
+                l.entries(RaftIndex(index), RaftIndex(index + 1), 1)
+                    .ok()?
+                    .first()
+                    .map(|b| b.header.next_offset())
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn fail(g: &mut Group, reason: String) {
+        tracing::error!(topic = %g.partition.key.topic, partition = g.partition.key.partition, %reason, "partition failed; restart the broker to recover it");
+        g.partition.set_leader(false, g.raw.raft.term);
+        for (_, w) in std::mem::take(&mut g.waiters) {
+            let _ = w.reply.send(Err((ErrorCode::StorageError, reason.clone())));
+        }
+        g.failed = Some(reason);
+    }
+
+    fn retention(&mut self) {
+        for g in self.groups.values() {
+            let c = &g.partition.config;
+            let r = Retention {
+                bytes: c.retention_bytes,
+                age: c.retention_ms.map(Duration::from_millis),
+            };
+            if r.bytes.is_none() && r.age.is_none() {
+                continue;
+            }
+            match g.partition.storage.apply_retention(&r) {
+                Ok(rep) if rep.segments_deleted > 0 => {
+                    tracing::info!(topic = %g.partition.key.topic, partition = g.partition.key.partition, segments = rep.segments_deleted, bytes = rep.bytes_deleted, "retention deleted segments")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(topic = %g.partition.key.topic, partition = g.partition.key.partition, error = %e, "retention failed")
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for (key, g) in std::mem::take(&mut self.groups) {
+            if let Err(e) = g.partition.storage.flush() {
+                tracing::error!(topic = %key.topic, partition = key.partition, error = %e, "flush on shutdown failed");
+            }
+            for (_, w) in g.waiters {
+                let _ = w.reply.send(Err((
+                    ErrorCode::BrokerShuttingDown,
+                    "the broker is shutting down".into(),
+                )));
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What the broker library needs to run, already validated. The `config` module builds this from
+//! the TOML file, `STRATA_*` environment variables and flags; tests build it directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use strata_storage::FlushPolicy;
+
+/// Defaults applied to topics that do not override them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicDefaults {
+    /// Partitions of a topic created without a count. Default 1.
+    pub partitions: u32,
+    /// Delete old segments once a partition is larger than this (`None`: no size limit).
+    pub retention_bytes: Option<u64>,
+    /// Delete segments whose newest record is older than this (`None`: keep forever). Default 7 days.
+    pub retention: Option<Duration>,
+    /// Segment size. Default 1 GiB.
+    pub segment_bytes: u64,
+    /// Largest batch accepted. Default 1 MiB.
+    pub max_message_bytes: u32,
+    /// When appends are fsynced. Default `Always` (group commit).
+    pub flush: FlushPolicy,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        Self {
+            partitions: 1,
+            retention_bytes: None,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            segment_bytes: 1 << 30,
+            max_message_bytes: 1 << 20,
+            flush: FlushPolicy::Always,
+        }
+    }
+}
+
+/// Everything `run` needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerOptions {
+    /// This broker's node id (≥ 1).
+    pub node_id: u64,
+    /// Client listener. Port 0 picks a free port; the bound address is reported once listening.
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to (default: the bound listen address).
+    pub advertised_address: Option<String>,
+    /// HTTP listener (metrics, health, admin).
+    pub http: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Largest request frame accepted. Default 64 MiB.
+    pub max_frame_bytes: usize,
+    /// Most concurrent client connections. Default 10,000.
+    pub max_connections: usize,
+    /// Most requests read ahead of their responses on one connection. Default 64.
+    pub max_in_flight_per_connection: usize,
+    /// How long SIGTERM waits for in-flight requests before exiting anyway. Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// Raft tick interval. Default 100 ms.
+    pub raft_tick: Duration,
+    /// Defaults for topics.
+    pub topic_defaults: TopicDefaults,
+    /// Where to write the bound addresses once listening (for tests and scripts), if anywhere.
+    pub ready_file: Option<PathBuf>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9700)),
+            advertised_address: None,
+            http: SocketAddr::from(([127, 0, 0, 1], 9701)),
+            data_dir: PathBuf::from("strata-data"),
+            max_frame_bytes: strata_protocol::frame::DEFAULT_MAX_FRAME_BYTES,
+            max_connections: 10_000,
+            max_in_flight_per_connection: 64,
+            shutdown_timeout: Duration::from_secs(30),
+            raft_tick: Duration::from_millis(100),
+            topic_defaults: TopicDefaults::default(),
+            ready_file: None,
+        }
+    }
+}

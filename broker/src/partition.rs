@@ -1,0 +1,82 @@
+//! What the request handlers see of a partition replica: its storage (for reads) and the state
+//! the Raft driver publishes (leadership, high watermark), with a watch channel that wakes
+//! long-polling fetches when the high watermark moves.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::watch;
+
+use crate::raft::PartitionRaftStorage;
+use crate::topics::TopicConfig;
+
+/// Identifies a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionKey {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+}
+
+/// A partition replica's shared state.
+#[derive(Debug)]
+pub struct Partition {
+    /// Which partition.
+    pub key: PartitionKey,
+    /// Its topic's configuration when the replica was opened.
+    pub config: TopicConfig,
+    /// The log (read through `with_log`; the driver appends).
+    pub storage: PartitionRaftStorage,
+    is_leader: AtomicBool,
+    leader_term: AtomicU64,
+    high_watermark: watch::Sender<u64>,
+}
+
+impl Partition {
+    /// A replica that is not (yet) leader, with the given high watermark.
+    pub fn new(key: PartitionKey, config: TopicConfig, storage: PartitionRaftStorage, high_watermark: u64) -> Self {
+        Self {
+            key,
+            config,
+            storage,
+            is_leader: AtomicBool::new(false),
+            leader_term: AtomicU64::new(0),
+            high_watermark: watch::Sender::new(high_watermark),
+        }
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        self.is_leader.load(Ordering::Acquire)
+    }
+
+    /// The current leader's term.
+    pub fn leader_term(&self) -> u64 {
+        self.leader_term.load(Ordering::Acquire)
+    }
+
+    /// The offset up to which records are committed.
+    pub fn high_watermark(&self) -> u64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// A receiver that sees every high watermark change.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
+    }
+
+    pub(crate) fn set_leader(&self, leader: bool, term: u64) {
+        self.leader_term.store(term, Ordering::Release);
+        self.is_leader.store(leader, Ordering::Release);
+    }
+
+    pub(crate) fn set_high_watermark(&self, hw: u64) {
+        self.high_watermark.send_if_modified(|cur| {
+            let changed = hw > *cur;
+            if changed {
+                *cur = hw;
+            }
+            changed
+        });
+    }
+}

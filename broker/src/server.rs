@@ -1,0 +1,334 @@
+//! The broker: opens the data directory, starts the Raft driver and every local partition,
+//! serves clients, and shuts down gracefully.
+//!
+//! Connections: each is one task reading frames with [`ServerCodec`]. Requests are handled
+//! concurrently (up to `max_in_flight_per_connection` per connection) and answered strictly in
+//! arrival order — a `FuturesOrdered` queue — so pipelining clients can match responses by order
+//! as well as by correlation id. A frame over the size limit or with an unreadable header closes
+//! that connection (after answering what was already read); anything else gets an error response.
+//!
+//! Shutdown (SIGTERM/SIGINT or the `shutdown` future): stop accepting, let every connection
+//! finish the requests it has read (new ones are not read), wait up to `shutdown_timeout`, then
+//! stop the driver, which syncs every partition, and return.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, SinkExt, StreamExt};
+use strata_protocol::BatchLimits;
+use strata_protocol::codec::{OutgoingResponse, ServerCodec};
+use strata_storage::LogConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::driver::{self, Command, DriverHandle};
+use crate::options::BrokerOptions;
+use crate::partition::{Partition, PartitionKey};
+use crate::raft::PartitionRaftStorage;
+use crate::topics::{Registry, TopicConfig, partition_dir};
+
+/// Shared broker state, as the request handlers see it.
+pub struct Broker {
+    pub(crate) opts: BrokerOptions,
+    pub(crate) registry: tokio::sync::Mutex<Registry>,
+    pub(crate) partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    pub(crate) driver: DriverHandle,
+    /// Host and port clients are told to use.
+    pub(crate) advertised: (String, i32),
+    pub(crate) shutting_down: CancellationToken,
+}
+
+impl Broker {
+    /// The partition, if hosted here.
+    pub(crate) fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        let p = u32::try_from(partition).ok()?;
+        let map = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&PartitionKey {
+            topic: topic.to_string(),
+            partition: p,
+        })
+        .cloned()
+    }
+
+    /// Opens a partition's storage (blocking: call from `spawn_blocking`) and starts its group.
+    pub(crate) fn open_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        config: &TopicConfig,
+    ) -> anyhow::Result<Arc<Partition>> {
+        let dir = partition_dir(&self.opts.data_dir, topic, partition);
+        let log_cfg = LogConfig {
+            segment_bytes: config.segment_bytes,
+            flush: config.flush(),
+            ..LogConfig::default()
+        };
+        let limits = BatchLimits {
+            max_batch_bytes: (config.max_message_bytes as usize).max(1 << 20) * 2,
+            ..BatchLimits::default()
+        };
+        let (storage, report) = PartitionRaftStorage::open(&dir, log_cfg, limits)
+            .with_context(|| format!("opening partition {topic}-{partition} in {}", dir.display()))?;
+        if !report.cuts.is_empty() || !report.removed_segments.is_empty() {
+            tracing::warn!(topic, partition, ?report, "recovered partition log");
+        }
+        let start = storage
+            .with_log(|l| l.log_start_offset().0)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Arc::new(Partition::new(
+            PartitionKey {
+                topic: topic.to_string(),
+                partition,
+            },
+            config.clone(),
+            storage,
+            start,
+        )))
+    }
+
+    /// Registers an opened partition with the driver and the handlers.
+    pub(crate) async fn start_partition(&self, p: Arc<Partition>) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        anyhow::ensure!(
+            self.driver.send(Command::Add {
+                partition: p.clone(),
+                reply: tx
+            }),
+            "the raft driver has stopped"
+        );
+        rx.await
+            .context("the raft driver has stopped")?
+            .map_err(|e| anyhow::anyhow!("starting {}-{}: {e}", p.key.topic, p.key.partition))?;
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.key.clone(), p);
+        Ok(())
+    }
+}
+
+/// Takes an exclusive lock on the data directory so two brokers never share it.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    anyhow::ensure!(
+        rc == 0,
+        "data directory {} is in use by another strata-broker",
+        dir.display()
+    );
+    Ok(f)
+}
+
+/// Runs the broker until `shutdown` completes (or SIGTERM/SIGINT), then drains and returns.
+///
+/// # Errors
+/// Startup failures (data directory, binding, recovery) and a failed final sync.
+pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    fs::create_dir_all(opts.data_dir.join("partitions"))
+        .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
+    let _lock = lock_data_dir(&opts.data_dir)?;
+    let registry = Registry::load(&opts.data_dir).map_err(|e| anyhow::anyhow!("loading the topic registry: {e}"))?;
+    remove_stray_partitions(&opts.data_dir, &registry);
+
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding the client listener {}", opts.listen))?;
+    let bound = listener.local_addr()?;
+    let advertised = advertised(&opts, bound)?;
+    let (driver, driver_thread) = driver::spawn(opts.node_id, opts.raft_tick);
+    let broker = Arc::new(Broker {
+        opts: opts.clone(),
+        registry: tokio::sync::Mutex::new(registry.clone()),
+        partitions: RwLock::new(HashMap::new()),
+        driver: driver.clone(),
+        advertised,
+        shutting_down: CancellationToken::new(),
+    });
+
+    // Recover every partition (blocking I/O, so off the async workers), then start its group.
+    for (name, meta) in &registry.topics {
+        for p in 0..meta.partitions {
+            let b = broker.clone();
+            let (name2, cfg) = (name.clone(), meta.config.clone());
+            let part = tokio::task::spawn_blocking(move || b.open_partition(&name2, p, &cfg)).await??;
+            broker.start_partition(part).await?;
+        }
+    }
+
+    if let Some(path) = &opts.ready_file {
+        let body = serde_json::json!({ "listen": bound.to_string(), "node_id": opts.node_id });
+        fs::write(path, body.to_string()).with_context(|| format!("writing ready file {}", path.display()))?;
+    }
+    tracing::info!(listen = %bound, advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1), data_dir = %opts.data_dir.display(), topics = registry.topics.len(), "strata-broker serving");
+
+    let tracker = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(opts.max_connections));
+    let signals = shutdown_signal();
+    tokio::pin!(shutdown, signals);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = &mut signals => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, max = opts.max_connections, "connection limit reached; refusing");
+                        drop(stream);
+                        continue;
+                    };
+                    let b = broker.clone();
+                    tracker.spawn(async move {
+                        serve_connection(b, stream, peer).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning or exiting.
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    drop(listener);
+    broker.shutting_down.cancel();
+    tracker.close();
+    if tokio::time::timeout(opts.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(timeout = ?opts.shutdown_timeout, "in-flight requests did not finish in time");
+    }
+    let (tx, rx) = oneshot::channel();
+    if driver.send(Command::Shutdown { reply: tx }) {
+        let _ = rx.await;
+    }
+    drop(driver);
+    drop(broker);
+    tokio::task::spawn_blocking(move || driver_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the raft driver panicked"))?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn advertised(opts: &BrokerOptions, bound: SocketAddr) -> anyhow::Result<(String, i32)> {
+    match &opts.advertised_address {
+        None => Ok((bound.ip().to_string(), i32::from(bound.port()))),
+        Some(a) => {
+            let (host, port) = a
+                .rsplit_once(':')
+                .with_context(|| format!("advertised address {a:?} is not host:port"))?;
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("advertised address {a:?} has a bad port"))?;
+            Ok((host.to_string(), i32::from(port)))
+        }
+    }
+}
+
+/// Removes partition directories of topics no longer in the registry (a crash during delete).
+fn remove_stray_partitions(data_dir: &Path, registry: &Registry) {
+    let Ok(entries) = fs::read_dir(data_dir.join("partitions")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let known = name.rsplit_once('-').is_some_and(|(topic, p)| {
+            registry
+                .topics
+                .get(topic)
+                .is_some_and(|m| p.parse::<u32>().is_ok_and(|p| p < m.partitions))
+        });
+        if !known {
+            tracing::warn!(dir = %e.path().display(), "removing partition directory of a deleted topic");
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let max_in_flight = broker.opts.max_in_flight_per_connection;
+    let mut framed = Framed::new(
+        stream,
+        ServerCodec {
+            max_frame_bytes: broker.opts.max_frame_bytes,
+        },
+    );
+    let mut in_flight = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(resp) = in_flight.next(), if !in_flight.is_empty() => {
+                if !write_responses(&mut framed, &mut in_flight, resp).await {
+                    return;
+                }
+            }
+            req = framed.next(), if reading && in_flight.len() < max_in_flight => match req {
+                Some(Ok(incoming)) => in_flight.push_back(crate::api::handle(broker.clone(), incoming)),
+                Some(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "closing connection after a bad frame");
+                    reading = false;
+                }
+                None => reading = false,
+            },
+            _ = broker.shutting_down.cancelled(), if reading => reading = false,
+        }
+        if !reading && in_flight.is_empty() {
+            let _ = framed.flush().await;
+            return;
+        }
+    }
+}
+
+/// Writes `first` and every other response already finished, then flushes once.
+async fn write_responses<F>(
+    framed: &mut Framed<TcpStream, ServerCodec>,
+    in_flight: &mut FuturesOrdered<F>,
+    first: Option<OutgoingResponse>,
+) -> bool
+where
+    F: Future<Output = Option<OutgoingResponse>>,
+{
+    let mut next = Some(first);
+    while let Some(resp) = next {
+        if let Some(r) = resp
+            && framed.feed(r).await.is_err()
+        {
+            return false;
+        }
+        next = in_flight.next().now_or_never().flatten();
+    }
+    framed.flush().await.is_ok()
+}

@@ -1,0 +1,492 @@
+//! A single broker, in-process, spoken to over TCP with the raw protocol: topics, produce,
+//! fetch (including long-poll), list offsets, restart recovery, hostile frames.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use strata_broker::BrokerOptions;
+use strata_protocol::api::*;
+use strata_protocol::codec::{ClientCodec, OutgoingRequest};
+use strata_protocol::frame::{RequestError, RequestHeader};
+use strata_protocol::{BatchBuilder, BatchIter, BatchLimits, BatchOptions, ErrorCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_util::codec::Framed;
+
+struct TestBroker {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestBroker {
+    async fn start(dir: &Path) -> Self {
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let opts = BrokerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.join("data"),
+            ready_file: Some(ready.clone()),
+            raft_tick: Duration::from_millis(20),
+            ..BrokerOptions::default()
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(strata_broker::run(opts, async move {
+            let _ = rx.await;
+        }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            if let Ok(s) = std::fs::read_to_string(&ready)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&s)
+            {
+                break v["listen"].as_str().unwrap().parse().unwrap();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "broker did not become ready");
+            assert!(!task.is_finished(), "broker exited early");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        Self {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task.take().unwrap())
+            .await
+            .expect("broker stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+struct Client {
+    framed: Framed<TcpStream, ClientCodec>,
+    next_id: i32,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).await.unwrap();
+        Self {
+            framed: Framed::new(
+                s,
+                ClientCodec {
+                    max_frame_bytes: 64 << 20,
+                },
+            ),
+            next_id: 0,
+        }
+    }
+
+    async fn call(&mut self, body: Request) -> Result<Response, RequestError> {
+        self.next_id += 1;
+        let key = body.api_key();
+        let header = RequestHeader {
+            api_key: key as i16,
+            api_version: 0,
+            correlation_id: self.next_id,
+            client_id: Some("test".into()),
+        };
+        self.framed.send(OutgoingRequest { header, body }).await.unwrap();
+        let raw = tokio::time::timeout(Duration::from_secs(30), self.framed.next())
+            .await
+            .expect("response in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(raw.correlation_id, self.next_id);
+        raw.decode(key, 0)
+    }
+
+    async fn create(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> TopicResult {
+        let configs = configs
+            .iter()
+            .map(|(k, v)| ConfigEntry {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect();
+        let r = self
+            .call(Request::CreateTopics(CreateTopicsRequest {
+                topics: vec![CreatableTopic {
+                    name: name.into(),
+                    num_partitions: partitions,
+                    replication_factor: 1,
+                    configs,
+                }],
+                timeout_ms: 5000,
+                validate_only: false,
+            }))
+            .await
+            .unwrap();
+        let Response::CreateTopics(r) = r else {
+            panic!("wrong response")
+        };
+        r.topics.into_iter().next().unwrap()
+    }
+
+    async fn produce(&mut self, topic: &str, partition: i32, records: Bytes, acks: i16) -> ProducePartitionResponse {
+        let r = self
+            .call(Request::Produce(ProduceRequest {
+                acks,
+                timeout_ms: 10_000,
+                topics: vec![TopicData {
+                    name: topic.into(),
+                    partitions: vec![ProducePartition { partition, records }],
+                }],
+            }))
+            .await
+            .unwrap();
+        let Response::Produce(r) = r else {
+            panic!("wrong response")
+        };
+        r.topics[0].partitions[0].clone()
+    }
+
+    async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+        min_bytes: i32,
+    ) -> FetchPartitionResponse {
+        let r = self
+            .call(Request::Fetch(FetchRequest {
+                max_wait_ms,
+                min_bytes,
+                max_bytes: 1 << 20,
+                topics: vec![TopicData {
+                    name: topic.into(),
+                    partitions: vec![FetchPartition {
+                        partition,
+                        fetch_offset: offset,
+                        partition_max_bytes: 1 << 20,
+                    }],
+                }],
+            }))
+            .await
+            .unwrap();
+        let Response::Fetch(r) = r else {
+            panic!("wrong response")
+        };
+        r.topics[0].partitions[0].clone()
+    }
+
+    async fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> ListOffsetsPartitionResponse {
+        let r = self
+            .call(Request::ListOffsets(ListOffsetsRequest {
+                topics: vec![TopicData {
+                    name: topic.into(),
+                    partitions: vec![ListOffsetsPartition { partition, timestamp }],
+                }],
+            }))
+            .await
+            .unwrap();
+        let Response::ListOffsets(r) = r else {
+            panic!("wrong response")
+        };
+        r.topics[0].partitions[0]
+    }
+
+    /// Waits until every partition of `topic` has a leader.
+    async fn wait_for_leaders(&mut self, topic: &str) {
+        for _ in 0..500 {
+            let Response::Metadata(m) = self
+                .call(Request::Metadata(MetadataRequest {
+                    topics: Some(vec![topic.into()]),
+                }))
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            if m.topics[0].error.is_ok() && m.topics[0].partitions.iter().all(|p| p.leader >= 0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no leader for {topic}");
+    }
+}
+
+fn batch(values: &[&str], ts: i64) -> Bytes {
+    let mut b = BatchBuilder::new(BatchOptions::default());
+    for (i, v) in values.iter().enumerate() {
+        b.append(ts + i as i64, None, Some(v.as_bytes()), &[]).unwrap();
+    }
+    b.finish().unwrap()
+}
+
+fn values(records: Bytes) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for b in BatchIter::new(records, BatchLimits::default()) {
+        for r in b.unwrap().records().unwrap() {
+            let r = r.unwrap();
+            out.push((r.offset.0, String::from_utf8(r.value.unwrap().to_vec()).unwrap()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_produce_fetch_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(broker.addr).await;
+
+    let Response::ApiVersions(v) = c.call(Request::ApiVersions(ApiVersionsRequest)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(v.apis.len(), ApiKey::ALL.len());
+
+    assert_eq!(
+        c.create("orders", 3, &[("retention.ms", "-1")]).await.error,
+        ErrorCode::None
+    );
+    assert_eq!(c.create("orders", 3, &[]).await.error, ErrorCode::TopicAlreadyExists);
+    assert_eq!(c.create("bad/name", 1, &[]).await.error, ErrorCode::InvalidTopic);
+    assert_eq!(c.create("t0", 0, &[]).await.error, ErrorCode::InvalidPartitions);
+    assert_eq!(
+        c.create("t1", 1, &[("segment.bytes", "1")]).await.error,
+        ErrorCode::InvalidConfig
+    );
+    c.wait_for_leaders("orders").await;
+
+    // Produce with each acks level; offsets are dense per partition.
+    let r = c.produce("orders", 0, batch(&["a", "b"], 1000), -1).await;
+    assert_eq!((r.error, r.base_offset), (ErrorCode::None, 0), "{r:?}");
+    let r = c.produce("orders", 0, batch(&["c"], 2000), 1).await;
+    assert_eq!((r.error, r.base_offset), (ErrorCode::None, 2));
+    let r = c.produce("orders", 1, batch(&["x"], 3000), -1).await;
+    assert_eq!((r.error, r.base_offset), (ErrorCode::None, 0));
+    assert_eq!(
+        c.produce("orders", 7, batch(&["x"], 0), -1).await.error,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    assert_eq!(
+        c.produce("nope", 0, batch(&["x"], 0), -1).await.error,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    assert_eq!(
+        c.produce("orders", 0, batch(&["x"], 0), 5).await.error,
+        ErrorCode::InvalidRequiredAcks
+    );
+    let mut corrupt = batch(&["x"], 0).to_vec();
+    let n = corrupt.len();
+    corrupt[n - 1] ^= 1;
+    assert_eq!(
+        c.produce("orders", 0, Bytes::from(corrupt), -1).await.error,
+        ErrorCode::CorruptBatch
+    );
+    let big = "x".repeat(2 << 20);
+    assert_eq!(
+        c.produce("orders", 0, batch(&[&big], 0), -1).await.error,
+        ErrorCode::MessageTooLarge
+    );
+
+    let f = c.fetch("orders", 0, 0, 0, 0).await;
+    assert_eq!((f.error, f.high_watermark), (ErrorCode::None, 3));
+    assert_eq!(
+        values(f.records),
+        vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]
+    );
+    // Fetching from the middle of a batch returns the whole batch.
+    assert_eq!(values(c.fetch("orders", 0, 1, 0, 0).await.records)[0].0, 0);
+    assert_eq!(c.fetch("orders", 0, 99, 0, 0).await.error, ErrorCode::OffsetOutOfRange);
+
+    assert_eq!(c.list_offset("orders", 0, -2).await.offset, 0);
+    assert_eq!(c.list_offset("orders", 0, -1).await.offset, 3);
+    assert_eq!(c.list_offset("orders", 0, 1001).await.offset, 1);
+    assert_eq!(c.list_offset("orders", 0, 1_000_000).await.offset, -1);
+
+    // Long poll: a fetch at the end waits, and a produce on another connection wakes it.
+    let addr = broker.addr;
+    let waiter = tokio::spawn(async move {
+        let mut c2 = Client::connect(addr).await;
+        let started = tokio::time::Instant::now();
+        let f = c2.fetch("orders", 0, 3, 10_000, 1).await;
+        (f, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(c.produce("orders", 0, batch(&["d"], 4000), -1).await.base_offset, 3);
+    let (f, waited) = waiter.await.unwrap();
+    assert_eq!(values(f.records), vec![(3, "d".into())]);
+    assert!(waited < Duration::from_secs(10), "the append woke the fetch");
+
+    // Restart: everything acknowledged is back, and offsets continue.
+    drop(c);
+    broker.stop().await;
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(broker.addr).await;
+    c.wait_for_leaders("orders").await;
+    let mut all = Vec::new();
+    let mut next = 0;
+    while next < 4 {
+        let f = c.fetch("orders", 0, next, 1000, 1).await;
+        let v = values(f.records);
+        next = v.last().unwrap().0 as i64 + 1;
+        let have = all.len() as u64;
+        all.extend(v.into_iter().filter(|(o, _)| *o >= have));
+    }
+    assert_eq!(
+        all.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c", "d"]
+    );
+    assert_eq!(c.produce("orders", 0, batch(&["e"], 5000), -1).await.base_offset, 4);
+
+    // Delete.
+    let Response::DeleteTopics(d) = c
+        .call(Request::DeleteTopics(DeleteTopicsRequest {
+            names: vec!["orders".into(), "nope".into()],
+            timeout_ms: 1000,
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(d.topics[0].error, ErrorCode::None);
+    assert_eq!(d.topics[1].error, ErrorCode::UnknownTopicOrPartition);
+    assert_eq!(
+        c.produce("orders", 0, batch(&["x"], 0), -1).await.error,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    assert!(!dir.path().join("data/partitions/orders-0").exists());
+    drop(c);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_close_only_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut good = Client::connect(broker.addr).await;
+
+    // Oversized length prefix: the connection is closed, nothing is buffered.
+    let mut s = TcpStream::connect(broker.addr).await.unwrap();
+    s.write_all(&(1u32 << 31).to_be_bytes()).await.unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0),
+        0
+    );
+
+    // Garbage header: closed.
+    let mut s = TcpStream::connect(broker.addr).await.unwrap();
+    s.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0),
+        0
+    );
+
+    // Unknown API and unsupported version: error responses, and the connection keeps serving.
+    let mut c = Client::connect(broker.addr).await;
+    for (key, version) in [(999i16, 0i16), (ApiKey::Fetch as i16, 7)] {
+        let header = RequestHeader {
+            api_key: key,
+            api_version: version,
+            correlation_id: 77,
+            client_id: None,
+        };
+        c.framed
+            .send(OutgoingRequest {
+                header,
+                body: Request::ApiVersions(ApiVersionsRequest),
+            })
+            .await
+            .unwrap();
+        let raw = c.framed.next().await.unwrap().unwrap();
+        assert_eq!((raw.correlation_id, raw.error), (77, ErrorCode::UnsupportedVersion));
+    }
+    // Random bodies behind a valid header: INVALID_REQUEST.
+    let mut s = TcpStream::connect(broker.addr).await.unwrap();
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(ApiKey::Produce as i16).to_be_bytes());
+    frame.extend_from_slice(&0i16.to_be_bytes());
+    frame.extend_from_slice(&5i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.extend_from_slice(&[0xff; 9]);
+    let mut msg = (frame.len() as u32).to_be_bytes().to_vec();
+    msg.extend_from_slice(&frame);
+    s.write_all(&msg).await.unwrap();
+    let mut f = Framed::new(
+        s,
+        ClientCodec {
+            max_frame_bytes: 1 << 20,
+        },
+    );
+    let raw = f.next().await.unwrap().unwrap();
+    assert_eq!((raw.correlation_id, raw.error), (5, ErrorCode::InvalidRequest));
+
+    // The well-behaved client never noticed.
+    assert!(c.call(Request::ApiVersions(ApiVersionsRequest)).await.is_ok());
+    assert!(
+        good.call(Request::Metadata(MetadataRequest { topics: None }))
+            .await
+            .is_ok()
+    );
+    drop((c, good, f));
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create("p", 1, &[]).await.error, ErrorCode::None);
+    c.wait_for_leaders("p").await;
+    // A long-polling fetch first, then fast requests: responses still come back in order.
+    let fetch = Request::Fetch(FetchRequest {
+        max_wait_ms: 300,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![TopicData {
+            name: "p".into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 1 << 20,
+            }],
+        }],
+    });
+    let mut ids = Vec::new();
+    for (i, body) in [
+        fetch,
+        Request::ApiVersions(ApiVersionsRequest),
+        Request::Metadata(MetadataRequest { topics: None }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let header = RequestHeader {
+            api_key: body.api_key() as i16,
+            api_version: 0,
+            correlation_id: 100 + i as i32,
+            client_id: None,
+        };
+        c.framed.send(OutgoingRequest { header, body }).await.unwrap();
+        ids.push(100 + i as i32);
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(c.framed.next().await.unwrap().unwrap().correlation_id);
+    }
+    assert_eq!(got, ids);
+    drop(c);
+    broker.stop().await;
+}
