@@ -9,6 +9,7 @@
 //! single-node broker work.
 
 pub mod api;
+pub mod config;
 pub mod driver;
 pub mod options;
 pub mod partition;

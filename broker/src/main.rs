@@ -1,15 +1,44 @@
-//! The `strata-broker` binary. The server itself is not implemented yet; this binary says so and
-//! exits with a non-zero status rather than pretending to serve.
+//! The `strata-broker` binary: parse the configuration, set up logging, run the broker.
 
-fn main() {
-    if std::env::args().any(|a| a == "--version" || a == "-V") {
-        println!("strata-broker {}", strata_broker::VERSION);
-        return;
+use std::process::ExitCode;
+
+use strata_broker::config::{self, ConfigError};
+
+fn main() -> ExitCode {
+    let loaded = match config::load(std::env::args_os(), &|k| std::env::var(k).ok()) {
+        Ok(l) => l,
+        // --help and --version print and exit 0; a bad flag prints usage and exits 2.
+        Err(ConfigError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("strata-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tracing::info!(version = strata_broker::VERSION, config = %loaded, "starting strata-broker");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata-worker")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("strata-broker: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(strata_broker::run(loaded.options, std::future::pending())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "strata-broker failed");
+            eprintln!("strata-broker: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-    eprintln!(
-        "strata-broker {}: the network server is not implemented yet; this release contains the \
-         storage engine (crates strata-protocol and strata-storage) only",
-        strata_broker::VERSION
-    );
-    std::process::exit(2);
 }

@@ -8,14 +8,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use strata_broker::BrokerOptions;
+use strata_protocol::ErrorCode;
 use strata_protocol::api::*;
 use strata_protocol::codec::{ClientCodec, OutgoingRequest};
-use strata_protocol::frame::{RequestError, RequestHeader};
-use strata_protocol::{BatchBuilder, BatchIter, BatchLimits, BatchOptions, ErrorCode};
+use strata_protocol::frame::RequestHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::codec::Framed;
+
+mod common;
+use common::*;
 
 struct TestBroker {
     addr: SocketAddr,
@@ -65,175 +68,6 @@ impl TestBroker {
             .unwrap()
             .unwrap();
     }
-}
-
-struct Client {
-    framed: Framed<TcpStream, ClientCodec>,
-    next_id: i32,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Self {
-        let s = TcpStream::connect(addr).await.unwrap();
-        Self {
-            framed: Framed::new(
-                s,
-                ClientCodec {
-                    max_frame_bytes: 64 << 20,
-                },
-            ),
-            next_id: 0,
-        }
-    }
-
-    async fn call(&mut self, body: Request) -> Result<Response, RequestError> {
-        self.next_id += 1;
-        let key = body.api_key();
-        let header = RequestHeader {
-            api_key: key as i16,
-            api_version: 0,
-            correlation_id: self.next_id,
-            client_id: Some("test".into()),
-        };
-        self.framed.send(OutgoingRequest { header, body }).await.unwrap();
-        let raw = tokio::time::timeout(Duration::from_secs(30), self.framed.next())
-            .await
-            .expect("response in time")
-            .unwrap()
-            .unwrap();
-        assert_eq!(raw.correlation_id, self.next_id);
-        raw.decode(key, 0)
-    }
-
-    async fn create(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> TopicResult {
-        let configs = configs
-            .iter()
-            .map(|(k, v)| ConfigEntry {
-                key: k.to_string(),
-                value: v.to_string(),
-            })
-            .collect();
-        let r = self
-            .call(Request::CreateTopics(CreateTopicsRequest {
-                topics: vec![CreatableTopic {
-                    name: name.into(),
-                    num_partitions: partitions,
-                    replication_factor: 1,
-                    configs,
-                }],
-                timeout_ms: 5000,
-                validate_only: false,
-            }))
-            .await
-            .unwrap();
-        let Response::CreateTopics(r) = r else {
-            panic!("wrong response")
-        };
-        r.topics.into_iter().next().unwrap()
-    }
-
-    async fn produce(&mut self, topic: &str, partition: i32, records: Bytes, acks: i16) -> ProducePartitionResponse {
-        let r = self
-            .call(Request::Produce(ProduceRequest {
-                acks,
-                timeout_ms: 10_000,
-                topics: vec![TopicData {
-                    name: topic.into(),
-                    partitions: vec![ProducePartition { partition, records }],
-                }],
-            }))
-            .await
-            .unwrap();
-        let Response::Produce(r) = r else {
-            panic!("wrong response")
-        };
-        r.topics[0].partitions[0].clone()
-    }
-
-    async fn fetch(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        max_wait_ms: i32,
-        min_bytes: i32,
-    ) -> FetchPartitionResponse {
-        let r = self
-            .call(Request::Fetch(FetchRequest {
-                max_wait_ms,
-                min_bytes,
-                max_bytes: 1 << 20,
-                topics: vec![TopicData {
-                    name: topic.into(),
-                    partitions: vec![FetchPartition {
-                        partition,
-                        fetch_offset: offset,
-                        partition_max_bytes: 1 << 20,
-                    }],
-                }],
-            }))
-            .await
-            .unwrap();
-        let Response::Fetch(r) = r else {
-            panic!("wrong response")
-        };
-        r.topics[0].partitions[0].clone()
-    }
-
-    async fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> ListOffsetsPartitionResponse {
-        let r = self
-            .call(Request::ListOffsets(ListOffsetsRequest {
-                topics: vec![TopicData {
-                    name: topic.into(),
-                    partitions: vec![ListOffsetsPartition { partition, timestamp }],
-                }],
-            }))
-            .await
-            .unwrap();
-        let Response::ListOffsets(r) = r else {
-            panic!("wrong response")
-        };
-        r.topics[0].partitions[0]
-    }
-
-    /// Waits until every partition of `topic` has a leader.
-    async fn wait_for_leaders(&mut self, topic: &str) {
-        for _ in 0..500 {
-            let Response::Metadata(m) = self
-                .call(Request::Metadata(MetadataRequest {
-                    topics: Some(vec![topic.into()]),
-                }))
-                .await
-                .unwrap()
-            else {
-                panic!()
-            };
-            if m.topics[0].error.is_ok() && m.topics[0].partitions.iter().all(|p| p.leader >= 0) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no leader for {topic}");
-    }
-}
-
-fn batch(values: &[&str], ts: i64) -> Bytes {
-    let mut b = BatchBuilder::new(BatchOptions::default());
-    for (i, v) in values.iter().enumerate() {
-        b.append(ts + i as i64, None, Some(v.as_bytes()), &[]).unwrap();
-    }
-    b.finish().unwrap()
-}
-
-fn values(records: Bytes) -> Vec<(u64, String)> {
-    let mut out = Vec::new();
-    for b in BatchIter::new(records, BatchLimits::default()) {
-        for r in b.unwrap().records().unwrap() {
-            let r = r.unwrap();
-            out.push((r.offset.0, String::from_utf8(r.value.unwrap().to_vec()).unwrap()));
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

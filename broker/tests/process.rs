@@ -1,0 +1,302 @@
+//! The real `strata-broker` binary as a user runs it: flags, `kill -9` under load, SIGTERM
+//! draining, many connections. Each broker gets its own temp data dir and an ephemeral port,
+//! learned from its ready file; its stderr is kept and printed if a test fails.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use strata_protocol::ErrorCode;
+use strata_protocol::api::*;
+
+mod common;
+use common::*;
+
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn start(dir: &Path) -> Proc {
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log = dir.join(format!(
+            "broker-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_strata-broker"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--shutdown-timeout",
+                "10s",
+            ])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("STRATA_RAFT_TICK", "20ms")
+            .env_remove("STRATA_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn strata-broker");
+        let mut p = Proc {
+            child,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&ready)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&s)
+            {
+                p.addr = v["listen"].as_str().unwrap().parse().unwrap();
+                return p;
+            }
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("broker exited early with {status}:\n{}", p.logs());
+            }
+            assert!(Instant::now() < deadline, "broker not ready in time:\n{}", p.logs());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn sigterm_and_wait(mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not exit after SIGTERM:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- broker log {} ---\n{}", self.log.display(), self.logs());
+        }
+    }
+}
+
+async fn read_all(c: &mut Client, topic: &str, partition: i32) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    let mut next = 0i64;
+    loop {
+        let f = c.fetch(topic, partition, next, 0, 0).await;
+        assert_eq!(f.error, ErrorCode::None, "{f:?}");
+        let v: Vec<_> = values(f.records)
+            .into_iter()
+            .filter(|(o, _)| *o as i64 >= next)
+            .collect();
+        if v.is_empty() {
+            assert_eq!(next, f.high_watermark, "read up to the high watermark");
+            return out;
+        }
+        next = v.last().unwrap().0 as i64 + 1;
+        out.extend(v);
+    }
+}
+
+#[test]
+fn help_lists_the_flags_and_bad_flags_fail() {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata-broker"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config",
+        "--data-dir",
+        "--listen",
+        "--advertised-address",
+        "--http",
+        "--node-id",
+    ] {
+        assert!(help.contains(flag), "--help lists {flag}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_strata-broker"))
+        .arg("--no-such-flag")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_strata-broker"))
+        .env("STRATA_NODE_ID", "zero")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("STRATA_NODE_ID"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let broker = Proc::start(dir.path());
+        let mut c = Client::connect(broker.addr).await;
+        if round == 0 {
+            assert_eq!(c.create("durable", 2, &[]).await.error, ErrorCode::None);
+        }
+        c.wait_for_leaders("durable").await;
+        // Everything acknowledged in earlier rounds is still there.
+        let before: Vec<Vec<(u64, String)>> = vec![
+            read_all(&mut c, "durable", 0).await,
+            read_all(&mut c, "durable", 1).await,
+        ];
+
+        // Producers on two connections, acks=all, until the broker is killed under them.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut producers = Vec::new();
+        for partition in 0..2 {
+            let (addr, stop) = (broker.addr, stop.clone());
+            producers.push(tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                let mut acked = Vec::new();
+                for i in 0..100_000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let v = format!("r{round}-p{partition}-{i}");
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        c.try_produce("durable", partition, batch(&[&v], 0), -1),
+                    )
+                    .await;
+                    match r {
+                        Ok(Some(r)) if r.error.is_ok() => acked.push((r.base_offset as u64, v)),
+                        _ => break, // the broker died mid-request: that record was not acknowledged
+                    }
+                }
+                acked
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300 + 200 * round)).await;
+        broker.kill9();
+        stop.store(true, Ordering::Relaxed);
+        let mut acked = Vec::new();
+        for p in producers {
+            acked.push(p.await.unwrap());
+        }
+        assert!(
+            acked.iter().all(|a| !a.is_empty()),
+            "producers made progress before the kill"
+        );
+        eprintln!(
+            "round {round}: acknowledged {} + {} records before kill -9",
+            acked[0].len(),
+            acked[1].len()
+        );
+
+        let broker = Proc::start(dir.path());
+        let mut c = Client::connect(broker.addr).await;
+        c.wait_for_leaders("durable").await;
+        for partition in 0..2 {
+            let after = read_all(&mut c, "durable", partition as i32).await;
+            assert!(
+                after.starts_with(&before[partition]),
+                "nothing acknowledged earlier was lost"
+            );
+            for (offset, v) in &acked[partition] {
+                assert_eq!(
+                    after.get(*offset as usize),
+                    Some(&(*offset, v.clone())),
+                    "acknowledged record {v} at offset {offset}"
+                );
+            }
+            // Offsets stay dense.
+            assert!(after.iter().enumerate().all(|(i, (o, _))| *o == i as u64));
+        }
+        assert_eq!(broker.sigterm_and_wait().code(), Some(0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Proc::start(dir.path());
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create("t", 1, &[]).await.error, ErrorCode::None);
+    c.wait_for_leaders("t").await;
+    for i in 0..20 {
+        assert!(c.produce("t", 0, batch(&[&format!("v{i}")], 0), -1).await.error.is_ok());
+    }
+    // A long poll in flight when SIGTERM arrives is answered, not dropped.
+    let addr = broker.addr;
+    let poll = tokio::spawn(async move {
+        let mut c2 = Client::connect(addr).await;
+        c2.try_fetch("t", 0, 20, 20_000, 1).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = tokio::task::spawn_blocking(move || broker.sigterm_and_wait())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let answered = poll.await.unwrap();
+    assert!(
+        answered.is_some(),
+        "the in-flight fetch got a response before the broker exited"
+    );
+    let broker = Proc::start(dir.path());
+    let mut c = Client::connect(broker.addr).await;
+    c.wait_for_leaders("t").await;
+    assert_eq!(read_all(&mut c, "t", 0).await.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Proc::start(dir.path());
+    let mut conns = Vec::new();
+    for _ in 0..1000 {
+        conns.push(Client::connect(broker.addr).await);
+    }
+    // Every connection is served while all are open.
+    let results = futures::future::join_all(
+        conns
+            .iter_mut()
+            .map(|c| c.call(Request::ApiVersions(ApiVersionsRequest))),
+    )
+    .await;
+    assert!(results.iter().all(|r| r.is_ok()));
+    drop(conns);
+    let mut c = Client::connect(broker.addr).await;
+    assert!(
+        c.call(Request::Metadata(MetadataRequest { topics: None }))
+            .await
+            .is_ok()
+    );
+    assert_eq!(broker.sigterm_and_wait().code(), Some(0));
+}
