@@ -175,6 +175,25 @@ async fn topics_produce_fetch_and_restart() {
         ["a", "b", "c", "d"]
     );
     assert_eq!(c.produce("orders", 0, batch(&["e"], 5000), -1).await.base_offset, 4);
+    // Topic configuration survived the restart too.
+    let Response::Metadata(m) = c
+        .call(Request::Metadata(MetadataRequest {
+            topics: Some(vec!["orders".into()]),
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(m.topics[0].partitions.len(), 3);
+    assert!(
+        m.topics[0]
+            .configs
+            .iter()
+            .any(|e| e.key == "retention.ms" && e.value == "-1"),
+        "{:?}",
+        m.topics[0].configs
+    );
 
     // Delete.
     let Response::DeleteTopics(d) = c
