@@ -1,0 +1,976 @@
+//! The consumer: reads assigned partitions from their leaders, with prefetch.
+//!
+//! # Positions
+//!
+//! Each assigned partition has a *position*: the offset of the next record [`Consumer::poll`]
+//! hands out. [`Consumer::seek`] sets it (to an offset, the earliest or latest offset, or the
+//! first offset at or after a timestamp — the last three through `ListOffsets`); a partition
+//! assigned without a seek starts where `auto_offset_reset` says, and so does one whose position
+//! falls out of the log (`OFFSET_OUT_OF_RANGE`).
+//!
+//! # Fetching and prefetch
+//!
+//! One fetch per leader broker is in flight at a time, each a spawned task that sends the
+//! request, validates every batch ([`strata_protocol::RecordBatch::validate`], through
+//! [`BatchIter`]) and decodes the records — so decompression and CRC checks run while the
+//! application is busy with the previous records. `poll` starts the next fetch *before* it
+//! returns, for every partition with at most one unconsumed response buffered: the broker
+//! long-polls it while the caller processes. Memory is bounded by two fetch responses per
+//! partition (one buffered, one buffered or in flight), each at most `partition_max_bytes` (or
+//! one batch, which the broker always returns whole).
+//!
+//! From each response the consumer skips control batches (no records, no offsets) and the
+//! records below the fetch offset at the start of the first batch (the broker returns whole
+//! batches, beginning with the one containing the fetch offset). A batch that fails validation
+//! is an [`Error::CorruptBatch`] from `poll`, after the valid batches before it have been
+//! returned; the position stays at the bad batch, so the caller decides (e.g. `seek` past it).
+//!
+//! # Errors and retries
+//!
+//! Retriable errors (a dead connection, `NOT_LEADER`, `UNKNOWN_TOPIC_OR_PARTITION`, …) back the
+//! partition off for `retry_backoff` and refresh metadata where it applies; `poll` does not
+//! report them. Anything else is returned by the next `poll`, once.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, FuturesUnordered};
+use futures::{FutureExt, StreamExt};
+use serde::Serialize;
+use strata_protocol::api::list_offsets::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use strata_protocol::api::{FetchPartition, FetchRequest, TopicData};
+use strata_protocol::{BatchIter, BatchLimits, DecodeError, ErrorCode, Offset, RecordHeaders, TimestampType};
+use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::debug;
+
+use crate::client::{Client, Pool};
+use crate::error::{Error, Result};
+
+/// A topic and partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct TopicPartition {
+    /// Topic.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`/`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// Where a partition's position starts when it has none, or falls out of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OffsetReset {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark: only records produced from now on.
+    #[default]
+    Latest,
+    /// Fail `poll` with an `OFFSET_OUT_OF_RANGE` partition error.
+    Error,
+}
+
+/// Where to move a partition's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Seek {
+    /// This offset.
+    Offset(u64),
+    /// The log start offset.
+    Earliest,
+    /// The high watermark (the next record produced).
+    Latest,
+    /// The first record whose timestamp is ≥ this (ms since the Unix epoch); the high
+    /// watermark if there is none.
+    Timestamp(i64),
+}
+
+/// Consumer settings. Every field's doc gives its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Where a partition without a position starts. Default latest.
+    pub auto_offset_reset: OffsetReset,
+    /// Longest the broker holds a fetch waiting for data. Default 500 ms.
+    pub fetch_max_wait: Duration,
+    /// The broker answers once this many bytes are available. Default 1.
+    pub fetch_min_bytes: usize,
+    /// Most bytes in one fetch response (all partitions of one broker). At most the client's
+    /// `max_frame_bytes` less framing. Default 16 MiB.
+    pub fetch_max_bytes: usize,
+    /// Most bytes per partition in one fetch response (the first batch comes whole even if
+    /// larger). Default 1 MiB.
+    pub partition_max_bytes: usize,
+    /// Most records one `poll` returns. Default 500.
+    pub max_poll_records: usize,
+    /// Wait after a retriable error before fetching the partition again. Default 100 ms.
+    pub retry_backoff: Duration,
+    /// Largest batch accepted (validation limit). Default 16 MiB.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            auto_offset_reset: OffsetReset::Latest,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 16 << 20,
+            partition_max_bytes: 1 << 20,
+            max_poll_records: 500,
+            retry_backoff: Duration::from_millis(100),
+            max_batch_bytes: strata_protocol::batch::DEFAULT_MAX_BATCH_BYTES,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Checks the bounds.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first bad field.
+    pub fn validate(&self, max_frame_bytes: usize) -> Result<()> {
+        if i32::try_from(self.fetch_max_wait.as_millis()).is_err() {
+            return Err(Error::config("fetch_max_wait", "must fit in i32 milliseconds"));
+        }
+        if i32::try_from(self.fetch_min_bytes).is_err() {
+            return Err(Error::config("fetch_min_bytes", "must fit in i32"));
+        }
+        if self.fetch_max_bytes == 0 || self.fetch_max_bytes.saturating_add(1024) > max_frame_bytes {
+            return Err(Error::config(
+                "fetch_max_bytes",
+                format!("must be positive and leave room for framing within max_frame_bytes ({max_frame_bytes})"),
+            ));
+        }
+        if self.partition_max_bytes == 0 || self.partition_max_bytes > self.fetch_max_bytes {
+            return Err(Error::config("partition_max_bytes", "must be in 1..=fetch_max_bytes"));
+        }
+        if self.max_poll_records == 0 {
+            return Err(Error::config("max_poll_records", "must be positive"));
+        }
+        if self.max_batch_bytes < strata_protocol::HEADER_LEN {
+            return Err(Error::config("max_batch_bytes", "must hold a batch header"));
+        }
+        Ok(())
+    }
+}
+
+/// A record read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: Offset,
+    /// Timestamp in ms since the Unix epoch: the producer's, or the broker's append time if
+    /// the topic uses log-append time.
+    pub timestamp: i64,
+    /// Which of the two `timestamp` is.
+    pub timestamp_type: TimestampType,
+    /// Key, `None` if null.
+    pub key: Option<Bytes>,
+    /// Value, `None` if null.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: RecordHeaders,
+}
+
+struct PartitionState {
+    topic: Arc<str>,
+    /// Next offset to hand out; `None` until reset.
+    position: Option<u64>,
+    /// Next offset to fetch (≥ `position`).
+    fetch_position: Option<u64>,
+    /// Bumped by `seek`; fetch results from an older epoch are dropped.
+    epoch: u64,
+    high_watermark: Option<i64>,
+    in_flight: bool,
+    retry_at: Option<Instant>,
+}
+
+/// Decoded records from one fetch of one partition, not yet handed out.
+struct Chunk {
+    tp: TopicPartition,
+    records: VecDeque<ConsumerRecord>,
+    /// Where the partition's position goes once the chunk is consumed (past skipped control
+    /// batches).
+    next_offset: u64,
+}
+
+struct Target {
+    tp: TopicPartition,
+    topic: Arc<str>,
+    epoch: u64,
+    fetch_offset: u64,
+}
+
+struct Fetched {
+    records: VecDeque<ConsumerRecord>,
+    next_offset: u64,
+    high_watermark: i64,
+    /// Size of the record set received.
+    bytes: usize,
+}
+
+/// Each partition's result, in request order.
+type PartitionResults = Vec<(Target, Result<Fetched>)>;
+
+struct FetchOutcome {
+    leader: i32,
+    /// Per partition; or the error that failed the whole request, with its partitions.
+    result: Result<PartitionResults, (Vec<Target>, Error)>,
+}
+
+/// Reads records from assigned partitions. Not `Clone`: one consumer, one set of positions.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn example() -> strata_client::Result<()> {
+/// use std::time::Duration;
+/// use futures::{FutureExt, StreamExt};
+/// use strata_client::{Client, ClientConfig, ConsumerConfig, Seek, TopicPartition};
+///
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9700")).await?;
+/// let mut consumer = client.consumer(ConsumerConfig::default())?;
+/// consumer.assign([TopicPartition::new("events", 0)]);
+/// consumer.seek(&TopicPartition::new("events", 0), Seek::Earliest).await?;
+///
+/// // Batches of records…
+/// for record in consumer.poll(Duration::from_secs(1)).await? {
+///     println!("{}@{}: {:?}", record.partition, record.offset, record.value);
+/// }
+///
+/// // …or a stream of them.
+/// let mut stream = consumer.stream();
+/// while let Some(record) = stream.next().await {
+///     let record = record?;
+///     println!("{}", record.offset);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Consumer {
+    client: Client,
+    /// The consumer's own connections for fetches (see [`Pool`]).
+    fetch_pool: Arc<Pool>,
+    config: ConsumerConfig,
+    limits: BatchLimits,
+    partitions: HashMap<TopicPartition, PartitionState>,
+    chunks: VecDeque<Chunk>,
+    fetches: FuturesUnordered<AbortOnDropHandle<FetchOutcome>>,
+    leaders_in_flight: HashSet<i32>,
+    errors: VecDeque<Error>,
+    /// Topics whose metadata should be refreshed before the next fetch.
+    stale_topics: HashSet<String>,
+    /// Something changed that may make a partition fetchable (a chunk consumed, a fetch done,
+    /// a seek); `poll` with records at hand only looks for fetches to start when set.
+    dirty: bool,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("assignment", &self.assignment())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// A consumer on `client` with nothing assigned.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the config is invalid.
+    pub fn new(client: Client, config: ConsumerConfig) -> Result<Consumer> {
+        config.validate(client.config().max_frame_bytes)?;
+        let limits = BatchLimits {
+            max_batch_bytes: config.max_batch_bytes,
+            ..BatchLimits::default()
+        };
+        Ok(Consumer {
+            fetch_pool: Arc::new(Pool::new(client.config().clone())),
+            client,
+            config,
+            limits,
+            partitions: HashMap::new(),
+            chunks: VecDeque::new(),
+            fetches: FuturesUnordered::new(),
+            leaders_in_flight: HashSet::new(),
+            errors: VecDeque::new(),
+            stale_topics: HashSet::new(),
+            dirty: true,
+        })
+    }
+
+    /// Replaces the assignment. Partitions that stay keep their positions; new ones start per
+    /// `auto_offset_reset` unless sought; records buffered for removed ones are dropped.
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
+        self.dirty = true;
+        let wanted: HashSet<TopicPartition> = partitions.into_iter().collect();
+        self.partitions.retain(|tp, _| wanted.contains(tp));
+        self.chunks.retain(|c| wanted.contains(&c.tp));
+        for tp in wanted {
+            self.partitions.entry(tp.clone()).or_insert_with(|| PartitionState {
+                topic: Arc::from(tp.topic.as_str()),
+                position: None,
+                fetch_position: None,
+                epoch: 0,
+                high_watermark: None,
+                in_flight: false,
+                retry_at: None,
+            });
+        }
+    }
+
+    /// Adds every partition of `topic` to the assignment (metadata is fetched if needed) and
+    /// returns them.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`] or a metadata error.
+    pub async fn assign_topic(&mut self, topic: &str) -> Result<Vec<TopicPartition>> {
+        let info = self.client.topic(topic).await?;
+        let added: Vec<TopicPartition> = info
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(topic, p.partition))
+            .collect();
+        let all: Vec<TopicPartition> = self.assignment().into_iter().chain(added.iter().cloned()).collect();
+        self.assign(all);
+        Ok(added)
+    }
+
+    /// The assigned partitions, sorted.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        let mut v: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The next offset `poll` hands out for `tp`; `None` if unassigned or not yet positioned.
+    pub fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        self.partitions.get(tp).and_then(|s| s.position)
+    }
+
+    /// The high watermark the last fetch of `tp` reported (for lag: `high_watermark −
+    /// position`).
+    pub fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
+        self.partitions.get(tp).and_then(|s| s.high_watermark)
+    }
+
+    /// Moves `tp`'s position, dropping anything buffered or in flight for it, and returns the
+    /// new position.
+    ///
+    /// # Errors
+    /// [`Error::NotAssigned`]; for `Earliest`/`Latest`/`Timestamp`, the `ListOffsets` error.
+    pub async fn seek(&mut self, tp: &TopicPartition, to: Seek) -> Result<u64> {
+        if !self.partitions.contains_key(tp) {
+            return Err(Error::NotAssigned {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            });
+        }
+        let offset = match to {
+            Seek::Offset(o) => o,
+            Seek::Earliest => self.list_offset(tp, EARLIEST_TIMESTAMP).await?,
+            Seek::Latest => self.list_offset(tp, LATEST_TIMESTAMP).await?,
+            Seek::Timestamp(ts) => match self.client.list_offset(&tp.topic, tp.partition, ts).await? {
+                Some(o) => o,
+                None => self.list_offset(tp, LATEST_TIMESTAMP).await?,
+            },
+        };
+        self.set_position(tp, Some(offset));
+        Ok(offset)
+    }
+
+    /// [`Consumer::seek`] for every assigned partition.
+    ///
+    /// # Errors
+    /// The first partition's error.
+    pub async fn seek_all(&mut self, to: Seek) -> Result<()> {
+        for tp in self.assignment() {
+            self.seek(&tp, to).await?;
+        }
+        Ok(())
+    }
+
+    async fn list_offset(&self, tp: &TopicPartition, timestamp: i64) -> Result<u64> {
+        self.client
+            .list_offset(&tp.topic, tp.partition, timestamp)
+            .await?
+            .ok_or_else(|| Error::partition(&tp.topic, tp.partition, ErrorCode::OffsetOutOfRange, None))
+    }
+
+    fn set_position(&mut self, tp: &TopicPartition, offset: Option<u64>) {
+        self.dirty = true;
+        if let Some(s) = self.partitions.get_mut(tp) {
+            s.position = offset;
+            s.fetch_position = offset;
+            s.epoch += 1;
+            s.retry_at = None;
+        }
+        self.chunks.retain(|c| &c.tp != tp);
+    }
+
+    /// Returns up to `max_poll_records` records, waiting up to `timeout` for some to arrive
+    /// (an empty `Vec` if none did). Starts the next fetches before returning, so they run
+    /// while the caller processes these.
+    ///
+    /// # Errors
+    /// A non-retriable partition error ([`Error::Partition`], e.g. `OFFSET_OUT_OF_RANGE` with
+    /// `auto_offset_reset = Error`), [`Error::CorruptBatch`], or a position reset error.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        self.poll_up_to(timeout, self.config.max_poll_records).await
+    }
+
+    async fn poll_up_to(&mut self, timeout: Duration, max: usize) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Collect fetches that completed meanwhile (prefetched data) without waiting.
+            while let Some(Some(outcome)) = self.fetches.next().now_or_never() {
+                self.fetch_done(outcome);
+            }
+            if let Some(e) = self.errors.pop_front() {
+                return Err(e);
+            }
+            let records = self.take_records(max);
+            if !records.is_empty() {
+                // These records are consumed already (positions moved): an error starting the
+                // next fetches waits for the next poll rather than losing them.
+                if self.dirty
+                    && let Err(e) = self.start_fetches().await
+                {
+                    self.errors.push_back(e);
+                }
+                return Ok(records);
+            }
+            self.start_fetches().await?;
+            if Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            let now = Instant::now();
+            let wake = self
+                .partitions
+                .values()
+                .filter_map(|s| s.retry_at)
+                .filter(|r| *r > now)
+                .min()
+                .map_or(deadline, |r| r.min(deadline));
+            tokio::select! {
+                Some(outcome) = self.fetches.next(), if !self.fetches.is_empty() => self.fetch_done(outcome),
+                () = tokio::time::sleep_until(wake) => self.dirty = true,
+            }
+        }
+    }
+
+    /// The records as a stream: each item is the next record, or an error `poll` would have
+    /// returned. It never ends. Records it has yielded count as consumed (positions advance);
+    /// nothing is lost by dropping it.
+    pub fn stream(&mut self) -> BoxStream<'_, Result<ConsumerRecord>> {
+        futures::stream::unfold(self, |c| async move {
+            let item = c.next_record().await;
+            Some((item, c))
+        })
+        .boxed()
+    }
+
+    /// As [`Consumer::stream`], owning the consumer.
+    pub fn into_stream(self) -> BoxStream<'static, Result<ConsumerRecord>> {
+        futures::stream::unfold(self, |mut c| async move {
+            let item = c.next_record().await;
+            Some((item, c))
+        })
+        .boxed()
+    }
+
+    /// Waits for the next record.
+    ///
+    /// # Errors
+    /// As [`Consumer::poll`].
+    pub async fn next_record(&mut self) -> Result<ConsumerRecord> {
+        loop {
+            if let Some(r) = self.poll_up_to(Duration::from_secs(3600), 1).await?.pop() {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Hands out up to `max` buffered records, advancing positions.
+    fn take_records(&mut self, max: usize) -> Vec<ConsumerRecord> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(chunk) = self.chunks.front_mut() else { break };
+            while out.len() < max {
+                let Some(r) = chunk.records.pop_front() else { break };
+                if let Some(s) = self.partitions.get_mut(&chunk.tp) {
+                    s.position = Some(r.offset.0.saturating_add(1));
+                }
+                out.push(r);
+            }
+            if chunk.records.is_empty() {
+                if let Some(s) = self.partitions.get_mut(&chunk.tp) {
+                    s.position = Some(s.position.unwrap_or(0).max(chunk.next_offset));
+                }
+                self.chunks.pop_front();
+                self.dirty = true;
+            }
+        }
+        out
+    }
+
+    fn fetch_done(&mut self, outcome: Result<FetchOutcome, tokio::task::JoinError>) {
+        match outcome {
+            Ok(outcome) => self.handle_fetch(outcome),
+            // A fetch task cannot be aborted while its handle is here, so this is a panic in
+            // it (a bug): refetch its partitions after a backoff.
+            Err(e) => {
+                debug!(error = %e, "fetch task failed");
+                self.reset_in_flight();
+            }
+        }
+    }
+
+    fn reset_in_flight(&mut self) {
+        self.dirty = true;
+        self.leaders_in_flight.clear();
+        let retry_at = Instant::now() + self.config.retry_backoff;
+        for s in self.partitions.values_mut() {
+            if s.in_flight {
+                s.in_flight = false;
+                s.retry_at = Some(retry_at);
+            }
+        }
+    }
+
+    /// Resolves missing positions, refreshes stale metadata, and starts a fetch for every
+    /// leader with fetchable partitions and no fetch in flight.
+    async fn start_fetches(&mut self) -> Result<()> {
+        self.dirty = false;
+        let now = Instant::now();
+        // Positions first: partitions assigned without a seek, or reset after falling out of
+        // the log.
+        let unpositioned: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.position.is_none() && !s.in_flight && s.retry_at.is_none_or(|r| r <= now))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in unpositioned {
+            let to = match self.config.auto_offset_reset {
+                OffsetReset::Earliest => Seek::Earliest,
+                OffsetReset::Latest => Seek::Latest,
+                OffsetReset::Error => {
+                    if let Some(s) = self.partitions.get_mut(&tp) {
+                        s.retry_at = Some(now + self.config.retry_backoff);
+                    }
+                    return Err(Error::partition(
+                        &tp.topic,
+                        tp.partition,
+                        ErrorCode::OffsetOutOfRange,
+                        Some("no position and auto_offset_reset is Error".to_owned()),
+                    ));
+                }
+            };
+            match self.seek(&tp, to).await {
+                Ok(_) => {}
+                Err(e) if e.is_retriable() => {
+                    if e.invalidates_metadata() {
+                        self.stale_topics.insert(tp.topic.clone());
+                    }
+                    if let Some(s) = self.partitions.get_mut(&tp) {
+                        s.retry_at = Some(now + self.config.retry_backoff);
+                    }
+                }
+                Err(e) => {
+                    if let Some(s) = self.partitions.get_mut(&tp) {
+                        s.retry_at = Some(now + self.config.retry_backoff);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if !self.stale_topics.is_empty() {
+            let topics: Vec<String> = self.stale_topics.drain().collect();
+            if let Err(e) = self.client.refresh_after_error(topics).await {
+                debug!(error = %e, "consumer metadata refresh failed");
+            }
+        }
+        let metadata = self.client.metadata();
+        let mut buffered: HashMap<&TopicPartition, usize> = HashMap::new();
+        for c in &self.chunks {
+            *buffered.entry(&c.tp).or_default() += 1;
+        }
+        self.fetch_pool.prune(&metadata);
+        let mut by_leader: HashMap<i32, Vec<Target>> = HashMap::new();
+        let mut no_leader = HashSet::new();
+        for (tp, s) in &self.partitions {
+            let Some(fetch_offset) = s.fetch_position else { continue };
+            if s.in_flight || s.retry_at.is_some_and(|r| r > now) || buffered.get(tp).copied().unwrap_or(0) >= 2 {
+                continue;
+            }
+            let leader = metadata
+                .topic(&tp.topic)
+                .and_then(|t| t.partition(tp.partition))
+                .and_then(|p| p.leader)
+                .filter(|l| metadata.brokers.contains_key(l));
+            let Some(leader) = leader else {
+                no_leader.insert(tp.clone());
+                continue;
+            };
+            if self.leaders_in_flight.contains(&leader) {
+                continue;
+            }
+            by_leader.entry(leader).or_default().push(Target {
+                tp: tp.clone(),
+                topic: Arc::clone(&s.topic),
+                epoch: s.epoch,
+                fetch_offset,
+            });
+        }
+        drop(buffered);
+        for tp in no_leader {
+            if let Some(s) = self.partitions.get_mut(&tp) {
+                s.retry_at = Some(now + self.config.retry_backoff);
+            }
+            self.stale_topics.insert(tp.topic);
+        }
+        for (leader, targets) in by_leader {
+            let Some(addr) = metadata.brokers.get(&leader).map(|b| b.addr.clone()) else {
+                continue; // filtered above: every leader here is a known broker
+            };
+            for t in &targets {
+                if let Some(s) = self.partitions.get_mut(&t.tp) {
+                    s.in_flight = true;
+                    s.retry_at = None;
+                }
+            }
+            self.leaders_in_flight.insert(leader);
+            let fetch = Fetch {
+                pool: Arc::clone(&self.fetch_pool),
+                addr,
+                leader,
+                request_timeout: self.client.config().request_timeout,
+                config: self.config.clone(),
+                limits: self.limits,
+            };
+            let task = fetch.run(targets);
+            self.fetches.push(AbortOnDropHandle::new(tokio::spawn(task)));
+        }
+        Ok(())
+    }
+
+    fn handle_fetch(&mut self, outcome: FetchOutcome) {
+        self.dirty = true;
+        self.leaders_in_flight.remove(&outcome.leader);
+        let results = match outcome.result {
+            Ok(results) => results,
+            Err((targets, error)) => targets.into_iter().map(|t| (t, Err(error.clone()))).collect(),
+        };
+        let now = Instant::now();
+        for (target, result) in results {
+            let Some(state) = self.partitions.get_mut(&target.tp) else {
+                continue;
+            };
+            state.in_flight = false;
+            if state.epoch != target.epoch || state.fetch_position != Some(target.fetch_offset) {
+                continue; // sought meanwhile: stale data
+            }
+            match result {
+                Ok(fetched) => {
+                    state.high_watermark = Some(fetched.high_watermark);
+                    if fetched.next_offset > target.fetch_offset {
+                        state.fetch_position = Some(fetched.next_offset);
+                        self.chunks.push_back(Chunk {
+                            tp: target.tp,
+                            records: fetched.records,
+                            next_offset: fetched.next_offset,
+                        });
+                    } else if fetched.bytes > 0 {
+                        // Bytes but no progress (e.g. only a control batch at the fetch offset):
+                        // back off instead of refetching the same bytes in a tight loop.
+                        state.retry_at = Some(now + self.config.retry_backoff);
+                    }
+                }
+                Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) => {
+                    if self.config.auto_offset_reset == OffsetReset::Error {
+                        state.retry_at = Some(now + self.config.retry_backoff);
+                        self.errors.push_back(e);
+                    } else {
+                        debug!(tp = %target.tp, offset = target.fetch_offset, "offset out of range, resetting");
+                        state.position = None;
+                        state.fetch_position = None;
+                        state.epoch += 1;
+                    }
+                }
+                Err(e) => {
+                    state.retry_at = Some(now + self.config.retry_backoff);
+                    if e.invalidates_metadata() {
+                        self.stale_topics.insert(target.tp.topic.clone());
+                    }
+                    if e.is_retriable() {
+                        debug!(tp = %target.tp, error = %e, "fetch failed, retrying");
+                    } else {
+                        self.errors.push_back(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One fetch: where to send it and how.
+struct Fetch {
+    pool: Arc<Pool>,
+    addr: String,
+    leader: i32,
+    request_timeout: Duration,
+    config: ConsumerConfig,
+    limits: BatchLimits,
+}
+
+impl Fetch {
+    /// Sends the request to the leader and decodes every partition's batches.
+    async fn run(self, targets: Vec<Target>) -> FetchOutcome {
+        let Fetch {
+            pool,
+            addr,
+            leader,
+            request_timeout,
+            config,
+            limits,
+        } = self;
+        // validate() bounded these to i32.
+        let as_i32 = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
+        let mut topics: Vec<TopicData<FetchPartition>> = Vec::new();
+        for t in &targets {
+            let p = FetchPartition {
+                partition: t.tp.partition,
+                fetch_offset: i64::try_from(t.fetch_offset).unwrap_or(i64::MAX),
+                partition_max_bytes: as_i32(config.partition_max_bytes),
+            };
+            match topics.iter_mut().find(|d| d.name == t.tp.topic) {
+                Some(d) => d.partitions.push(p),
+                None => topics.push(TopicData {
+                    name: t.tp.topic.clone(),
+                    partitions: vec![p],
+                }),
+            }
+        }
+        let request = FetchRequest {
+            max_wait_ms: i32::try_from(config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX),
+            min_bytes: as_i32(config.fetch_min_bytes),
+            max_bytes: as_i32(config.fetch_max_bytes),
+            topics,
+        };
+        let timeout = request_timeout + config.fetch_max_wait;
+        let response = async {
+            let conn = pool.get(&addr).await?;
+            let response = conn.send_with_timeout(request, timeout).await?;
+            Ok::<_, Error>((conn, response))
+        }
+        .await;
+        let (conn, response) = match response {
+            Ok(r) => r,
+            Err(e) => {
+                return FetchOutcome {
+                    leader,
+                    result: Err((targets, e)),
+                };
+            }
+        };
+        let mut results = Vec::with_capacity(targets.len());
+        for target in targets {
+            let entry = response
+                .topics
+                .iter()
+                .filter(|t| t.name == target.tp.topic)
+                .flat_map(|t| &t.partitions)
+                .find(|p| p.partition == target.tp.partition);
+            let result = match entry {
+                None => Err(Error::UnexpectedResponse {
+                    broker: conn.broker().to_owned(),
+                    api: strata_protocol::api::ApiKey::Fetch,
+                    detail: format!("no data for {}", target.tp),
+                }),
+                Some(p) if !p.error.is_ok() => {
+                    Err(Error::partition(&target.tp.topic, target.tp.partition, p.error, None))
+                }
+                Some(p) => decode(&target, p.records.clone(), limits).map(|(records, next_offset)| Fetched {
+                    records,
+                    next_offset,
+                    high_watermark: p.high_watermark,
+                    bytes: p.records.len(),
+                }),
+            };
+            results.push((target, result));
+        }
+        FetchOutcome {
+            leader,
+            result: Ok(results),
+        }
+    }
+}
+
+/// Validates and decodes one partition's record set: skips control batches and records below
+/// the fetch offset; returns the records and the offset to fetch next. A bad batch after good
+/// ones ends the set there (the next fetch starts at it and reports it); a bad first batch is
+/// the error.
+fn decode(target: &Target, records: Bytes, limits: BatchLimits) -> Result<(VecDeque<ConsumerRecord>, u64)> {
+    let mut out = VecDeque::new();
+    let mut next_offset = target.fetch_offset;
+    let corrupt = |offset: u64, source: DecodeError| Error::CorruptBatch {
+        topic: target.tp.topic.clone(),
+        partition: target.tp.partition,
+        offset,
+        source,
+    };
+    for (i, batch) in BatchIter::new(records, limits).enumerate() {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) if i > 0 || next_offset > target.fetch_offset => {
+                // Whatever came before is good; the next fetch starts at the bad batch.
+                debug!(tp = %target.tp, offset = next_offset, error = %e, "stopping at a bad batch");
+                break;
+            }
+            Err(e) => return Err(corrupt(next_offset, e)),
+        };
+        let header = *batch.header();
+        let batch_next = header.next_offset().0;
+        if header.is_control() {
+            next_offset = next_offset.max(batch_next);
+            continue;
+        }
+        let log_append = header.attributes.timestamp_type() == TimestampType::LogAppendTime;
+        let iter = match batch.records_with_limit(limits.max_decompressed_bytes) {
+            Ok(it) => it,
+            Err(e) if out.is_empty() && next_offset == target.fetch_offset => {
+                return Err(corrupt(header.base_offset.0, e));
+            }
+            Err(_) => break,
+        };
+        let mut decoded = Vec::new();
+        for record in iter {
+            match record {
+                Ok(r) => decoded.push(r),
+                Err(e) if out.is_empty() && next_offset == target.fetch_offset => {
+                    return Err(corrupt(header.base_offset.0, e));
+                }
+                Err(_) => return Ok((out, next_offset)),
+            }
+        }
+        for r in decoded {
+            if r.offset.0 < target.fetch_offset {
+                continue;
+            }
+            out.push_back(ConsumerRecord {
+                topic: Arc::clone(&target.topic),
+                partition: target.tp.partition,
+                offset: r.offset,
+                timestamp: if log_append { header.max_timestamp } else { r.timestamp },
+                timestamp_type: header.attributes.timestamp_type(),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            });
+        }
+        next_offset = next_offset.max(batch_next);
+    }
+    Ok((out, next_offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_protocol::batch::BatchHeader;
+    use strata_protocol::{BatchBuilder, BatchOptions, Compression, ControlType, RaftIndex, RaftTerm, control_batch};
+
+    use super::*;
+
+    fn place(batch: Bytes, base: u64) -> Bytes {
+        let h = BatchHeader::parse(&batch).unwrap();
+        let mut v = batch.to_vec();
+        let prefix = BatchHeader::broker_fields(h.batch_length, Offset(base), RaftTerm(1), RaftIndex(base + 1));
+        v[..prefix.len()].copy_from_slice(&prefix);
+        Bytes::from(v)
+    }
+
+    fn data(base: u64, n: u8, compression: Compression) -> Bytes {
+        let mut b = BatchBuilder::new(BatchOptions {
+            compression,
+            ..BatchOptions::default()
+        });
+        for i in 0..n {
+            b.append(1000 + i64::from(i), None, Some(&[i]), &[]).unwrap();
+        }
+        place(b.finish().unwrap(), base)
+    }
+
+    fn target(fetch_offset: u64) -> Target {
+        Target {
+            tp: TopicPartition::new("t", 0),
+            topic: Arc::from("t"),
+            epoch: 0,
+            fetch_offset,
+        }
+    }
+
+    fn concat(parts: &[Bytes]) -> Bytes {
+        Bytes::from(parts.iter().flat_map(|b| b.to_vec()).collect::<Vec<u8>>())
+    }
+
+    #[test]
+    fn decode_skips_control_batches_and_records_below_the_fetch_offset() {
+        let set = concat(&[
+            data(10, 5, Compression::Lz4),
+            place(control_batch(ControlType::Noop, &[], 0).unwrap(), 15),
+            data(15, 3, Compression::None),
+        ]);
+        let (records, next) = decode(&target(12), set, BatchLimits::default()).unwrap();
+        let offsets: Vec<u64> = records.iter().map(|r| r.offset.0).collect();
+        assert_eq!(offsets, [12, 13, 14, 15, 16, 17]);
+        assert_eq!(next, 18);
+        assert_eq!(records[0].value.as_deref(), Some(&[2u8][..]));
+    }
+
+    #[test]
+    fn decode_stops_before_a_corrupt_batch_and_reports_it_when_it_comes_first() {
+        let good = data(0, 2, Compression::None);
+        let mut bad = data(2, 2, Compression::None).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let set = concat(&[good, Bytes::from(bad.clone())]);
+        let (records, next) = decode(&target(0), set, BatchLimits::default()).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(next, 2, "the next fetch starts at the bad batch");
+        let err = decode(&target(2), Bytes::from(bad), BatchLimits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::CorruptBatch {
+                    offset: 2,
+                    source: DecodeError::CrcMismatch { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A torn tail after good batches is ignored, not an error.
+        let torn = concat(&[data(0, 1, Compression::None), data(1, 1, Compression::None).slice(..50)]);
+        let (records, next) = decode(&target(0), torn, BatchLimits::default()).unwrap();
+        assert_eq!((records.len(), next), (1, 1));
+    }
+}

@@ -1,0 +1,847 @@
+//! The record accumulator: per-partition queues of batches being filled, bounded by a memory
+//! budget.
+//!
+//! - **Encoding.** A record is encoded into its partition's open batch as it is enqueued
+//!   ([`BatchBuilder`]); no per-record copy is kept. A batch is *sealed* (compressed, header and
+//!   CRC written) once, when first drained, and resent byte for byte on retry.
+//! - **Batching.** A partition's batches become sendable when the front batch is full
+//!   (`batch_size`), more than one batch is queued, the front batch is older than `linger`, or
+//!   someone is flushing, closing or waiting for memory.
+//! - **Order.** At most one send per partition is in flight. A send that fails with a retriable
+//!   error goes back to the *front* of its queue, ahead of anything enqueued meanwhile, and
+//!   nothing else is sent for the partition until it succeeds or fails for good — so records
+//!   reach the log in the order they were enqueued.
+//! - **Memory.** Every record reserves its encoded size (an upper bound,
+//!   [`BatchBuilder::record_size`]) from a semaphore of `buffer_memory` permits before it is
+//!   appended, and its batch returns them when it completes. `enqueue` waits while the budget
+//!   is used up: that is the producer's back-pressure. (The 77-byte batch headers and request
+//!   framing are not counted.) The semaphore is FIFO, so a large record is not starved by small
+//!   ones.
+//!
+//! The accumulator holds no task and does no I/O: the sender task drives it with [`drain`],
+//! [`Accumulator::complete`] and [`Accumulator::requeue`], so its logic is tested without a
+//! network.
+//!
+//! [`drain`]: Accumulator::drain
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strata_protocol::{BatchBuilder, BatchOptions, Compression, HeaderRef, Offset};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
+
+use crate::error::{Error, Result};
+use crate::producer::{Delivery, RecordMetadata};
+
+/// Accumulator settings (a subset of the producer's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AccumulatorConfig {
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub compression: Compression,
+    pub buffer_memory: usize,
+    pub delivery_timeout: Duration,
+}
+
+/// Memory reserved for one record; returned to the pool if dropped unused.
+pub(crate) struct Reservation<'a> {
+    acc: &'a Accumulator,
+    bytes: usize,
+}
+
+impl Reservation<'_> {
+    fn take(mut self) -> usize {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.acc.memory.add_permits(self.bytes);
+        }
+    }
+}
+
+struct PendingDelivery {
+    tx: oneshot::Sender<Result<RecordMetadata>>,
+    timestamp: i64,
+}
+
+/// A batch being filled, queued, or in flight.
+pub(crate) struct ProducerBatch {
+    id: u64,
+    /// The encoder while the batch is open; `None` once sealed.
+    builder: Option<BatchBuilder>,
+    sealed: Option<Bytes>,
+    deliveries: Vec<PendingDelivery>,
+    /// Memory permits held.
+    reserved: usize,
+    /// Which leader's load the batch counts towards, and how much.
+    load_node: Option<i32>,
+    load_bytes: u64,
+    pub(crate) created: Instant,
+    pub(crate) attempts: u32,
+}
+
+impl ProducerBatch {
+    /// Bytes the batch occupies (uncompressed while open, as sealed after).
+    pub(crate) fn size(&self) -> usize {
+        match (&self.sealed, &self.builder) {
+            (Some(b), _) => b.len(),
+            (None, Some(b)) => b.size_bytes(),
+            (None, None) => 0,
+        }
+    }
+
+    /// Compresses and finishes the batch if that has not been done, returning its bytes.
+    ///
+    /// # Errors
+    /// [`Error::Build`] if the builder fails (compression error, size overflow).
+    pub(crate) fn seal(&mut self) -> Result<Bytes> {
+        if let Some(b) = &self.sealed {
+            return Ok(b.clone());
+        }
+        let Some(builder) = self.builder.as_mut() else {
+            return Err(Error::Build(strata_protocol::BuildError::Empty));
+        };
+        let bytes = builder.finish()?;
+        self.builder = None;
+        self.sealed = Some(bytes.clone());
+        Ok(bytes)
+    }
+}
+
+/// Everything drained for one partition: sent together in one produce request.
+pub(crate) struct PartitionSend {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    /// The leader it is sent to.
+    pub leader: i32,
+    /// Batches in enqueue order.
+    pub batches: Vec<ProducerBatch>,
+}
+
+impl PartitionSend {
+    /// When the oldest record in the send was enqueued.
+    pub(crate) fn created(&self) -> Option<Instant> {
+        self.batches.iter().map(|b| b.created).min()
+    }
+
+    /// The most attempts any of its batches had.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.batches.iter().map(|b| b.attempts).max().unwrap_or(0)
+    }
+}
+
+struct PartitionQueue {
+    topic: Arc<str>,
+    batches: VecDeque<ProducerBatch>,
+    in_flight: bool,
+    /// Nothing is sent before this (retry backoff).
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    topics: HashMap<String, BTreeMap<i32, PartitionQueue>>,
+    next_batch_id: u64,
+    /// Ids of batches not completed yet (for flush).
+    incomplete: BTreeSet<u64>,
+    closed: bool,
+}
+
+/// What [`Accumulator::drain`] found.
+#[derive(Default)]
+pub(crate) struct Drained {
+    /// Sends to make now.
+    pub ready: Vec<PartitionSend>,
+    /// Batches that waited longer than the delivery timeout, with their partition.
+    pub expired: Vec<(Arc<str>, i32, ProducerBatch)>,
+    /// Topics with sendable batches for a partition whose leader is unknown.
+    pub need_metadata: Vec<String>,
+    /// When something may next become ready (a linger or backoff ending).
+    pub next_check: Option<Instant>,
+}
+
+/// Per-partition batch queues under a memory budget. See the module docs.
+pub(crate) struct Accumulator {
+    config: AccumulatorConfig,
+    state: Mutex<State>,
+    memory: Semaphore,
+    /// Tasks waiting for memory; while any do, every batch is sendable.
+    memory_waiters: AtomicUsize,
+    /// Flushes in progress; while any are, every batch is sendable.
+    flushes: AtomicUsize,
+    /// Wakes the sender: a batch filled, a batch was created, a send completed, a flush or close.
+    wakeup: Notify,
+    /// The smallest incomplete batch id (`u64::MAX` when none), for flush.
+    min_incomplete: watch::Sender<u64>,
+    /// Bytes buffered or in flight per leader node id, for the least-loaded partitioners.
+    node_loads: Mutex<HashMap<i32, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Short critical sections over plain data; a poisoned lock's data is still consistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Record fields to encode.
+pub(crate) struct RecordParts<'a> {
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [HeaderRef<'a>],
+}
+
+impl Accumulator {
+    pub(crate) fn new(config: AccumulatorConfig) -> Self {
+        Self {
+            config,
+            state: Mutex::new(State::default()),
+            memory: Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS)),
+            memory_waiters: AtomicUsize::new(0),
+            flushes: AtomicUsize::new(0),
+            wakeup: Notify::new(),
+            min_incomplete: watch::channel(u64::MAX).0,
+            node_loads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Memory permits available right now.
+    #[cfg(test)]
+    pub(crate) fn available_memory(&self) -> usize {
+        self.memory.available_permits()
+    }
+
+    /// Waits until the sender should look again.
+    pub(crate) async fn wait_for_work(&self) {
+        self.wakeup.notified().await;
+    }
+
+    /// Calls `f` with the current per-leader loads (under their lock; keep `f` short).
+    pub(crate) fn with_node_loads<T>(&self, f: impl FnOnce(&HashMap<i32, u64>) -> T) -> T {
+        f(&lock(&self.node_loads))
+    }
+
+    /// Reserves `bytes` of buffer memory, waiting until `deadline` for other batches to
+    /// complete if the budget is used up.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] if `bytes` exceeds the whole budget; [`Error::Timeout`] if the
+    /// deadline passes; [`Error::ProducerClosed`] if closed.
+    pub(crate) async fn reserve(&self, bytes: usize, deadline: tokio::time::Instant) -> Result<Reservation<'_>> {
+        let too_large = || Error::RecordTooLarge {
+            size: bytes,
+            limit: "buffer_memory",
+            max: self.config.buffer_memory,
+        };
+        if bytes > self.config.buffer_memory {
+            return Err(too_large());
+        }
+        let n = u32::try_from(bytes).map_err(|_| too_large())?;
+        if n == 0 {
+            return Ok(Reservation { acc: self, bytes: 0 });
+        }
+        if let Ok(p) = self.memory.try_acquire_many(n) {
+            p.forget();
+            return Ok(Reservation { acc: self, bytes });
+        }
+        // Out of memory: make every batch sendable so memory frees up as fast as possible.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.memory_waiters.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.memory_waiters);
+        self.wakeup.notify_one();
+        match tokio::time::timeout_at(deadline, self.memory.acquire_many(n)).await {
+            Ok(Ok(p)) => {
+                p.forget();
+                Ok(Reservation { acc: self, bytes })
+            }
+            Ok(Err(_)) => Err(Error::ProducerClosed),
+            Err(_) => Err(Error::Timeout {
+                what: "buffer memory",
+                broker: "-".to_owned(),
+                after: deadline.saturating_duration_since(tokio::time::Instant::now()),
+            }),
+        }
+    }
+
+    /// Encodes a record into `topic`/`partition`'s open batch (opening one if needed) and
+    /// returns its delivery. `leader` is the partition's leader now, for load accounting.
+    ///
+    /// # Errors
+    /// [`Error::ProducerClosed`] after [`Accumulator::close`]; [`Error::Build`] if the record
+    /// cannot be encoded.
+    pub(crate) fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader: Option<i32>,
+        record: &RecordParts<'_>,
+        reservation: Reservation<'_>,
+    ) -> Result<Delivery> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(Error::ProducerClosed);
+        }
+        let record_size = reservation.bytes;
+        let now = Instant::now();
+        let mut next_id = state.next_batch_id;
+        let State { topics, incomplete, .. } = &mut *state;
+        let partitions = match topics.get_mut(topic) {
+            Some(p) => p,
+            None => topics.entry(topic.to_owned()).or_default(),
+        };
+        let queue = partitions.entry(partition).or_insert_with(|| PartitionQueue {
+            topic: Arc::from(topic),
+            batches: VecDeque::new(),
+            in_flight: false,
+            retry_at: None,
+        });
+        let fits = queue.batches.back().is_some_and(|b| {
+            b.builder
+                .as_ref()
+                .is_some_and(|builder| builder.size_bytes() + record_size <= self.config.batch_size)
+        });
+        let mut opened = false;
+        if !fits {
+            let options = BatchOptions {
+                compression: self.config.compression,
+                ..BatchOptions::default()
+            };
+            queue.batches.push_back(ProducerBatch {
+                id: next_id,
+                builder: Some(BatchBuilder::new(options)),
+                sealed: None,
+                deliveries: Vec::new(),
+                reserved: 0,
+                load_node: leader,
+                load_bytes: 0,
+                created: now,
+                attempts: 0,
+            });
+            incomplete.insert(next_id);
+            next_id += 1;
+            opened = true;
+        }
+        let batch = queue
+            .batches
+            .back_mut()
+            .expect("a batch was pushed above if there was none with room");
+        let builder = batch
+            .builder
+            .as_mut()
+            .expect("the back batch is open: checked or just pushed");
+        if let Err(e) = builder.append(record.timestamp, record.key, record.value, record.headers) {
+            if opened {
+                // Do not leave an empty batch behind.
+                queue.batches.pop_back();
+                incomplete.remove(&(next_id - 1));
+            }
+            return Err(e.into());
+        }
+        let full = builder.size_bytes() >= self.config.batch_size;
+        let (tx, rx) = oneshot::channel();
+        batch.deliveries.push(PendingDelivery {
+            tx,
+            timestamp: record.timestamp,
+        });
+        batch.reserved += reservation.take();
+        batch.load_bytes += record_size as u64;
+        let load_node = batch.load_node;
+        state.next_batch_id = next_id;
+        if opened {
+            self.publish_min_incomplete(&state);
+        }
+        drop(state);
+        if let Some(node) = load_node {
+            *lock(&self.node_loads).entry(node).or_default() += record_size as u64;
+        }
+        if opened || full {
+            self.wakeup.notify_one();
+        }
+        Ok(Delivery { rx })
+    }
+
+    /// Takes out everything sendable at `now`, at most `max_request_size` bytes per partition
+    /// (but always at least one batch), for partitions whose leader `leader_of` knows. Expires
+    /// batches older than the delivery timeout that are not in flight.
+    pub(crate) fn drain(
+        &self,
+        now: Instant,
+        max_request_size: usize,
+        leader_of: &dyn Fn(&str, i32) -> Option<i32>,
+    ) -> Drained {
+        let mut out = Drained::default();
+        let mut state = lock(&self.state);
+        let urgent =
+            state.closed || self.memory_waiters.load(Ordering::Relaxed) > 0 || self.flushes.load(Ordering::Relaxed) > 0;
+        for (topic, partitions) in &mut state.topics {
+            let mut topic_needs_metadata = false;
+            for (&partition, queue) in partitions.iter_mut() {
+                if queue.in_flight {
+                    continue;
+                }
+                while queue
+                    .batches
+                    .front()
+                    .is_some_and(|b| now.saturating_duration_since(b.created) >= self.config.delivery_timeout)
+                {
+                    if let Some(b) = queue.batches.pop_front() {
+                        out.expired.push((Arc::clone(&queue.topic), partition, b));
+                    }
+                }
+                let Some(front) = queue.batches.front() else {
+                    continue;
+                };
+                let deadline = front.created + self.config.delivery_timeout;
+                if let Some(at) = queue.retry_at {
+                    if at > now {
+                        out.next_check = min_instant(out.next_check, Some(at.min(deadline)));
+                        continue;
+                    }
+                    queue.retry_at = None;
+                }
+                let linger_ends = front.created + self.config.linger;
+                let ready = urgent
+                    || queue.batches.len() > 1
+                    || front.attempts > 0
+                    || front.size() >= self.config.batch_size
+                    || linger_ends <= now;
+                if !ready {
+                    out.next_check = min_instant(out.next_check, Some(linger_ends.min(deadline)));
+                    continue;
+                }
+                let Some(leader) = leader_of(topic, partition) else {
+                    topic_needs_metadata = true;
+                    out.next_check = min_instant(out.next_check, Some(deadline));
+                    continue;
+                };
+                let mut batches = Vec::new();
+                let mut bytes = 0usize;
+                while let Some(b) = queue.batches.front() {
+                    if !batches.is_empty() && bytes + b.size() > max_request_size {
+                        break;
+                    }
+                    bytes += b.size();
+                    if let Some(b) = queue.batches.pop_front() {
+                        batches.push(b);
+                    }
+                }
+                queue.in_flight = true;
+                out.ready.push(PartitionSend {
+                    topic: Arc::clone(&queue.topic),
+                    partition,
+                    leader,
+                    batches,
+                });
+            }
+            if topic_needs_metadata {
+                out.need_metadata.push(topic.clone());
+            }
+        }
+        // Forget idle partitions so the map only holds partitions with work.
+        for partitions in state.topics.values_mut() {
+            partitions.retain(|_, q| q.in_flight || !q.batches.is_empty() || q.retry_at.is_some());
+        }
+        state.topics.retain(|_, p| !p.is_empty());
+        out
+    }
+
+    /// Completes a send: resolves every record's delivery — offsets `base_offset + i` in
+    /// enqueue order if `Ok(Some(base_offset))`, no offset if `Ok(None)` (acks = 0), the error
+    /// otherwise — returns the memory and lets the partition send again.
+    pub(crate) fn complete(&self, send: PartitionSend, result: Result<Option<u64>>) {
+        self.finish_partition(&send.topic, send.partition);
+        self.complete_batches(&send.topic, send.partition, send.batches, result);
+    }
+
+    /// Completes batches that never made it into a send (expired or failed to seal).
+    pub(crate) fn complete_batches(
+        &self,
+        topic: &Arc<str>,
+        partition: i32,
+        batches: Vec<ProducerBatch>,
+        result: Result<Option<u64>>,
+    ) {
+        let mut next_offset = match &result {
+            Ok(base) => *base,
+            Err(_) => None,
+        };
+        let mut released = 0usize;
+        let mut loads: Vec<(i32, u64)> = Vec::new();
+        let mut ids = Vec::with_capacity(batches.len());
+        for batch in batches {
+            ids.push(batch.id);
+            released += batch.reserved;
+            if let Some(node) = batch.load_node {
+                loads.push((node, batch.load_bytes));
+            }
+            for d in batch.deliveries {
+                let outcome = match &result {
+                    Ok(_) => Ok(RecordMetadata {
+                        topic: Arc::clone(topic),
+                        partition,
+                        offset: next_offset.map(Offset),
+                        timestamp: d.timestamp,
+                    }),
+                    Err(e) => Err(e.clone()),
+                };
+                next_offset = next_offset.map(|o| o.saturating_add(1));
+                // The caller may have stopped waiting; its record is delivered regardless.
+                let _ = d.tx.send(outcome);
+            }
+        }
+        self.memory.add_permits(released);
+        {
+            let mut node_loads = lock(&self.node_loads);
+            for (node, bytes) in loads {
+                if let Some(l) = node_loads.get_mut(&node) {
+                    *l = l.saturating_sub(bytes);
+                    if *l == 0 {
+                        node_loads.remove(&node);
+                    }
+                }
+            }
+        }
+        let mut state = lock(&self.state);
+        for id in ids {
+            state.incomplete.remove(&id);
+        }
+        self.publish_min_incomplete(&state);
+        drop(state);
+        self.wakeup.notify_one();
+    }
+
+    /// Puts a failed send back at the front of its partition's queue, in order and ahead of
+    /// anything enqueued since, to be retried no earlier than `retry_at`.
+    pub(crate) fn requeue(&self, send: PartitionSend, retry_at: Instant) {
+        let PartitionSend {
+            topic,
+            partition,
+            batches,
+            ..
+        } = send;
+        let mut batches = batches;
+        for b in &mut batches {
+            b.attempts += 1;
+        }
+        {
+            let mut state = lock(&self.state);
+            let partitions = state.topics.entry(topic.to_string()).or_default();
+            let queue = partitions.entry(partition).or_insert_with(|| PartitionQueue {
+                topic: Arc::clone(&topic),
+                batches: VecDeque::new(),
+                in_flight: false,
+                retry_at: None,
+            });
+            for b in batches.into_iter().rev() {
+                queue.batches.push_front(b);
+            }
+            queue.in_flight = false;
+            queue.retry_at = Some(retry_at);
+        }
+        self.wakeup.notify_one();
+    }
+
+    fn finish_partition(&self, topic: &str, partition: i32) {
+        let mut state = lock(&self.state);
+        if let Some(q) = state.topics.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+            q.in_flight = false;
+            q.retry_at = None;
+        }
+    }
+
+    fn publish_min_incomplete(&self, state: &State) {
+        let min = state.incomplete.first().copied().unwrap_or(u64::MAX);
+        self.min_incomplete.send_if_modified(|v| {
+            let changed = *v != min;
+            *v = min;
+            changed
+        });
+    }
+
+    /// Waits until every batch that existed when it was called has completed (records enqueued
+    /// meanwhile may ride along). Batches are sent without waiting for `linger` meanwhile.
+    pub(crate) async fn flush(&self) {
+        struct Flushing<'a>(&'a AtomicUsize);
+        impl Drop for Flushing<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let target = lock(&self.state).next_batch_id;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        let _flushing = Flushing(&self.flushes);
+        self.wakeup.notify_one();
+        let mut rx = self.min_incomplete.subscribe();
+        // The sender keeps `min_incomplete` until the accumulator is dropped, which cannot
+        // happen while `self` is borrowed; an error would only mean there is nothing left.
+        let _ = rx.wait_for(|min| *min >= target).await;
+    }
+
+    /// Refuses new records; everything queued becomes sendable at once.
+    pub(crate) fn close(&self) {
+        lock(&self.state).closed = true;
+        self.wakeup.notify_one();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    /// Whether nothing is queued or in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.state).incomplete.is_empty()
+    }
+}
+
+fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll};
+
+    use strata_protocol::{BatchLimits, RecordBatch};
+
+    use super::*;
+
+    fn config() -> AccumulatorConfig {
+        AccumulatorConfig {
+            batch_size: 300,
+            linger: Duration::from_millis(50),
+            compression: Compression::None,
+            buffer_memory: 1 << 20,
+            delivery_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn far() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(60)
+    }
+
+    async fn append(acc: &Accumulator, partition: i32, value: &[u8]) -> Delivery {
+        let size = BatchBuilder::record_size(None, Some(value), &[]);
+        let r = acc.reserve(size, far()).await.unwrap();
+        let parts = RecordParts {
+            timestamp: 1,
+            key: None,
+            value: Some(value),
+            headers: &[],
+        };
+        acc.append("t", partition, Some(1), &parts, r).unwrap()
+    }
+
+    fn leader(_: &str, _: i32) -> Option<i32> {
+        Some(1)
+    }
+
+    fn values(send: &mut PartitionSend) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for b in &mut send.batches {
+            let bytes = b.seal().unwrap();
+            let batch = RecordBatch::validate(bytes, &BatchLimits::default()).unwrap();
+            for r in batch.records().unwrap() {
+                out.push(r.unwrap().value.unwrap().to_vec());
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_batch_waits_for_linger_unless_full() {
+        let acc = Accumulator::new(config());
+        let _d = append(&acc, 0, b"small").await;
+        let t0 = Instant::now();
+        let d = acc.drain(t0, 1 << 20, &leader);
+        assert!(d.ready.is_empty(), "not full, linger not over");
+        let next = d.next_check.expect("linger end");
+        assert!(next > t0 && next <= t0 + Duration::from_millis(50));
+        let d = acc.drain(t0 + Duration::from_millis(51), 1 << 20, &leader);
+        assert_eq!(d.ready.len(), 1);
+
+        // Filling a batch makes it ready at once.
+        let _ds: Vec<_> = {
+            let mut v = Vec::new();
+            for _ in 0..20 {
+                v.push(append(&acc, 1, &[7u8; 40]).await);
+            }
+            v
+        };
+        let d = acc.drain(Instant::now(), 1 << 20, &leader);
+        assert_eq!(d.ready.len(), 1, "partition 1 is ready (partition 0 is in flight)");
+        assert_eq!(d.ready[0].partition, 1);
+        assert!(
+            d.ready[0].batches.len() >= 2,
+            "20 records of ~50 bytes span several 300-byte batches"
+        );
+        assert!(d.ready[0].batches.iter().all(|b| b.size() <= 300));
+    }
+
+    #[tokio::test]
+    async fn max_request_size_splits_a_partitions_backlog_but_sends_at_least_one_batch() {
+        let acc = Accumulator::new(config());
+        for _ in 0..20 {
+            drop(append(&acc, 0, &[1u8; 40]).await);
+        }
+        let mut d = acc.drain(Instant::now(), 1, &leader);
+        assert_eq!(d.ready.len(), 1);
+        assert_eq!(d.ready[0].batches.len(), 1, "over the limit, but one batch always goes");
+        let send = d.ready.pop().unwrap();
+        assert!(
+            acc.drain(Instant::now(), 1, &leader).ready.is_empty(),
+            "one send in flight per partition"
+        );
+        acc.complete(send, Ok(Some(0)));
+        assert_eq!(acc.drain(Instant::now(), 1, &leader).ready.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retry_goes_back_to_the_front_and_offsets_follow_enqueue_order() {
+        let acc = Accumulator::new(config());
+        let mut deliveries = Vec::new();
+        for i in 0..10u8 {
+            deliveries.push(append(&acc, 0, &[i; 100]).await);
+        }
+        let now = Instant::now();
+        let mut first = acc.drain(now, 400, &leader).ready.pop().unwrap();
+        let sent_first = values(&mut first);
+        // More records arrive while the first send is in flight…
+        for i in 10..12u8 {
+            deliveries.push(append(&acc, 0, &[i; 100]).await);
+        }
+        // …and the send fails retriably: it goes back to the front.
+        let retry_at = now + Duration::from_millis(100);
+        acc.requeue(first, retry_at);
+        let d = acc.drain(now, 1 << 20, &leader);
+        assert!(d.ready.is_empty(), "backing off");
+        assert_eq!(d.next_check, Some(retry_at));
+        let mut all = Vec::new();
+        loop {
+            let mut d = acc.drain(retry_at, 400, &leader);
+            let Some(mut send) = d.ready.pop() else { break };
+            let base = all.len() as u64;
+            all.extend(values(&mut send));
+            acc.complete(send, Ok(Some(base)));
+        }
+        assert_eq!(
+            &all[..sent_first.len()],
+            &sent_first[..],
+            "retried batches are resent first, unchanged"
+        );
+        let expected: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; 100]).collect();
+        assert_eq!(all, expected, "enqueue order");
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let meta = d.await.unwrap();
+            assert_eq!(meta.offset, Some(Offset(i as u64)));
+        }
+        assert!(acc.is_empty());
+    }
+
+    #[tokio::test]
+    async fn memory_backpressure_blocks_until_a_batch_completes() {
+        let acc = Accumulator::new(AccumulatorConfig {
+            buffer_memory: 500,
+            ..config()
+        });
+        let value = [0u8; 100];
+        let size = BatchBuilder::record_size(None, Some(&value), &[]);
+        let mut held = Vec::new();
+        while acc.available_memory() >= size {
+            held.push(append(&acc, 0, &value).await);
+        }
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut blocked = pin!(acc.reserve(size, far()));
+        assert!(
+            blocked.as_mut().poll(&mut cx).is_pending(),
+            "budget used up: enqueue waits"
+        );
+        // A memory waiter makes everything sendable regardless of linger.
+        let mut d = acc.drain(Instant::now(), 1 << 20, &leader);
+        assert_eq!(d.ready.len(), 1);
+        acc.complete(d.ready.pop().unwrap(), Ok(Some(0)));
+        assert!(
+            matches!(blocked.as_mut().poll(&mut cx), Poll::Ready(Ok(_))),
+            "memory came back"
+        );
+        for d in held {
+            d.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn reserving_more_than_the_budget_fails_and_a_deadline_bounds_the_wait() {
+        let acc = Accumulator::new(AccumulatorConfig {
+            buffer_memory: 100,
+            ..config()
+        });
+        assert!(matches!(
+            acc.reserve(101, far()).await,
+            Err(Error::RecordTooLarge { .. })
+        ));
+        let held = acc.reserve(100, far()).await.unwrap();
+        let soon = tokio::time::Instant::now() + Duration::from_millis(20);
+        assert!(matches!(acc.reserve(1, soon).await, Err(Error::Timeout { .. })));
+        drop(held);
+        assert_eq!(acc.available_memory(), 100, "an unused reservation is returned");
+    }
+
+    #[tokio::test]
+    async fn expired_batches_are_returned_and_unknown_leaders_ask_for_metadata() {
+        let acc = Accumulator::new(AccumulatorConfig {
+            delivery_timeout: Duration::from_millis(200),
+            ..config()
+        });
+        let d1 = append(&acc, 0, b"x").await;
+        let no_leader = |_: &str, _: i32| None;
+        let d = acc.drain(Instant::now() + Duration::from_millis(5), 1 << 20, &no_leader);
+        assert!(d.ready.is_empty());
+        assert!(d.need_metadata.is_empty(), "not ready yet (linger)");
+        acc.close();
+        let d = acc.drain(Instant::now() + Duration::from_millis(5), 1 << 20, &no_leader);
+        assert_eq!(d.need_metadata, ["t"]);
+        let d = acc.drain(Instant::now() + Duration::from_millis(201), 1 << 20, &no_leader);
+        assert_eq!(d.expired.len(), 1);
+        for (topic, p, b) in d.expired {
+            acc.complete_batches(&topic, p, vec![b], Err(Error::ProducerClosed));
+        }
+        assert!(d1.await.is_err());
+        assert!(acc.is_empty());
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_batches_that_existed_when_it_started() {
+        let acc = Arc::new(Accumulator::new(config()));
+        let _d = append(&acc, 0, b"a").await;
+        let flush = tokio::spawn({
+            let acc = Arc::clone(&acc);
+            async move { acc.flush().await }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!flush.is_finished());
+        // Flushing makes the batch ready before its linger ends.
+        let mut d = acc.drain(Instant::now(), 1 << 20, &leader);
+        assert_eq!(d.ready.len(), 1);
+        acc.complete(d.ready.pop().unwrap(), Ok(Some(0)));
+        tokio::time::timeout(Duration::from_secs(5), flush)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -1,0 +1,451 @@
+//! The producer: batches records per partition and sends them to each partition's leader.
+//!
+//! # Life of a record
+//!
+//! 1. [`Producer::enqueue`] looks the topic up (cached metadata), reserves the record's encoded
+//!    size from the `buffer_memory` budget (waiting while it is used up: back-pressure, bounded
+//!    by `max_block`), picks a partition ([`crate::partitioner`]), and encodes the record into
+//!    that partition's open batch. It returns a [`Delivery`].
+//! 2. A background task (the *sender*) drains batches that are full, have lingered long
+//!    enough, or are being flushed, groups them by leader broker, and sends one produce request
+//!    per broker — several partitions each, one send per partition.
+//! 3. The response resolves every record's [`Delivery`] with its partition and offset
+//!    (`base_offset` + position). A retriable error (`ErrorCode::is_retriable`, a dead
+//!    connection, a timeout) puts the send back at the front of its partition's queue for a
+//!    retry after an exponential backoff, refreshing metadata first on `NOT_LEADER`,
+//!    `UNKNOWN_TOPIC_OR_PARTITION` and the like. Only one send per partition is ever in flight,
+//!    so a retry can never be overtaken: records reach the log in enqueue order.
+//!
+//! # Guarantees and limits
+//!
+//! - Per-partition order: records from one task, enqueued one after the other, are appended in
+//!   that order.
+//! - Retries are at-least-once: a request that timed out may have been applied, and its retry
+//!   then duplicates it. (Idempotent producers — producer id and sequence numbers, which the
+//!   batch format already carries — are future work.)
+//! - Every record resolves: with its offset, with the broker's error, or with
+//!   [`Error::Timeout`] once `delivery_timeout` passes.
+//! - Memory is bounded by `buffer_memory` (plus per-batch headers), in-flight requests by one
+//!   per partition.
+
+mod accumulator;
+mod sender;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use strata_protocol::api::Acks;
+use strata_protocol::{BatchBuilder, Compression, HEADER_LEN, HeaderRef, Offset};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::partitioner::{DefaultPartitioner, KeylessStrategy, Partitioner, PartitionerContext};
+
+pub(crate) use accumulator::{Accumulator, AccumulatorConfig, RecordParts};
+
+/// Producer settings. Every field's doc gives its default.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// When the broker acknowledges: [`Acks::All`] (committed by the partition's Raft group,
+    /// default), [`Acks::Leader`], or [`Acks::None`] (no response; deliveries resolve with no
+    /// offset once the request is written).
+    pub acks: Acks,
+    /// Whole-batch compression. Default none.
+    pub compression: Compression,
+    /// A partition's batch is sent once it holds this many bytes (uncompressed, header
+    /// included); a single larger record gets a batch of its own. Default 16 KiB.
+    pub batch_size: usize,
+    /// How long a batch that is not full waits for more records. Default 5 ms.
+    pub linger: Duration,
+    /// Most bytes of encoded records buffered (queued or in flight); `enqueue` waits when it is
+    /// used up. At least `batch_size`. Default 32 MiB.
+    pub buffer_memory: usize,
+    /// Largest produce request payload per partition (and so the largest record). At most the
+    /// client's `max_frame_bytes` less framing. Default 1 MiB.
+    pub max_request_size: usize,
+    /// Longest `enqueue` waits for metadata and buffer memory. Default 60 s.
+    pub max_block: Duration,
+    /// Longest from `enqueue` to a record's final outcome, retries included. Default 120 s.
+    pub delivery_timeout: Duration,
+    /// How long the broker may wait for the acks asked for (the request's `timeout_ms`); the
+    /// producer waits a second longer for the response. Default 30 s.
+    pub request_timeout: Duration,
+    /// Most retries of one batch (each also bounded by `delivery_timeout`). Default unlimited.
+    pub retries: u32,
+    /// First retry backoff, doubled per attempt. Default 100 ms.
+    pub retry_backoff: Duration,
+    /// Largest retry backoff. Default 1 s.
+    pub retry_backoff_max: Duration,
+    /// How keyless records spread over partitions (ignored if `partitioner` is set). Default
+    /// sticky.
+    pub keyless: KeylessStrategy,
+    /// A custom partitioner for records without an explicit partition.
+    pub partitioner: Option<Arc<dyn Partitioner>>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            acks: Acks::All,
+            compression: Compression::None,
+            batch_size: 16 << 10,
+            linger: Duration::from_millis(5),
+            buffer_memory: 32 << 20,
+            max_request_size: 1 << 20,
+            max_block: Duration::from_secs(60),
+            delivery_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            retries: u32::MAX,
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
+            keyless: KeylessStrategy::Sticky,
+            partitioner: None,
+        }
+    }
+}
+
+/// Bytes a produce request spends on framing and fields besides the records.
+const REQUEST_OVERHEAD: usize = 1024;
+
+impl ProducerConfig {
+    /// Checks the bounds.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first bad field.
+    pub fn validate(&self, max_frame_bytes: usize) -> Result<()> {
+        if self.batch_size <= HEADER_LEN {
+            return Err(Error::config(
+                "batch_size",
+                format!("must exceed the {HEADER_LEN}-byte batch header"),
+            ));
+        }
+        if self.max_request_size < self.batch_size {
+            return Err(Error::config("max_request_size", "must be at least batch_size"));
+        }
+        if self.max_request_size.saturating_add(REQUEST_OVERHEAD) > max_frame_bytes
+            || i32::try_from(self.max_request_size).is_err()
+        {
+            return Err(Error::config(
+                "max_request_size",
+                format!("must leave room for framing within max_frame_bytes ({max_frame_bytes})"),
+            ));
+        }
+        if self.buffer_memory < self.batch_size {
+            return Err(Error::config("buffer_memory", "must be at least batch_size"));
+        }
+        for (key, d) in [
+            ("delivery_timeout", self.delivery_timeout),
+            ("request_timeout", self.request_timeout),
+            ("retry_backoff", self.retry_backoff),
+        ] {
+            if d.is_zero() {
+                return Err(Error::config(key, "must be positive"));
+            }
+        }
+        if i32::try_from(self.request_timeout.as_millis()).is_err() {
+            return Err(Error::config("request_timeout", "must fit in i32 milliseconds"));
+        }
+        if self.retry_backoff_max < self.retry_backoff {
+            return Err(Error::config("retry_backoff_max", "must be at least retry_backoff"));
+        }
+        Ok(())
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition; `None` lets the partitioner choose (by key hash if there is a key).
+    pub partition: Option<i32>,
+    /// Key (`None`: null).
+    pub key: Option<Bytes>,
+    /// Value (`None`: null, e.g. a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers: key and nullable value.
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+    /// Timestamp in ms since the Unix epoch; `None`: now.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A keyless record with a value.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the partition explicitly.
+    #[must_use]
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn header(mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Sets the timestamp (ms since the Unix epoch).
+    #[must_use]
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// The record's offset; `None` with `acks = none` (the broker does not answer).
+    pub offset: Option<Offset>,
+    /// The record's timestamp as sent.
+    pub timestamp: i64,
+}
+
+/// The eventual outcome of one enqueued record: a future resolving to its [`RecordMetadata`]
+/// or the error that stopped it. Dropping it does not cancel the record.
+#[derive(Debug)]
+#[must_use = "a Delivery resolves to the record's offset or error"]
+pub struct Delivery {
+    rx: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for Delivery {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::ProducerClosed)))
+    }
+}
+
+struct Inner {
+    client: Client,
+    config: ProducerConfig,
+    accumulator: Arc<Accumulator>,
+    partitioner: Arc<dyn Partitioner>,
+    sender: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The sender finishes what is buffered, then exits; nobody waits for it (use `close`).
+        self.accumulator.close();
+    }
+}
+
+/// Sends records to a Strata cluster. Cheap to clone; clones share buffers and the sender
+/// task.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn example() -> strata_client::Result<()> {
+/// use strata_client::{Client, ClientConfig, ProducerConfig, ProducerRecord};
+///
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9700")).await?;
+/// let producer = client.producer(ProducerConfig::default())?;
+///
+/// // One record, waiting for its offset.
+/// let meta = producer.send(ProducerRecord::new("events", "hello").key("user-1")).await?;
+/// println!("partition {} offset {:?}", meta.partition, meta.offset);
+///
+/// // Many records, pipelined: enqueue returns as soon as the record is buffered.
+/// let mut deliveries = Vec::new();
+/// for i in 0..1000 {
+///     deliveries.push(producer.enqueue(ProducerRecord::new("events", format!("event {i}"))).await?);
+/// }
+/// for d in deliveries {
+///     d.await?;
+/// }
+/// producer.close().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Producer {
+    /// A producer on `client`, starting its sender task (call from within a Tokio runtime).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the config is invalid.
+    pub fn new(client: Client, config: ProducerConfig) -> Result<Producer> {
+        config.validate(client.config().max_frame_bytes)?;
+        let accumulator = Arc::new(Accumulator::new(AccumulatorConfig {
+            batch_size: config.batch_size,
+            linger: config.linger,
+            compression: config.compression,
+            buffer_memory: config.buffer_memory,
+            delivery_timeout: config.delivery_timeout,
+        }));
+        let partitioner = config
+            .partitioner
+            .clone()
+            .unwrap_or_else(|| Arc::new(DefaultPartitioner::new(config.keyless, config.batch_size)));
+        let task = tokio::spawn(sender::run(client.clone(), Arc::clone(&accumulator), config.clone()));
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                accumulator,
+                partitioner,
+                sender: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.config
+    }
+
+    /// Sends a record and waits for the broker's acknowledgement.
+    ///
+    /// Waiting for each record in turn limits a single task to one record per round trip; to
+    /// pipeline, use [`Producer::enqueue`] and await the deliveries later.
+    ///
+    /// # Errors
+    /// Those of [`Producer::enqueue`], then the record's delivery error: the broker's
+    /// [`Error::Partition`] error, [`Error::Timeout`] after `delivery_timeout`, or the last
+    /// retriable error if `retries` ran out.
+    pub async fn send(&self, record: ProducerRecord) -> Result<RecordMetadata> {
+        self.enqueue(record).await?.await
+    }
+
+    /// Buffers a record for sending and returns its [`Delivery`]. Waits (up to `max_block`) for
+    /// topic metadata and for buffer memory if `buffer_memory` is used up.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`], [`Error::UnknownTopic`], [`Error::UnknownPartition`],
+    /// [`Error::Timeout`] (metadata or memory not available within `max_block`),
+    /// [`Error::ProducerClosed`], or a metadata error.
+    pub async fn enqueue(&self, record: ProducerRecord) -> Result<Delivery> {
+        let inner = &*self.inner;
+        let acc = &inner.accumulator;
+        if acc.is_closed() {
+            return Err(Error::ProducerClosed);
+        }
+        let headers: Vec<HeaderRef<'_>> = record
+            .headers
+            .iter()
+            .map(|(k, v)| HeaderRef {
+                key: k,
+                value: v.as_deref(),
+            })
+            .collect();
+        let key = record.key.as_deref();
+        let value = record.value.as_deref();
+        let size = BatchBuilder::record_size(key, value, &headers);
+        let max = inner.config.max_request_size - HEADER_LEN;
+        if size > max {
+            return Err(Error::RecordTooLarge {
+                size,
+                limit: "max_request_size",
+                max,
+            });
+        }
+        let deadline = tokio::time::Instant::now() + inner.config.max_block;
+        let topic = tokio::time::timeout_at(deadline, inner.client.topic(&record.topic))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "metadata",
+                broker: "-".to_owned(),
+                after: inner.config.max_block,
+            })??;
+        let reservation = acc.reserve(size, deadline).await?;
+        let partition_count = topic.partition_count();
+        let partition = match record.partition {
+            Some(p) => p,
+            None if partition_count == 0 => 0,
+            None => acc.with_node_loads(|loads| {
+                inner
+                    .partitioner
+                    .partition(key, size, &PartitionerContext::new(&topic, loads))
+            }),
+        };
+        let Some(info) = topic.partition(partition) else {
+            return Err(Error::UnknownPartition {
+                topic: record.topic.clone(),
+                partition,
+                partition_count,
+            });
+        };
+        let parts = RecordParts {
+            timestamp: record.timestamp.unwrap_or_else(now_ms),
+            key,
+            value,
+            headers: &headers,
+        };
+        acc.append(&topic.name, partition, info.leader, &parts, reservation)
+    }
+
+    /// Sends everything buffered now without waiting for `linger`, and waits until all of it
+    /// has completed (successfully or not).
+    pub async fn flush(&self) {
+        self.inner.accumulator.flush().await;
+    }
+
+    /// Stops accepting records, sends everything buffered (retrying as configured, bounded by
+    /// `delivery_timeout`), and waits for the sender task to finish. Later `enqueue`s fail with
+    /// [`Error::ProducerClosed`].
+    pub async fn close(&self) {
+        self.inner.accumulator.close();
+        let task = self
+            .inner
+            .sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        } else {
+            self.inner.accumulator.flush().await;
+        }
+    }
+}

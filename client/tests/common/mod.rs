@@ -1,0 +1,615 @@
+//! A tiny in-process fake broker for the client's tests.
+//!
+//! It speaks the real protocol through `Framed<TcpStream, ServerCodec>` on `127.0.0.1:0` and
+//! answers ApiVersions, Metadata, Produce, Fetch, ListOffsets, CreateTopics and DeleteTopics
+//! plausibly: appended batches are kept in memory with the broker-owned prefix written (base
+//! offset, term, index), fetches long-poll, offsets are dense. Faults are injected through
+//! [`State`]: errors for the next produce attempts, APIs it never answers, APIs that close the
+//! connection, a produce delay, malformed responses.
+//!
+//! Like a real broker it answers each connection's requests in order, one at a time.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use strata_protocol::api::list_offsets::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use strata_protocol::api::{
+    ApiKey, ApiVersionRange, ApiVersionsResponse, BrokerMetadata, ConfigEntry, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, FetchPartitionResponse, FetchRequest,
+    FetchResponse, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, PartitionMetadata, ProducePartitionResponse, ProduceRequest, ProduceResponse, Request, Response,
+    TopicData, TopicMetadata, TopicResult,
+};
+use strata_protocol::batch::BatchHeader;
+use strata_protocol::codec::{OutgoingResponse, ServerCodec};
+use strata_protocol::frame::RequestError;
+use strata_protocol::{
+    BatchIter, BatchLimits, ControlType, ErrorCode, Offset, RaftIndex, RaftTerm, RecordBatch, control_batch,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::codec::Framed;
+use tokio_util::task::AbortOnDropHandle;
+
+pub const NODE_ID: i32 = 1;
+
+/// One partition's log.
+#[derive(Debug, Default)]
+pub struct PartitionLog {
+    /// Stored batches, broker prefix written.
+    pub batches: Vec<Bytes>,
+    pub log_start: u64,
+    pub next_offset: u64,
+    pub next_index: u64,
+    /// No leader (metadata says −1) while set.
+    pub leaderless: bool,
+}
+
+impl PartitionLog {
+    fn append(&mut self, batch: &[u8], record_count: u32) -> u64 {
+        let h = BatchHeader::parse(batch).expect("validated batch");
+        let base = self.next_offset;
+        self.next_index += 1;
+        let mut stored = batch.to_vec();
+        let prefix = BatchHeader::broker_fields(h.batch_length, Offset(base), RaftTerm(1), RaftIndex(self.next_index));
+        stored[..prefix.len()].copy_from_slice(&prefix);
+        self.batches.push(Bytes::from(stored));
+        self.next_offset += u64::from(record_count);
+        base
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Topic {
+    pub partitions: Vec<PartitionLog>,
+    pub configs: Vec<ConfigEntry>,
+}
+
+/// What the fake broker knows, and the faults to inject.
+#[derive(Debug, Default)]
+pub struct State {
+    pub topics: BTreeMap<String, Topic>,
+    /// API keys of every request received, in order.
+    pub requests: Vec<i16>,
+    /// Each produce request: (topic, partition, batches in its record set).
+    pub produce_log: Vec<Vec<(String, i32, usize)>>,
+    /// Error codes for the next produce partition entries, one per entry.
+    pub produce_errors: VecDeque<ErrorCode>,
+    /// Sleep before answering each produce request.
+    pub produce_delay: Duration,
+    /// APIs never answered.
+    pub silent: HashSet<i16>,
+    /// APIs that make the broker close the connection instead of answering.
+    pub close_on: HashSet<i16>,
+    /// APIs answered with a body that does not decode.
+    pub malformed: HashSet<i16>,
+    /// APIs answered with a request-level error.
+    pub reject: HashMap<i16, ErrorCode>,
+    /// Override of the ApiVersions answer.
+    pub api_versions: Option<Vec<ApiVersionRange>>,
+    /// Connections accepted.
+    pub connections: usize,
+    /// This broker's node id.
+    pub node_id: i32,
+    /// Other brokers to list in metadata.
+    pub peers: Vec<BrokerMetadata>,
+    /// Leader overrides: (topic, partition) → node id.
+    pub leaders: HashMap<(String, i32), i32>,
+}
+
+pub struct FakeBroker {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    appended: Arc<Notify>,
+    _task: AbortOnDropHandle<()>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl FakeBroker {
+    pub async fn start() -> FakeBroker {
+        Self::start_node(NODE_ID).await
+    }
+
+    pub async fn start_node(node_id: i32) -> FakeBroker {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            node_id,
+            ..State::default()
+        }));
+        let appended = Arc::new(Notify::new());
+        let task = tokio::spawn({
+            let state = Arc::clone(&state);
+            let appended = Arc::clone(&appended);
+            async move {
+                let mut conns = JoinSet::new();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    lock(&state).connections += 1;
+                    let conn = Conn {
+                        state: Arc::clone(&state),
+                        appended: Arc::clone(&appended),
+                        port: addr.port(),
+                    };
+                    conns.spawn(conn.serve(stream));
+                    while conns.try_join_next().is_some() {}
+                }
+            }
+        });
+        FakeBroker {
+            addr,
+            state,
+            appended,
+            _task: AbortOnDropHandle::new(task),
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut lock(&self.state))
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: usize) {
+        self.with(|s| {
+            s.topics.insert(
+                name.to_owned(),
+                Topic {
+                    partitions: (0..partitions).map(|_| PartitionLog::default()).collect(),
+                    configs: vec![ConfigEntry {
+                        key: "retention.ms".into(),
+                        value: "604800000".into(),
+                    }],
+                },
+            );
+        });
+    }
+
+    pub fn count(&self, api: ApiKey) -> usize {
+        self.with(|s| s.requests.iter().filter(|k| **k == api as i16).count())
+    }
+
+    /// Every record in the partition: (offset, value).
+    pub fn records(&self, topic: &str, partition: usize) -> Vec<(u64, Option<Bytes>)> {
+        let batches = self.with(|s| s.topics[topic].partitions[partition].batches.clone());
+        let mut out = Vec::new();
+        for b in batches {
+            let batch = RecordBatch::verify_stored(b, &BatchLimits::default()).unwrap();
+            for r in batch.records().unwrap() {
+                let r = r.unwrap();
+                out.push((r.offset.0, r.value));
+            }
+        }
+        out
+    }
+
+    /// Appends a control batch (a Raft no-op) to the partition.
+    pub fn append_control(&self, topic: &str, partition: usize) {
+        let batch = control_batch(ControlType::Noop, &[], 0).unwrap();
+        self.with(|s| {
+            let log = &mut s.topics.get_mut(topic).unwrap().partitions[partition];
+            log.append(&batch, 0);
+        });
+        self.appended.notify_waiters();
+    }
+
+    /// Flips a byte in the records of the partition's last batch (its CRC no longer matches).
+    pub fn corrupt_last_batch(&self, topic: &str, partition: usize) {
+        self.with(|s| {
+            let log = &mut s.topics.get_mut(topic).unwrap().partitions[partition];
+            let last = log.batches.pop().unwrap();
+            let mut v = last.to_vec();
+            let n = v.len();
+            v[n - 1] ^= 0x55;
+            log.batches.push(Bytes::from(v));
+        });
+    }
+}
+
+/// One accepted connection.
+struct Conn {
+    state: Arc<Mutex<State>>,
+    appended: Arc<Notify>,
+    port: u16,
+}
+
+impl Conn {
+    async fn serve(self, stream: TcpStream) {
+        let mut framed = Framed::new(
+            stream,
+            ServerCodec {
+                max_frame_bytes: 64 << 20,
+            },
+        );
+        while let Some(Ok(req)) = framed.next().await {
+            let key = req.header.api_key;
+            let (silent, close, malformed, reject) = {
+                let mut s = lock(&self.state);
+                s.requests.push(key);
+                (
+                    s.silent.contains(&key),
+                    s.close_on.contains(&key),
+                    s.malformed.contains(&key),
+                    s.reject.get(&key).copied(),
+                )
+            };
+            if close {
+                return;
+            }
+            if silent {
+                continue;
+            }
+            let body = match req.body {
+                Err(e) => Some(Err(e)),
+                Ok(_) if reject.is_some() => Some(Err(request_error(
+                    reject.unwrap_or(ErrorCode::UnknownServerError),
+                    "rejected by the fake broker",
+                ))),
+                Ok(_) if malformed => {
+                    // A body of another API: does not decode as the one asked for.
+                    Some(Ok(Response::ApiVersions(ApiVersionsResponse {
+                        apis: vec![ApiVersionRange {
+                            api_key: 1,
+                            min_version: 2,
+                            max_version: 3,
+                        }],
+                    })))
+                }
+                Ok(body) => self.handle(body).await.map(Ok),
+            };
+            let Some(body) = body else { continue };
+            let response = OutgoingResponse {
+                correlation_id: req.header.correlation_id,
+                api_version: req.header.api_version,
+                body,
+            };
+            if framed.send(response).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn handle(&self, body: Request) -> Option<Response> {
+        Some(match body {
+            Request::ApiVersions(_) => {
+                let apis = lock(&self.state)
+                    .api_versions
+                    .clone()
+                    .unwrap_or_else(|| ApiVersionsResponse::supported().apis);
+                Response::ApiVersions(ApiVersionsResponse { apis })
+            }
+            Request::Metadata(r) => Response::Metadata(self.metadata(r)),
+            Request::Produce(r) => {
+                let delay = lock(&self.state).produce_delay;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let acks = r.acks;
+                let response = self.produce(r);
+                self.appended.notify_waiters();
+                if acks == 0 {
+                    return None;
+                }
+                Response::Produce(response)
+            }
+            Request::Fetch(r) => Response::Fetch(self.fetch(r).await),
+            Request::ListOffsets(r) => Response::ListOffsets(self.list_offsets(r)),
+            Request::CreateTopics(r) => Response::CreateTopics(self.create_topics(r)),
+            Request::DeleteTopics(r) => Response::DeleteTopics(self.delete_topics(r)),
+        })
+    }
+
+    fn metadata(&self, r: MetadataRequest) -> MetadataResponse {
+        let s = lock(&self.state);
+        let names: Vec<String> = r.topics.unwrap_or_else(|| s.topics.keys().cloned().collect());
+        let topics = names
+            .into_iter()
+            .map(|name| match s.topics.get(&name) {
+                None => TopicMetadata {
+                    error: ErrorCode::UnknownTopicOrPartition,
+                    name,
+                    partitions: vec![],
+                    configs: vec![],
+                },
+                Some(t) => TopicMetadata {
+                    error: ErrorCode::None,
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| PartitionMetadata {
+                            error: ErrorCode::None,
+                            partition: i as i32,
+                            leader: match s.leaders.get(&(name.clone(), i as i32)) {
+                                Some(l) => *l,
+                                None if p.leaderless => -1,
+                                None => s.node_id,
+                            },
+                            leader_term: 1,
+                            replicas: vec![s.node_id],
+                            in_sync: vec![s.node_id],
+                            log_start_offset: p.log_start as i64,
+                            high_watermark: p.next_offset as i64,
+                        })
+                        .collect(),
+                    configs: t.configs.clone(),
+                    name,
+                },
+            })
+            .collect();
+        let mut brokers = vec![BrokerMetadata {
+            node_id: s.node_id,
+            host: "127.0.0.1".into(),
+            port: i32::from(self.port),
+        }];
+        brokers.extend(s.peers.iter().cloned());
+        MetadataResponse {
+            brokers,
+            controller_id: s.node_id,
+            cluster_id: Some("fake-cluster".into()),
+            topics,
+        }
+    }
+
+    fn produce(&self, r: ProduceRequest) -> ProduceResponse {
+        let mut s = lock(&self.state);
+        let mut log_entry = Vec::new();
+        let mut topics = Vec::new();
+        for t in r.topics {
+            let mut partitions = Vec::new();
+            for p in t.partitions {
+                let batches: Vec<_> = BatchIter::new(p.records.clone(), BatchLimits::default()).collect();
+                log_entry.push((t.name.clone(), p.partition, batches.len()));
+                let injected = s.produce_errors.pop_front();
+                let mut resp = ProducePartitionResponse {
+                    partition: p.partition,
+                    error: ErrorCode::None,
+                    base_offset: -1,
+                    log_append_time: -1,
+                    log_start_offset: -1,
+                    leader_id: NODE_ID,
+                    message: None,
+                };
+                let Some(log) = s
+                    .topics
+                    .get_mut(&t.name)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(p.partition).unwrap_or(usize::MAX)))
+                else {
+                    resp.error = ErrorCode::UnknownTopicOrPartition;
+                    partitions.push(resp);
+                    continue;
+                };
+                if let Some(code) = injected {
+                    resp.error = code;
+                    resp.message = Some(format!("injected {code}"));
+                    partitions.push(resp);
+                    continue;
+                }
+                let Ok(batches) = batches.into_iter().collect::<Result<Vec<RecordBatch>, _>>() else {
+                    resp.error = ErrorCode::CorruptBatch;
+                    partitions.push(resp);
+                    continue;
+                };
+                let mut base = None;
+                for b in batches {
+                    let offset = log.append(b.as_bytes(), b.header().record_count);
+                    base.get_or_insert(offset);
+                }
+                resp.base_offset = base.map_or(-1, |b| b as i64);
+                resp.log_start_offset = log.log_start as i64;
+                partitions.push(resp);
+            }
+            topics.push(TopicData {
+                name: t.name,
+                partitions,
+            });
+        }
+        s.produce_log.push(log_entry);
+        ProduceResponse { topics }
+    }
+
+    fn fetch_now(&self, r: &FetchRequest) -> (FetchResponse, usize) {
+        let s = lock(&self.state);
+        let mut total = 0;
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| TopicData {
+                name: t.name.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut resp = FetchPartitionResponse {
+                            partition: p.partition,
+                            error: ErrorCode::None,
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            leader_id: NODE_ID,
+                            records: Bytes::new(),
+                        };
+                        let Some(log) = s
+                            .topics
+                            .get(&t.name)
+                            .and_then(|t| t.partitions.get(usize::try_from(p.partition).unwrap_or(usize::MAX)))
+                        else {
+                            resp.error = ErrorCode::UnknownTopicOrPartition;
+                            return resp;
+                        };
+                        resp.high_watermark = log.next_offset as i64;
+                        resp.log_start_offset = log.log_start as i64;
+                        let offset = p.fetch_offset as u64;
+                        if p.fetch_offset < 0 || offset < log.log_start || offset > log.next_offset {
+                            resp.error = ErrorCode::OffsetOutOfRange;
+                            return resp;
+                        }
+                        let mut out = Vec::new();
+                        for b in &log.batches {
+                            let h = BatchHeader::parse(b).unwrap();
+                            // Batches wholly below the fetch offset (a control batch takes no offset:
+                            // one at the fetch offset is behind it too).
+                            if h.next_offset().0 <= offset {
+                                continue;
+                            }
+                            if !out.is_empty() && out.len() + b.len() > p.partition_max_bytes as usize {
+                                break;
+                            }
+                            out.extend_from_slice(b);
+                        }
+                        total += out.len();
+                        resp.records = Bytes::from(out);
+                        resp
+                    })
+                    .collect(),
+            })
+            .collect();
+        (FetchResponse { topics }, total)
+    }
+
+    async fn fetch(&self, r: FetchRequest) -> FetchResponse {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(r.max_wait_ms.max(0) as u64);
+        loop {
+            let notified = self.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (response, bytes) = self.fetch_now(&r);
+            if bytes >= r.min_bytes.max(1) as usize || tokio::time::Instant::now() >= deadline {
+                return response;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+
+    fn list_offsets(&self, r: ListOffsetsRequest) -> ListOffsetsResponse {
+        let s = lock(&self.state);
+        let topics = r
+            .topics
+            .into_iter()
+            .map(|t| TopicData {
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut resp = ListOffsetsPartitionResponse {
+                            partition: p.partition,
+                            error: ErrorCode::None,
+                            timestamp: -1,
+                            offset: -1,
+                            leader_id: NODE_ID,
+                        };
+                        let Some(log) = s
+                            .topics
+                            .get(&t.name)
+                            .and_then(|t| t.partitions.get(usize::try_from(p.partition).unwrap_or(usize::MAX)))
+                        else {
+                            resp.error = ErrorCode::UnknownTopicOrPartition;
+                            return resp;
+                        };
+                        resp.offset = match p.timestamp {
+                            EARLIEST_TIMESTAMP => log.log_start as i64,
+                            LATEST_TIMESTAMP => log.next_offset as i64,
+                            ts => log
+                                .batches
+                                .iter()
+                                .filter_map(|b| RecordBatch::verify_stored(b.clone(), &BatchLimits::default()).ok())
+                                .flat_map(|b| b.records().unwrap().map(Result::unwrap).collect::<Vec<_>>())
+                                .find(|r| r.timestamp >= ts)
+                                .map_or(-1, |r| r.offset.0 as i64),
+                        };
+                        resp
+                    })
+                    .collect(),
+                name: t.name,
+            })
+            .collect();
+        ListOffsetsResponse { topics }
+    }
+
+    fn create_topics(&self, r: CreateTopicsRequest) -> CreateTopicsResponse {
+        let mut s = lock(&self.state);
+        let topics = r
+            .topics
+            .into_iter()
+            .map(|t| {
+                let error = if s.topics.contains_key(&t.name) {
+                    ErrorCode::TopicAlreadyExists
+                } else if t.num_partitions <= 0 {
+                    ErrorCode::InvalidPartitions
+                } else if t.replication_factor != 1 {
+                    ErrorCode::InvalidReplicationFactor
+                } else {
+                    ErrorCode::None
+                };
+                if error.is_ok() && !r.validate_only {
+                    s.topics.insert(
+                        t.name.clone(),
+                        Topic {
+                            partitions: (0..t.num_partitions).map(|_| PartitionLog::default()).collect(),
+                            configs: t.configs,
+                        },
+                    );
+                }
+                TopicResult {
+                    message: (!error.is_ok()).then(|| format!("cannot create {}", t.name)),
+                    name: t.name,
+                    error,
+                }
+            })
+            .collect();
+        CreateTopicsResponse { topics }
+    }
+
+    fn delete_topics(&self, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
+        let mut s = lock(&self.state);
+        let topics = r
+            .names
+            .into_iter()
+            .map(|name| TopicResult {
+                error: if s.topics.remove(&name).is_some() {
+                    ErrorCode::None
+                } else {
+                    ErrorCode::UnknownTopicOrPartition
+                },
+                name,
+                message: None,
+            })
+            .collect();
+        DeleteTopicsResponse { topics }
+    }
+}
+
+/// A request-level error, for fakes that answer one.
+pub fn request_error(code: ErrorCode, message: &str) -> RequestError {
+    RequestError {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+/// Waits for `cond` to hold, polling every 5 ms, at most `within`.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

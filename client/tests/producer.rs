@@ -1,0 +1,474 @@
+//! The producer against a fake broker: offsets, batching, compression, retries without
+//! reordering, errors, acks, back-pressure, partitioning, close.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::FakeBroker;
+use strata_client::protocol::api::ApiKey;
+use strata_client::protocol::batch::BatchHeader;
+use strata_client::protocol::{Compression, ErrorCode, Offset};
+use strata_client::{Acks, Client, ClientConfig, Error, KeylessStrategy, Producer, ProducerConfig, ProducerRecord};
+
+async fn setup(partitions: usize, config: ProducerConfig) -> (FakeBroker, Producer) {
+    let broker = FakeBroker::start().await;
+    broker.create_topic("t", partitions);
+    let client = Client::connect(ClientConfig {
+        request_timeout: Duration::from_secs(5),
+        ..ClientConfig::new(&broker.bootstrap())
+    })
+    .await
+    .unwrap();
+    let producer = client.producer(config).unwrap();
+    (broker, producer)
+}
+
+fn fast() -> ProducerConfig {
+    ProducerConfig {
+        linger: Duration::from_millis(1),
+        retry_backoff: Duration::from_millis(10),
+        retry_backoff_max: Duration::from_millis(50),
+        delivery_timeout: Duration::from_secs(10),
+        ..ProducerConfig::default()
+    }
+}
+
+fn values(broker: &FakeBroker, partition: usize) -> Vec<Bytes> {
+    broker
+        .records("t", partition)
+        .into_iter()
+        .filter_map(|(_, v)| v)
+        .collect()
+}
+
+#[tokio::test]
+async fn send_resolves_to_partition_and_offset() {
+    let (broker, producer) = setup(1, fast()).await;
+    for i in 0..3u64 {
+        let meta = producer.send(ProducerRecord::new("t", format!("v{i}"))).await.unwrap();
+        assert_eq!(&*meta.topic, "t");
+        assert_eq!(meta.partition, 0);
+        assert_eq!(meta.offset, Some(Offset(i)));
+    }
+    assert_eq!(values(&broker, 0), ["v0", "v1", "v2"]);
+    producer.close().await;
+}
+
+#[tokio::test]
+async fn records_within_linger_share_one_request_and_one_batch() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            linger: Duration::from_millis(200),
+            ..fast()
+        },
+    )
+    .await;
+    let mut deliveries = Vec::new();
+    for i in 0..50 {
+        deliveries.push(
+            producer
+                .enqueue(ProducerRecord::new("t", format!("r{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for (i, d) in deliveries.into_iter().enumerate() {
+        assert_eq!(d.await.unwrap().offset, Some(Offset(i as u64)));
+    }
+    let log = broker.with(|s| s.produce_log.clone());
+    assert_eq!(log, [vec![("t".to_owned(), 0, 1)]], "one request, one batch");
+}
+
+#[tokio::test]
+async fn a_full_batch_goes_without_waiting_for_linger() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            batch_size: 1024,
+            linger: Duration::from_secs(30),
+            ..fast()
+        },
+    )
+    .await;
+    let value = vec![b'x'; 200];
+    let mut first = Vec::new();
+    // 200-byte records: four fill a 1 KiB batch; the fifth opens the next one.
+    for _ in 0..5 {
+        first.push(producer.enqueue(ProducerRecord::new("t", value.clone())).await.unwrap());
+    }
+    let d = first.remove(0);
+    let meta = tokio::time::timeout(Duration::from_secs(5), d)
+        .await
+        .expect("not held for linger");
+    assert_eq!(meta.unwrap().offset, Some(Offset(0)));
+    producer.flush().await;
+    for d in first {
+        d.await.unwrap();
+    }
+    let batches: usize = broker.with(|s| s.produce_log.iter().flatten().map(|(_, _, n)| n).sum());
+    assert!(batches >= 2, "{batches}");
+    assert_eq!(values(&broker, 0).len(), 5);
+}
+
+#[tokio::test]
+async fn compressed_batches_round_trip() {
+    for compression in [Compression::Lz4, Compression::Zstd] {
+        let (broker, producer) = setup(
+            1,
+            ProducerConfig {
+                compression,
+                linger: Duration::from_millis(50),
+                ..fast()
+            },
+        )
+        .await;
+        let mut deliveries = Vec::new();
+        for i in 0..100 {
+            let record = ProducerRecord::new("t", format!("compressible value number {i}")).header("h", "x");
+            deliveries.push(producer.enqueue(record).await.unwrap());
+        }
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        let expected: Vec<String> = (0..100).map(|i| format!("compressible value number {i}")).collect();
+        assert_eq!(values(&broker, 0), expected);
+        let stored = broker.with(|s| s.topics["t"].partitions[0].batches.clone());
+        for b in stored {
+            let h = BatchHeader::parse(&b).unwrap();
+            assert_eq!(h.attributes.compression().unwrap(), compression);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_retriable_error_is_retried_without_reordering() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            batch_size: 256,
+            max_request_size: 512,
+            ..fast()
+        },
+    )
+    .await;
+    broker.with(|s| {
+        s.produce_errors
+            .extend([ErrorCode::NotLeader, ErrorCode::RequestTimedOut]);
+        // Slow acks, so records pile up behind the failing send.
+        s.produce_delay = Duration::from_millis(30);
+    });
+    let metadata_before = broker.count(ApiKey::Metadata);
+    let mut deliveries = Vec::new();
+    for i in 0..60 {
+        deliveries.push(
+            producer
+                .enqueue(ProducerRecord::new("t", format!("{i:03}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let meta = d.await.unwrap();
+        assert_eq!(meta.offset, Some(Offset(i as u64)), "record {i}");
+    }
+    let expected: Vec<String> = (0..60).map(|i| format!("{i:03}")).collect();
+    assert_eq!(values(&broker, 0), expected, "log order is enqueue order");
+    assert!(broker.count(ApiKey::Produce) >= 3, "two failures, then success");
+    assert!(
+        broker.count(ApiKey::Metadata) > metadata_before,
+        "NOT_LEADER refreshes metadata"
+    );
+}
+
+#[tokio::test]
+async fn not_leader_moves_the_partition_to_the_leader_the_metadata_names() {
+    let a = FakeBroker::start_node(1).await;
+    let b = FakeBroker::start_node(2).await;
+    let node = |id: i32, broker: &FakeBroker| strata_client::protocol::api::BrokerMetadata {
+        node_id: id,
+        host: "127.0.0.1".into(),
+        port: i32::from(broker.addr.port()),
+    };
+    for (this, other_id, other) in [(&a, 2, &b), (&b, 1, &a)] {
+        this.create_topic("t", 1);
+        this.with(|s| s.peers.push(node(other_id, other)));
+    }
+    let client = Client::connect(ClientConfig::new(&a.bootstrap())).await.unwrap();
+    let producer = client.producer(fast()).unwrap();
+    assert_eq!(
+        producer.send(ProducerRecord::new("t", "on a")).await.unwrap().offset,
+        Some(Offset(0))
+    );
+    // Leadership moves to node 2: a answers NOT_LEADER and both now say so in metadata.
+    for broker in [&a, &b] {
+        broker.with(|s| {
+            s.leaders.insert(("t".into(), 0), 2);
+        });
+    }
+    a.with(|s| s.produce_errors.push_back(ErrorCode::NotLeader));
+    let meta = producer.send(ProducerRecord::new("t", "on b")).await.unwrap();
+    assert_eq!(meta.offset, Some(Offset(0)), "b's log");
+    assert_eq!(values(&b, 0), ["on b"]);
+    assert_eq!(values(&a, 0), ["on a"]);
+}
+
+#[tokio::test]
+async fn a_non_retriable_error_fails_the_records_and_later_sends_go_on() {
+    let (broker, producer) = setup(1, fast()).await;
+    broker.with(|s| s.produce_errors.push_back(ErrorCode::MessageTooLarge));
+    let r = producer
+        .send(ProducerRecord::new("t", "too big, says the broker"))
+        .await;
+    let Err(Error::Partition {
+        topic,
+        partition,
+        code,
+        message,
+    }) = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!((topic.as_str(), partition, code), ("t", 0, ErrorCode::MessageTooLarge));
+    assert!(message.unwrap().contains("injected"));
+    assert_eq!(broker.count(ApiKey::Produce), 1, "not retried");
+    let ok = producer.send(ProducerRecord::new("t", "fine")).await.unwrap();
+    assert_eq!(ok.offset, Some(Offset(0)));
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let (broker, producer) = setup(1, ProducerConfig { retries: 2, ..fast() }).await;
+    broker.with(|s| s.produce_errors.extend([ErrorCode::NotEnoughReplicas; 5]));
+    let r = producer.send(ProducerRecord::new("t", "x")).await;
+    assert!(
+        matches!(&r, Err(e) if e.code() == Some(ErrorCode::NotEnoughReplicas)),
+        "{r:?}"
+    );
+    assert_eq!(broker.count(ApiKey::Produce), 3, "first attempt and two retries");
+}
+
+#[tokio::test]
+async fn a_partition_without_leader_times_out_after_delivery_timeout() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            delivery_timeout: Duration::from_millis(300),
+            ..fast()
+        },
+    )
+    .await;
+    broker.with(|s| s.topics.get_mut("t").unwrap().partitions[0].leaderless = true);
+    let started = Instant::now();
+    let r = producer.send(ProducerRecord::new("t", "x").partition(0)).await;
+    assert!(matches!(r, Err(Error::Timeout { what: "delivery", .. })), "{r:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300) && started.elapsed() < Duration::from_secs(5));
+    assert_eq!(broker.count(ApiKey::Produce), 0, "nothing sent without a leader");
+    assert!(
+        broker.count(ApiKey::Metadata) >= 2,
+        "metadata refreshed while waiting for a leader"
+    );
+}
+
+#[tokio::test]
+async fn acks_none_resolves_without_offsets() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            acks: Acks::None,
+            ..fast()
+        },
+    )
+    .await;
+    let meta = producer
+        .send(ProducerRecord::new("t", "fire and forget"))
+        .await
+        .unwrap();
+    assert_eq!(meta.offset, None);
+    assert!(common::eventually(Duration::from_secs(5), || broker.records("t", 0).len() == 1).await);
+}
+
+#[tokio::test]
+async fn keys_hash_to_kafka_compatible_partitions() {
+    let (_broker, producer) = setup(12, fast()).await;
+    for (key, partition) in [("foobar", 6), ("21", 0), ("abc", 3)] {
+        let meta = producer.send(ProducerRecord::new("t", "v").key(key)).await.unwrap();
+        assert_eq!(meta.partition, partition, "key {key}");
+    }
+}
+
+#[tokio::test]
+async fn round_robin_spreads_keyless_records() {
+    let (_broker, producer) = setup(
+        3,
+        ProducerConfig {
+            keyless: KeylessStrategy::RoundRobin,
+            ..fast()
+        },
+    )
+    .await;
+    let mut partitions = Vec::new();
+    for _ in 0..6 {
+        partitions.push(producer.send(ProducerRecord::new("t", "v")).await.unwrap().partition);
+    }
+    assert_eq!(partitions, [0, 1, 2, 0, 1, 2]);
+}
+
+#[tokio::test]
+async fn bad_records_and_topics_are_refused_up_front() {
+    let (_broker, producer) = setup(2, fast()).await;
+    let r = producer.send(ProducerRecord::new("missing", "v")).await;
+    assert!(matches!(r, Err(Error::UnknownTopic(ref t)) if t == "missing"), "{r:?}");
+    let r = producer.send(ProducerRecord::new("t", "v").partition(7)).await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::UnknownPartition {
+                partition: 7,
+                partition_count: 2,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let r = producer.send(ProducerRecord::new("t", vec![0u8; 2 << 20])).await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::RecordTooLarge {
+                limit: "max_request_size",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn enqueue_waits_when_buffer_memory_is_used_up() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            batch_size: 2048,
+            buffer_memory: 4096,
+            ..fast()
+        },
+    )
+    .await;
+    broker.with(|s| s.produce_delay = Duration::from_millis(300));
+    let value = vec![7u8; 1000];
+    let mut deliveries = Vec::new();
+    // Fill the budget (each record reserves a bit over 1000 bytes).
+    for _ in 0..3 {
+        deliveries.push(producer.enqueue(ProducerRecord::new("t", value.clone())).await.unwrap());
+    }
+    let blocked = tokio::time::timeout(
+        Duration::from_millis(100),
+        producer.enqueue(ProducerRecord::new("t", value.clone())),
+    )
+    .await;
+    assert!(blocked.is_err(), "enqueue waits while the budget is in use");
+    // Once the slow broker acknowledges, memory comes back and enqueue proceeds.
+    let d = tokio::time::timeout(
+        Duration::from_secs(5),
+        producer.enqueue(ProducerRecord::new("t", value.clone())),
+    )
+    .await
+    .expect("memory freed by the acknowledgement")
+    .unwrap();
+    deliveries.push(d);
+    for (i, d) in deliveries.into_iter().enumerate() {
+        assert_eq!(d.await.unwrap().offset, Some(Offset(i as u64)));
+    }
+}
+
+#[tokio::test]
+async fn max_block_bounds_the_wait_for_memory() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            batch_size: 2048,
+            buffer_memory: 2048,
+            max_block: Duration::from_millis(100),
+            ..fast()
+        },
+    )
+    .await;
+    broker.with(|s| s.silent.insert(ApiKey::Produce as i16));
+    let _held = producer
+        .enqueue(ProducerRecord::new("t", vec![0u8; 1500]))
+        .await
+        .unwrap();
+    let r = producer.enqueue(ProducerRecord::new("t", vec![0u8; 1500])).await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::Timeout {
+                what: "buffer memory",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn close_sends_what_is_buffered_and_refuses_more() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            linger: Duration::from_secs(30),
+            ..fast()
+        },
+    )
+    .await;
+    let d = producer.enqueue(ProducerRecord::new("t", "last words")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), producer.close())
+        .await
+        .expect("close does not wait for linger");
+    assert_eq!(d.await.unwrap().offset, Some(Offset(0)));
+    assert_eq!(values(&broker, 0), ["last words"]);
+    let r = producer.send(ProducerRecord::new("t", "too late")).await;
+    assert!(matches!(r, Err(Error::ProducerClosed)), "{r:?}");
+}
+
+#[tokio::test]
+async fn many_concurrent_senders_over_several_partitions() {
+    let (broker, producer) = setup(
+        4,
+        ProducerConfig {
+            keyless: KeylessStrategy::LeastLoaded,
+            ..fast()
+        },
+    )
+    .await;
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let producer = producer.clone();
+            tokio::spawn(async move {
+                let mut deliveries = Vec::new();
+                for i in 0..100 {
+                    let record = ProducerRecord::new("t", format!("{t}-{i}")).key(format!("task-{t}"));
+                    deliveries.push(producer.enqueue(record).await.unwrap());
+                }
+                let mut last = None;
+                for d in deliveries {
+                    let meta = d.await.unwrap();
+                    // One key → one partition, offsets increasing in send order.
+                    if let Some((p, o)) = last {
+                        assert_eq!(p, meta.partition);
+                        assert!(meta.offset.unwrap() > o);
+                    }
+                    last = Some((meta.partition, meta.offset.unwrap()));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total: usize = (0..4).map(|p| broker.records("t", p).len()).sum();
+    assert_eq!(total, 800);
+}
