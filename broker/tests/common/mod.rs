@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -254,4 +256,101 @@ pub fn values(records: Bytes) -> Vec<(u64, String)> {
         }
     }
     out
+}
+
+/// A real `strata-broker` process with its own data dir, on an ephemeral port.
+pub struct Proc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn start(dir: &Path) -> Proc {
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log = dir.join(format!(
+            "broker-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_strata-broker"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--shutdown-timeout",
+                "10s",
+            ])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("STRATA_RAFT_TICK", "20ms")
+            .env_remove("STRATA_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn strata-broker");
+        let mut p = Proc {
+            child,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&ready)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&s)
+            {
+                p.addr = v["listen"].as_str().unwrap().parse().unwrap();
+                return p;
+            }
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("broker exited early with {status}:\n{}", p.logs());
+            }
+            assert!(Instant::now() < deadline, "broker not ready in time:\n{}", p.logs());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn sigterm_and_wait(mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not exit after SIGTERM:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- broker log {} ---\n{}", self.log.display(), self.logs());
+        }
+    }
 }
