@@ -286,10 +286,14 @@ async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError
                 });
         if let Some(part) = removed {
             let (tx, rx) = oneshot::channel();
-            if broker.driver.send(Command::Remove {
-                key: part.key.clone(),
-                reply: tx,
-            }) {
+            if broker
+                .driver
+                .send(Command::Remove {
+                    key: part.key.clone(),
+                    reply: tx,
+                })
+                .await
+            {
                 let _ = rx.await;
             }
         }
@@ -356,9 +360,13 @@ fn validate_batches(records: Bytes, config: &TopicConfig) -> Result<Vec<Bytes>, 
 async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
     let acks = Acks::from_i16(req.acks);
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64).min(MAX_PRODUCE_TIMEOUT);
-    let mut topics = Vec::with_capacity(req.topics.len());
+    // Every partition's batches are proposed before any is awaited: the futures are polled (and
+    // so proposed) in request order, then the request waits once for all of them.
+    let mut names = Vec::with_capacity(req.topics.len());
+    let mut futs = Vec::new();
     for t in req.topics {
-        let futs = t.partitions.into_iter().map(|pp| {
+        names.push((t.name.clone(), t.partitions.len()));
+        futs.extend(t.partitions.into_iter().map(|pp| {
             let name = t.name.clone();
             async move {
                 let Some(acks) = acks else {
@@ -390,18 +398,13 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                     Err((code, msg)) => return produce_error(pp.partition, code, msg, leader_id(broker, &p)),
                 };
                 let (tx, rx) = oneshot::channel();
-                if !broker.driver.send(Command::Propose {
+                if let Err((code, message)) = broker.driver.try_send(Command::Propose {
                     key: p.key.clone(),
                     batches,
                     acks,
                     reply: tx,
                 }) {
-                    return produce_error(
-                        pp.partition,
-                        ErrorCode::BrokerShuttingDown,
-                        "the broker is shutting down".into(),
-                        -1,
-                    );
+                    return produce_error(pp.partition, code, message, leader_id(broker, &p));
                 }
                 match tokio::time::timeout(timeout, rx).await {
                     Err(_) => produce_error(
@@ -428,12 +431,16 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                     },
                 }
             }
-        });
-        topics.push(TopicData {
-            name: t.name.clone(),
-            partitions: join_all(futs).await,
-        });
+        }));
     }
+    let mut results = join_all(futs).await.into_iter();
+    let topics = names
+        .into_iter()
+        .map(|(name, n)| TopicData {
+            name,
+            partitions: results.by_ref().take(n).collect(),
+        })
+        .collect();
     ProduceResponse { topics }
 }
 

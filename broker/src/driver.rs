@@ -80,9 +80,33 @@ const COMMAND_QUEUE: usize = 65_536;
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
 impl DriverHandle {
-    /// Sends a command; `false` if the driver has stopped.
-    pub fn send(&self, cmd: Command) -> bool {
-        self.tx.send(cmd).is_ok()
+    /// Sends a command from an async task, waiting (without blocking the worker thread) while
+    /// the queue is full; `false` if the driver has stopped.
+    pub async fn send(&self, mut cmd: Command) -> bool {
+        loop {
+            match self.tx.try_send(cmd) {
+                Ok(()) => return true,
+                Err(mpsc::TrySendError::Disconnected(_)) => return false,
+                Err(mpsc::TrySendError::Full(c)) => {
+                    cmd = c;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Queues a command without ever blocking the caller (an async task): a full queue means
+    /// the driver is overloaded, which the client sees as a retriable timeout.
+    pub fn try_send(&self, cmd: Command) -> Result<(), (ErrorCode, String)> {
+        self.tx.try_send(cmd).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => (
+                ErrorCode::RequestTimedOut,
+                "the broker's raft queue is full; retry".to_string(),
+            ),
+            mpsc::TrySendError::Disconnected(_) => {
+                (ErrorCode::BrokerShuttingDown, "the broker is shutting down".to_string())
+            }
+        })
     }
 }
 

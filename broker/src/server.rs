@@ -99,10 +99,12 @@ impl Broker {
     pub(crate) async fn start_partition(&self, p: Arc<Partition>) -> anyhow::Result<()> {
         let (tx, rx) = oneshot::channel();
         anyhow::ensure!(
-            self.driver.send(Command::Add {
-                partition: p.clone(),
-                reply: tx
-            }),
+            self.driver
+                .send(Command::Add {
+                    partition: p.clone(),
+                    reply: tx
+                })
+                .await,
             "the raft driver has stopped"
         );
         rx.await
@@ -218,7 +220,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         tracing::warn!(timeout = ?opts.shutdown_timeout, "in-flight requests did not finish in time");
     }
     let (tx, rx) = oneshot::channel();
-    if driver.send(Command::Shutdown { reply: tx }) {
+    if driver.send(Command::Shutdown { reply: tx }).await {
         let _ = rx.await;
     }
     drop(driver);

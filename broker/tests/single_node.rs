@@ -343,3 +343,54 @@ async fn pipelined_requests_are_answered_in_order() {
     drop(c);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_produce_request_can_span_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(broker.addr).await;
+    for t in ["a", "b"] {
+        assert_eq!(c.create(t, 2, &[]).await.error, ErrorCode::None);
+        c.wait_for_leaders(t).await;
+    }
+    let part = |partition, v: &str| ProducePartition {
+        partition,
+        records: batch(&[v], 0),
+    };
+    let Response::Produce(r) = c
+        .call(Request::Produce(ProduceRequest {
+            acks: -1,
+            timeout_ms: 10_000,
+            topics: vec![
+                TopicData {
+                    name: "a".into(),
+                    partitions: vec![part(0, "a0"), part(1, "a1")],
+                },
+                TopicData {
+                    name: "b".into(),
+                    partitions: vec![part(1, "b1"), part(9, "b9")],
+                },
+            ],
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let got: Vec<(String, i32, ErrorCode)> = r
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition, p.error)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a".into(), 0, ErrorCode::None),
+            ("a".into(), 1, ErrorCode::None),
+            ("b".into(), 1, ErrorCode::None),
+            ("b".into(), 9, ErrorCode::UnknownTopicOrPartition)
+        ]
+    );
+    drop(c);
+    broker.stop().await;
+}
