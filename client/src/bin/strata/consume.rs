@@ -1,0 +1,174 @@
+//! `strata consume TOPIC`: records to standard output, one per line.
+//!
+//! Reads every partition of the topic (or only `--partition`) from the latest offset (records
+//! produced from now on), the log start (`--from-beginning`) or an offset (`--offset`), and
+//! stops after `--count` records, when no record has arrived for `--timeout-ms`, or on Ctrl-C
+//! (exit 130). Without either limit it waits for records forever, like Kafka's console
+//! consumer. Records of different partitions interleave; each partition's come in offset order.
+//! Output is flushed after every batch of records, so a reader sees them as they arrive. When
+//! the reader goes away (`| head`), the command exits 0 at its next write, or within a second
+//! while it waits for records.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Serialize;
+use strata_client::{ConsumerConfig, ConsumerRecord, OffsetReset, Seek, TopicPartition};
+use tokio::time::Instant;
+
+use crate::output::{self, JsonBytes, Out};
+use crate::{Global, Outcome};
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    topic: String,
+    /// Start at each partition's first record (default: only records produced from now on).
+    #[arg(long, conflicts_with = "offset")]
+    from_beginning: bool,
+    /// Start at this offset (in every partition read; past the end means from the end).
+    #[arg(long, value_name = "N")]
+    offset: Option<u64>,
+    /// Read only this partition (default: all).
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
+    partition: Option<i32>,
+    /// Stop after this many records.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Stop when no record has arrived for this long (default: wait forever).
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    /// Text format: print `key<TAB>value` instead of the value alone.
+    #[arg(long)]
+    print_key: bool,
+}
+
+/// One record in `--format json`.
+#[derive(Serialize)]
+struct RecordJson<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: u64,
+    /// Milliseconds since the Unix epoch.
+    timestamp: i64,
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_encoding: Option<&'static str>,
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_encoding: Option<&'static str>,
+}
+
+/// Longest single wait for records; between waits the loop checks the idle timeout and whether
+/// the reader of stdout has gone.
+const POLL_SLICE: Duration = Duration::from_secs(1);
+
+pub async fn run(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow::Result<Outcome> {
+    let client = global.connect().await?;
+    let topic = client
+        .topic(&args.topic)
+        .await
+        .with_context(|| format!("cannot read topic {}", args.topic))?;
+    let partitions: Vec<TopicPartition> = match args.partition {
+        Some(p) if topic.partition(p).is_none() => anyhow::bail!(
+            "cannot read topic {}: it has no partition {p} (partitions 0..{})",
+            args.topic,
+            topic.partition_count()
+        ),
+        Some(p) => vec![TopicPartition::new(args.topic.as_str(), p)],
+        None => topic
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(args.topic.as_str(), p.partition))
+            .collect(),
+    };
+    let mut consumer = client
+        .consumer(ConsumerConfig {
+            // Where partitions start without --offset (resolved by the consumer, which retries
+            // while a new topic's partitions still elect their leaders), and where a position
+            // that falls out of the log (an --offset past the end) resets to.
+            auto_offset_reset: if args.from_beginning {
+                OffsetReset::Earliest
+            } else {
+                OffsetReset::Latest
+            },
+            ..ConsumerConfig::default()
+        })
+        .context("cannot start the consumer")?;
+    consumer.assign(partitions.iter().cloned());
+    if let Some(offset) = args.offset {
+        for tp in &partitions {
+            consumer
+                .seek(tp, Seek::Offset(offset))
+                .await
+                .with_context(|| format!("cannot position {tp}"))?;
+        }
+    }
+
+    let idle = args.timeout_ms.map(Duration::from_millis);
+    let mut remaining = args.count.unwrap_or(u64::MAX);
+    let mut last_record = Instant::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    while remaining > 0 {
+        let wait = match idle {
+            Some(idle) => {
+                let left = (last_record + idle).saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                left.min(POLL_SLICE)
+            }
+            None => POLL_SLICE,
+        };
+        let records = tokio::select! {
+            r = consumer.poll(wait) => r.with_context(|| format!("cannot read topic {}", args.topic))?,
+            _ = &mut ctrl_c => {
+                out.flush()?;
+                return Ok(Outcome::Interrupted);
+            }
+        };
+        if records.is_empty() {
+            if output::reader_gone() {
+                // `| head` is satisfied: end as quietly as a failed write would.
+                return Ok(Outcome::Done);
+            }
+            continue;
+        }
+        last_record = Instant::now();
+        for r in &records {
+            if remaining == 0 {
+                break;
+            }
+            print(out, &args, r)?;
+            remaining -= 1;
+        }
+        out.flush()?;
+    }
+    Ok(Outcome::Done)
+}
+
+fn print(out: &mut Out, args: &ConsumeArgs, r: &ConsumerRecord) -> anyhow::Result<()> {
+    if out.json() {
+        let key = JsonBytes::new(r.key.as_deref());
+        let value = JsonBytes::new(r.value.as_deref());
+        return out.json_line(&RecordJson {
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset.0,
+            timestamp: r.timestamp,
+            key_encoding: key.encoding(),
+            key: key.text,
+            value_encoding: value.encoding(),
+            value: value.text,
+        });
+    }
+    // Text: the bytes as they are (so text in, text out); `null` for a null key or value.
+    if args.print_key {
+        out.bytes(r.key.as_deref().unwrap_or(b"null"))?;
+        out.bytes(b"\t")?;
+    }
+    out.bytes(r.value.as_deref().unwrap_or(b"null"))?;
+    out.bytes(b"\n")
+}
