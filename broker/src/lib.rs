@@ -11,6 +11,7 @@
 pub mod api;
 pub mod config;
 pub mod driver;
+pub mod http;
 pub mod options;
 pub mod partition;
 pub mod raft;

@@ -153,6 +153,13 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         .await
         .with_context(|| format!("binding the client listener {}", opts.listen))?;
     let bound = listener.local_addr()?;
+    let http_listener = TcpListener::bind(opts.http)
+        .await
+        .with_context(|| format!("binding the HTTP listener {}", opts.http))?;
+    let http_bound = http_listener.local_addr()?;
+    let readiness = Arc::new(crate::http::Readiness::default());
+    let http_stop = CancellationToken::new();
+    let http_task = tokio::spawn(crate::http::serve(http_listener, readiness.clone(), http_stop.clone()));
     let advertised = advertised(&opts, bound)?;
     let (driver, driver_thread) = driver::spawn(opts.node_id, opts.raft_tick);
     let broker = Arc::new(Broker {
@@ -175,10 +182,12 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     }
 
     if let Some(path) = &opts.ready_file {
-        let body = serde_json::json!({ "listen": bound.to_string(), "node_id": opts.node_id });
+        let body =
+            serde_json::json!({ "listen": bound.to_string(), "http": http_bound.to_string(), "node_id": opts.node_id });
         fs::write(path, body.to_string()).with_context(|| format!("writing ready file {}", path.display()))?;
     }
-    tracing::info!(listen = %bound, advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1), data_dir = %opts.data_dir.display(), topics = registry.topics.len(), "strata-broker serving");
+    readiness.set_ready();
+    tracing::info!(listen = %bound, http = %http_bound, advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1), data_dir = %opts.data_dir.display(), topics = registry.topics.len(), "strata-broker serving");
 
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(opts.max_connections));
@@ -211,6 +220,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     drop(listener);
+    readiness.set_stopping();
     broker.shutting_down.cancel();
     tracker.close();
     if tokio::time::timeout(opts.shutdown_timeout, tracker.wait())
@@ -228,6 +238,16 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     tokio::task::spawn_blocking(move || driver_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the raft driver panicked"))?;
+    // Graceful HTTP shutdown waits for open HTTP connections; a slow or hostile HTTP client must
+    // not hold the broker's exit hostage.
+    http_stop.cancel();
+    let abort = http_task.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(2), http_task)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_protocol::ErrorCode;
 use strata_protocol::api::*;
@@ -201,4 +201,36 @@ async fn a_thousand_concurrent_connections() {
             .is_ok()
     );
     assert_eq!(broker.sigterm_and_wait().code(), Some(0));
+}
+
+/// One HTTP/1.1 GET over a raw socket: (status, body).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+#[test]
+fn http_health_and_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Proc::start(dir.path());
+    assert_eq!(http_get(broker.http, "/healthz").0, 200);
+    let (status, body) = http_get(broker.http, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(broker.http, "/nope");
+    assert_eq!(status, 404);
+    assert!(body.contains("not_found"), "{body}");
+    // A client that sends half a request and stalls must not hold up shutdown.
+    let mut stalled = std::net::TcpStream::connect(broker.http).unwrap();
+    std::io::Write::write_all(&mut stalled, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    assert_eq!(broker.sigterm_and_wait().code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(stalled);
 }

@@ -262,6 +262,7 @@ pub fn values(records: Bytes) -> Vec<(u64, String)> {
 pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
+    pub http: SocketAddr,
     pub log: PathBuf,
 }
 
@@ -298,6 +299,7 @@ impl Proc {
         let mut p = Proc {
             child,
             addr: "127.0.0.1:1".parse().unwrap(),
+            http: "127.0.0.1:1".parse().unwrap(),
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -306,6 +308,7 @@ impl Proc {
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(&s)
             {
                 p.addr = v["listen"].as_str().unwrap().parse().unwrap();
+                p.http = v["http"].as_str().unwrap().parse().unwrap();
                 return p;
             }
             if let Ok(Some(status)) = p.child.try_wait() {
