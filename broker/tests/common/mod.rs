@@ -29,7 +29,6 @@ impl Client {
         records: Bytes,
         acks: i16,
     ) -> Option<ProducePartitionResponse> {
-        self.next_id += 1;
         let body = Request::Produce(ProduceRequest {
             acks,
             timeout_ms: 10_000,
@@ -38,18 +37,25 @@ impl Client {
                 partitions: vec![ProducePartition { partition, records }],
             }],
         });
+        match self.try_call(body).await? {
+            Response::Produce(r) => r.topics.into_iter().next()?.partitions.into_iter().next(),
+            _ => None,
+        }
+    }
+
+    /// Sends one request and reads its response; `None` if the connection failed first.
+    pub async fn try_call(&mut self, body: Request) -> Option<Response> {
+        self.next_id += 1;
+        let key = body.api_key();
         let header = RequestHeader {
-            api_key: ApiKey::Produce as i16,
+            api_key: key as i16,
             api_version: 0,
             correlation_id: self.next_id,
             client_id: None,
         };
         self.framed.send(OutgoingRequest { header, body }).await.ok()?;
         let raw = self.framed.next().await?.ok()?;
-        match raw.decode(ApiKey::Produce, 0).ok()? {
-            Response::Produce(r) => r.topics.into_iter().next()?.partitions.into_iter().next(),
-            _ => None,
-        }
+        raw.decode(key, 0).ok()
     }
 
     /// Sends a fetch; `None` if the connection failed before a response.
@@ -61,7 +67,6 @@ impl Client {
         max_wait_ms: i32,
         min_bytes: i32,
     ) -> Option<FetchPartitionResponse> {
-        self.next_id += 1;
         let body = Request::Fetch(FetchRequest {
             max_wait_ms,
             min_bytes,
@@ -75,15 +80,7 @@ impl Client {
                 }],
             }],
         });
-        let header = RequestHeader {
-            api_key: ApiKey::Fetch as i16,
-            api_version: 0,
-            correlation_id: self.next_id,
-            client_id: None,
-        };
-        self.framed.send(OutgoingRequest { header, body }).await.ok()?;
-        let raw = self.framed.next().await?.ok()?;
-        match raw.decode(ApiKey::Fetch, 0).ok()? {
+        match self.try_call(body).await? {
             Response::Fetch(r) => r.topics.into_iter().next()?.partitions.into_iter().next(),
             _ => None,
         }
@@ -155,21 +152,9 @@ impl Client {
         records: Bytes,
         acks: i16,
     ) -> ProducePartitionResponse {
-        let r = self
-            .call(Request::Produce(ProduceRequest {
-                acks,
-                timeout_ms: 10_000,
-                topics: vec![TopicData {
-                    name: topic.into(),
-                    partitions: vec![ProducePartition { partition, records }],
-                }],
-            }))
+        self.try_produce(topic, partition, records, acks)
             .await
-            .unwrap();
-        let Response::Produce(r) = r else {
-            panic!("wrong response")
-        };
-        r.topics[0].partitions[0].clone()
+            .expect("a produce response")
     }
 
     pub async fn fetch(
@@ -180,26 +165,9 @@ impl Client {
         max_wait_ms: i32,
         min_bytes: i32,
     ) -> FetchPartitionResponse {
-        let r = self
-            .call(Request::Fetch(FetchRequest {
-                max_wait_ms,
-                min_bytes,
-                max_bytes: 1 << 20,
-                topics: vec![TopicData {
-                    name: topic.into(),
-                    partitions: vec![FetchPartition {
-                        partition,
-                        fetch_offset: offset,
-                        partition_max_bytes: 1 << 20,
-                    }],
-                }],
-            }))
+        self.try_fetch(topic, partition, offset, max_wait_ms, min_bytes)
             .await
-            .unwrap();
-        let Response::Fetch(r) = r else {
-            panic!("wrong response")
-        };
-        r.topics[0].partitions[0].clone()
+            .expect("a fetch response")
     }
 
     pub async fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> ListOffsetsPartitionResponse {
