@@ -98,6 +98,11 @@ max_connections = 10000
 # env STRATA_LISTENER_MAX_IN_FLIGHT_PER_CONNECTION
 max_in_flight_per_connection = 64
 
+# Close a connection that has sent nothing, with no request in flight, for this long
+# (Kafka's connections.max.idle.ms). 1ms ..= 30d.
+# env STRATA_LISTENER_IDLE_TIMEOUT
+idle_timeout = "10m"
+
 [http]
 # HTTP listener (metrics, health, admin), IP:PORT. Must not overlap listener.listen
 # (port 0 on both is fine).
@@ -152,6 +157,8 @@ pub const MAX_FRAME_BYTES_RANGE: RangeInclusive<u64> = 1 << 10..=1 << 30;
 pub const MAX_CONNECTIONS_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 /// Bounds of `listener.max_in_flight_per_connection`.
 pub const MAX_IN_FLIGHT_RANGE: RangeInclusive<usize> = 1..=1024;
+/// Bounds of `listener.idle_timeout`.
+pub const IDLE_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(30 * 86_400);
 /// Bounds of `raft.tick`.
 pub const RAFT_TICK_RANGE: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(10);
 /// Bounds of `shutdown.timeout`.
@@ -212,6 +219,10 @@ pub struct ListenerConfig {
     pub max_connections: usize,
     /// Most requests read ahead of their responses on one connection. Default 64; 1 ..= 1024.
     pub max_in_flight_per_connection: usize,
+    /// Close a connection idle (nothing sent, nothing in flight) this long. Default 10 min;
+    /// 1 ms ..= 30 d.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
 }
 
 /// `[http]`: the HTTP listener (metrics, health, admin).
@@ -318,6 +329,7 @@ impl From<&BrokerOptions> for Config {
                 max_frame_bytes: u64::try_from(o.max_frame_bytes).unwrap_or(u64::MAX),
                 max_connections: o.max_connections,
                 max_in_flight_per_connection: o.max_in_flight_per_connection,
+                idle_timeout: o.idle_timeout,
             },
             http: HttpConfig { listen: o.http },
             raft: RaftConfig { tick: o.raft_tick },
@@ -435,6 +447,9 @@ impl Config {
             &MAX_IN_FLIGHT_RANGE,
             fmt_int,
         )?;
+        check("listener.idle_timeout", &l.idle_timeout, &IDLE_TIMEOUT_RANGE, |d| {
+            format_duration(*d)
+        })?;
         if addresses_overlap(l.listen, self.http.listen) {
             return conflict(
                 "http.listen",
@@ -538,6 +553,7 @@ impl Config {
                 .map_err(|_| too_big("listener.max_frame_bytes", l.max_frame_bytes))?,
             max_connections: l.max_connections,
             max_in_flight_per_connection: l.max_in_flight_per_connection,
+            idle_timeout: l.idle_timeout,
             shutdown_timeout: self.shutdown.timeout,
             raft_tick: self.raft.tick,
             topic_defaults: TopicDefaults {
@@ -977,6 +993,17 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| c.listener.max_in_flight_per_connection.to_string(),
+    },
+    Setting {
+        key: "listener.idle_timeout",
+        env: "STRATA_LISTENER_IDLE_TIMEOUT",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.listener.idle_timeout = parse_duration(v)?;
+            Ok(())
+        },
+        get: |c| format_duration(c.listener.idle_timeout),
     },
     Setting {
         key: "http.listen",
@@ -1692,6 +1719,7 @@ mod tests {
             max_frame_bytes: 32 << 20,
             max_connections: 500,
             max_in_flight_per_connection: 16,
+            idle_timeout: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(60),
             raft_tick: Duration::from_millis(50),
             topic_defaults: TopicDefaults {
@@ -1889,6 +1917,7 @@ mod tests {
             ("STRATA_LISTENER_MAX_FRAME_BYTES", "8MiB"),
             ("STRATA_LISTENER_MAX_CONNECTIONS", " 42 "),
             ("STRATA_LISTENER_MAX_IN_FLIGHT_PER_CONNECTION", "8"),
+            ("STRATA_LISTENER_IDLE_TIMEOUT", "90s"),
             ("STRATA_HTTP_LISTEN", "127.0.0.1:0"),
             ("STRATA_RAFT_TICK", "10ms"),
             ("STRATA_SHUTDOWN_TIMEOUT", "5s"),
@@ -1909,6 +1938,7 @@ mod tests {
         assert_eq!(o.max_frame_bytes, 8 << 20);
         assert_eq!(o.max_connections, 42);
         assert_eq!(o.max_in_flight_per_connection, 8);
+        assert_eq!(o.idle_timeout, Duration::from_secs(90));
         assert_eq!(o.http.port(), 0);
         assert_eq!(o.raft_tick, Duration::from_millis(10));
         assert_eq!(o.shutdown_timeout, Duration::from_secs(5));

@@ -56,6 +56,9 @@ pub struct BrokerOptions {
     pub max_connections: usize,
     /// Most requests read ahead of their responses on one connection. Default 64.
     pub max_in_flight_per_connection: usize,
+    /// Close a connection with no request in flight that sent nothing for this long (as
+    /// Kafka's `connections.max.idle.ms`). Default 10 minutes.
+    pub idle_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests before exiting anyway. Default 30 s.
     pub shutdown_timeout: Duration,
     /// Raft tick interval. Default 100 ms.
@@ -77,6 +80,7 @@ impl Default for BrokerOptions {
             max_frame_bytes: strata_protocol::frame::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 10_000,
             max_in_flight_per_connection: 64,
+            idle_timeout: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(30),
             raft_tick: Duration::from_millis(100),
             topic_defaults: TopicDefaults::default(),

@@ -309,6 +309,11 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
     );
     let mut in_flight = FuturesOrdered::new();
     let mut reading = true;
+    // Idle: no complete request read and nothing in flight for `idle_timeout`. A peer trickling
+    // a frame byte by byte is idle too, since only whole requests count as activity.
+    let idle_timeout = broker.opts.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
             biased;
@@ -316,9 +321,17 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
                 if !write_responses(&mut framed, &mut in_flight, resp).await {
                     return;
                 }
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+            }
+            _ = &mut idle, if reading && in_flight.is_empty() => {
+                tracing::debug!(%peer, timeout = ?idle_timeout, "closing idle connection");
+                reading = false;
             }
             req = framed.next(), if reading && in_flight.len() < max_in_flight => match req {
-                Some(Ok(incoming)) => in_flight.push_back(crate::api::handle(broker.clone(), incoming)),
+                Some(Ok(incoming)) => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    in_flight.push_back(crate::api::handle(broker.clone(), incoming));
+                }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "closing connection after a bad frame");
                     reading = false;

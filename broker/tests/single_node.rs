@@ -28,6 +28,10 @@ struct TestBroker {
 
 impl TestBroker {
     async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, BrokerOptions::default()).await
+    }
+
+    async fn start_with(dir: &Path, base: BrokerOptions) -> Self {
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let opts = BrokerOptions {
@@ -36,7 +40,7 @@ impl TestBroker {
             data_dir: dir.join("data"),
             ready_file: Some(ready.clone()),
             raft_tick: Duration::from_millis(20),
-            ..BrokerOptions::default()
+            ..base
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(strata_broker::run(opts, async move {
@@ -391,6 +395,37 @@ async fn one_produce_request_can_span_topics() {
             ("b".into(), 9, ErrorCode::UnknownTopicOrPartition)
         ]
     );
+    drop(c);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_but_long_polls_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = BrokerOptions {
+        idle_timeout: Duration::from_millis(300),
+        ..BrokerOptions::default()
+    };
+    let broker = TestBroker::start_with(dir.path(), opts).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create("idle", 1, &[]).await.error, ErrorCode::None);
+    c.wait_for_leaders("idle").await;
+    // A long poll longer than the idle timeout is in flight, so the connection stays.
+    let f = c.fetch("idle", 0, 0, 1000, 1).await;
+    assert_eq!(f.error, ErrorCode::None);
+    assert!(c.call(Request::ApiVersions(ApiVersionsRequest)).await.is_ok());
+    // A silent connection, and one trickling half a frame, are both closed.
+    let mut silent = TcpStream::connect(broker.addr).await.unwrap();
+    let mut trickle = TcpStream::connect(broker.addr).await.unwrap();
+    trickle.write_all(&[0, 0, 0, 50, 0]).await.unwrap();
+    let mut buf = [0u8; 8];
+    for s in [&mut silent, &mut trickle] {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("closed in time")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
     drop(c);
     broker.stop().await;
 }
