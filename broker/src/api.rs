@@ -451,9 +451,18 @@ fn storage_code(e: &StorageError) -> ErrorCode {
     }
 }
 
+/// The most record bytes one fetch response carries: half the broker's frame limit, leaving room
+/// for one batch larger than the rest (returned whole so a consumer always progresses).
+fn response_bytes_cap(broker: &Broker) -> usize {
+    broker.opts.max_frame_bytes / 2
+}
+
 /// Reads every requested partition once (blocking; run on the blocking pool).
 fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchPartitionResponse>>, usize) {
-    let mut budget = req.max_bytes.max(0) as usize;
+    // Whatever the client asks for, a response stays well inside the broker's own frame limit:
+    // a hostile max_bytes must not make the broker assemble gigabytes in memory.
+    let cap = response_bytes_cap(broker);
+    let mut budget = (req.max_bytes.max(0) as usize).min(cap);
     let mut total = 0;
     let topics = req
         .topics
@@ -483,8 +492,8 @@ fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchP
                         return empty(ErrorCode::OffsetOutOfRange, hw as i64, start, leader);
                     }
                     // The first partition with data always gets at least one whole batch.
-                    let max =
-                        (fp.partition_max_bytes.max(0) as usize).min(if total == 0 { usize::MAX } else { budget });
+                    // (read returns that first batch whole even if it is larger than `max`).
+                    let max = (fp.partition_max_bytes.max(0) as usize).min(if total == 0 { cap } else { budget });
                     let read = p
                         .storage
                         .with_log(|l| l.read(Offset(fp.fetch_offset as u64), max.max(1), Offset(hw)));

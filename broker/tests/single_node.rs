@@ -429,3 +429,45 @@ async fn idle_connections_are_closed_but_long_polls_are_not() {
     drop(c);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_responses_stay_bounded_whatever_the_client_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = BrokerOptions {
+        max_frame_bytes: 2 << 20,
+        ..BrokerOptions::default()
+    };
+    let broker = TestBroker::start_with(dir.path(), opts).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create("big", 1, &[]).await.error, ErrorCode::None);
+    c.wait_for_leaders("big").await;
+    let value = "v".repeat(200 << 10);
+    for _ in 0..16 {
+        assert!(c.produce("big", 0, batch(&[&value, &value], 0), -1).await.error.is_ok());
+    }
+    // ~6.4 MiB stored; the client asks for everything at once.
+    let r = c
+        .call(Request::Fetch(FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: i32::MAX,
+            topics: vec![TopicData {
+                name: "big".into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    fetch_offset: 0,
+                    partition_max_bytes: i32::MAX,
+                }],
+            }],
+        }))
+        .await
+        .unwrap();
+    let Response::Fetch(r) = r else { panic!() };
+    let got = r.topics[0].partitions[0].records.len();
+    assert!(
+        got > 0 && got <= (1 << 20) + (420 << 10),
+        "response carried {got} bytes"
+    );
+    drop(c);
+    broker.stop().await;
+}
