@@ -492,7 +492,20 @@ fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchP
                         return empty(ErrorCode::OffsetOutOfRange, hw as i64, start, leader);
                     }
                     // The first partition with data always gets at least one whole batch.
-                    // (read returns that first batch whole even if it is larger than `max`).
+                    // (read returns that first batch whole even if it is larger than `max`). Once the
+                    // budget is spent, later partitions get nothing: the whole-batch guarantee is for
+                    // the first only, or a request naming one partition a million times would
+                    // assemble a million batches.
+                    if total > 0 && budget == 0 {
+                        return FetchPartitionResponse {
+                            partition: fp.partition,
+                            error: ErrorCode::None,
+                            high_watermark: hw as i64,
+                            log_start_offset: start,
+                            leader_id: leader,
+                            records: Bytes::new(),
+                        };
+                    }
                     let max = (fp.partition_max_bytes.max(0) as usize).min(if total == 0 { cap } else { budget });
                     let read = p
                         .storage
