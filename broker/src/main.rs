@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     tracing::info!(version = strata_broker::VERSION, config = %loaded, "starting strata-broker");
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strata-worker")
@@ -39,6 +40,26 @@ fn main() -> ExitCode {
             tracing::error!(error = %format!("{e:#}"), "strata-broker failed");
             eprintln!("strata-broker: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises the soft open-files limit to the hard limit: every connection and every partition
+/// (a log and two index files per segment) holds descriptors, and the usual soft default of 1024
+/// is far below what a broker needs.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let before = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::info!(from = before, to = lim.rlim_max, "raised the open-files limit");
+            }
         }
     }
 }
