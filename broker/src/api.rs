@@ -87,7 +87,8 @@ fn log_start(p: &Partition) -> i64 {
 }
 
 async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
-    let registry = broker.registry.lock().await.clone();
+    // Building the response is synchronous, so it reads under the guard instead of cloning the registry.
+    let registry = broker.registry.lock().await;
     let names: Vec<String> = req.topics.unwrap_or_else(|| registry.topics.keys().cloned().collect());
     let topics = names
         .into_iter()
@@ -206,6 +207,7 @@ async fn create_topic(broker: &Arc<Broker>, t: CreatableTopic, validate_only: bo
     }
     let config = TopicConfig::from_defaults(defaults)
         .with_overrides(t.configs.iter().map(|c| (c.key.as_str(), c.value.as_str())))?;
+    let _admin = broker.admin.lock().await;
     let mut registry = broker.registry.lock().await;
     if registry.topics.contains_key(&t.name) {
         return Err(AdminError::new(
@@ -258,6 +260,7 @@ async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> Delete
 }
 
 async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
+    let _admin = broker.admin.lock().await;
     let mut registry = broker.registry.lock().await;
     let Some(meta) = registry.topics.get(name).cloned() else {
         return Err(AdminError::new(

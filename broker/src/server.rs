@@ -40,6 +40,11 @@ use crate::topics::{Registry, TopicConfig, partition_dir};
 pub struct Broker {
     pub(crate) opts: BrokerOptions,
     pub(crate) registry: tokio::sync::Mutex<Registry>,
+    /// Serializes whole admin operations (create, delete): registry update *and* the partition
+    /// directories and groups that follow, so a delete cannot remove the directories of a topic
+    /// re-created under the same name meanwhile. `registry` itself is held only briefly, so
+    /// Metadata is never stuck behind a long create.
+    pub(crate) admin: tokio::sync::Mutex<()>,
     pub(crate) partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     pub(crate) driver: DriverHandle,
     /// Host and port clients are told to use.
@@ -165,6 +170,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     let broker = Arc::new(Broker {
         opts: opts.clone(),
         registry: tokio::sync::Mutex::new(registry.clone()),
+        admin: tokio::sync::Mutex::new(()),
         partitions: RwLock::new(HashMap::new()),
         driver: driver.clone(),
         advertised,

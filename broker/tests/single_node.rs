@@ -471,3 +471,44 @@ async fn fetch_responses_stay_bounded_whatever_the_client_asks() {
     drop(c);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_delete_and_recreate_never_leave_a_topic_without_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create("churn", 4, &[]).await.error, ErrorCode::None);
+    for _ in 0..20 {
+        let (mut a, mut b) = (Client::connect(broker.addr).await, Client::connect(broker.addr).await);
+        let del = tokio::spawn(async move {
+            a.call(Request::DeleteTopics(DeleteTopicsRequest {
+                names: vec!["churn".into()],
+                timeout_ms: 5000,
+            }))
+            .await
+            .unwrap()
+        });
+        let create = tokio::spawn(async move { b.create("churn", 4, &[]).await });
+        let _ = (del.await.unwrap(), create.await.unwrap());
+        let Response::Metadata(m) = c
+            .call(Request::Metadata(MetadataRequest {
+                topics: Some(vec!["churn".into()]),
+            }))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        if m.topics[0].error.is_ok() {
+            c.wait_for_leaders("churn").await;
+            for p in 0..4 {
+                let r = c.produce("churn", p, batch(&["x"], 0), -1).await;
+                assert_eq!(r.error, ErrorCode::None, "partition {p} of a topic that exists: {r:?}");
+            }
+        } else {
+            assert_eq!(c.create("churn", 4, &[]).await.error, ErrorCode::None);
+        }
+    }
+    drop(c);
+    broker.stop().await;
+}
