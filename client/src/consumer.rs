@@ -448,16 +448,19 @@ impl Consumer {
             if let Some(e) = self.errors.pop_front() {
                 return Err(e);
             }
-            let records = self.take_records(max);
-            if !records.is_empty() {
-                // These records are consumed already (positions moved): an error starting the
-                // next fetches waits for the next poll rather than losing them.
+            if !self.chunks.is_empty() {
+                // Start the next fetches *before* taking records: if this future is dropped
+                // while that awaits, the records are still buffered, not lost. An error
+                // starting fetches waits for the next poll.
                 if self.dirty
                     && let Err(e) = self.start_fetches().await
                 {
                     self.errors.push_back(e);
                 }
-                return Ok(records);
+                let records = self.take_records(max);
+                if !records.is_empty() {
+                    return Ok(records);
+                }
             }
             self.start_fetches().await?;
             if Instant::now() >= deadline {
@@ -567,7 +570,10 @@ impl Consumer {
         let unpositioned: Vec<TopicPartition> = self
             .partitions
             .iter()
-            .filter(|(_, s)| s.position.is_none() && !s.in_flight && s.retry_at.is_none_or(|r| r <= now))
+            // By fetch position: after an out-of-range reset the consumer position is set again
+            // when buffered records drain, but nothing is fetched until the partition is
+            // repositioned.
+            .filter(|(_, s)| s.fetch_position.is_none() && !s.in_flight && s.retry_at.is_none_or(|r| r <= now))
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in unpositioned {
