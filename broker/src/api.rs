@@ -83,7 +83,7 @@ fn not_leader(p: &Partition) -> ErrorCode {
 }
 
 fn log_start(p: &Partition) -> i64 {
-    p.storage.with_log(|l| l.log_start_offset().0 as i64).unwrap_or(-1)
+    p.log_start() as i64
 }
 
 async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
@@ -409,11 +409,19 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                 }) {
                     return produce_error(pp.partition, code, message, leader_id(broker, &p));
                 }
-                match tokio::time::timeout(timeout, rx).await {
+                // As in Kafka, the request timeout bounds waiting for replication (acks=all); an
+                // acks=leader produce waits for its local append, which a 0 ms timeout must not
+                // turn into a failure that a retry would duplicate.
+                let wait = if acks == Acks::All {
+                    timeout
+                } else {
+                    MAX_PRODUCE_TIMEOUT
+                };
+                match tokio::time::timeout(wait, rx).await {
                     Err(_) => produce_error(
                         pp.partition,
                         ErrorCode::RequestTimedOut,
-                        format!("not acknowledged within {timeout:?}"),
+                        format!("not acknowledged within {wait:?}"),
                         leader_id(broker, &p),
                     ),
                     Ok(Err(_)) => produce_error(
@@ -500,14 +508,7 @@ fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchP
                     // the first only, or a request naming one partition a million times would
                     // assemble a million batches.
                     if total > 0 && budget == 0 {
-                        return FetchPartitionResponse {
-                            partition: fp.partition,
-                            error: ErrorCode::None,
-                            high_watermark: hw as i64,
-                            log_start_offset: start,
-                            leader_id: leader,
-                            records: Bytes::new(),
-                        };
+                        return empty(ErrorCode::None, hw as i64, start, leader);
                     }
                     let max = (fp.partition_max_bytes.max(0) as usize).min(if total == 0 { cap } else { budget });
                     let read = p

@@ -530,7 +530,11 @@ impl Driver {
         if let Some(hw) = Self::offset_after(g, commit) {
             g.partition.set_high_watermark(hw.0);
         }
-        g.next_offsets = g.next_offsets.split_off(&(commit + 1));
+        // Keep the committed entry's own offset: the next cycle with the same commit needs it.
+        g.next_offsets = g.next_offsets.split_off(&commit);
+        if let Ok(start) = g.partition.storage.with_log(|l| l.log_start_offset().0) {
+            g.partition.set_log_start(start);
+        }
         let ready: Vec<u64> = g
             .waiters
             .values()
@@ -606,6 +610,9 @@ impl Driver {
             }
             match g.partition.storage.apply_retention(&r) {
                 Ok(rep) if rep.segments_deleted > 0 => {
+                    if let Some(start) = rep.log_start {
+                        g.partition.set_log_start(start.offset.0);
+                    }
                     tracing::info!(topic = %g.partition.key.topic, partition = g.partition.key.partition, segments = rep.segments_deleted, bytes = rep.bytes_deleted, "retention deleted segments")
                 }
                 Ok(_) => {}

@@ -29,18 +29,34 @@ pub struct Partition {
     pub storage: PartitionRaftStorage,
     is_leader: AtomicBool,
     leader_term: AtomicU64,
+    log_start: AtomicU64,
     high_watermark: watch::Sender<u64>,
 }
 
 impl Partition {
-    /// A replica that is not (yet) leader, with the given high watermark.
-    pub fn new(key: PartitionKey, config: TopicConfig, storage: PartitionRaftStorage, high_watermark: u64) -> Self {
+    /// A replica that is not (yet) leader. Its log start is read once here; the driver keeps it
+    /// current afterwards, so request handlers never take the storage lock for it (the driver
+    /// holds that lock across fsyncs).
+    ///
+    /// # Errors
+    /// If the storage lock is poisoned.
+    pub fn new(
+        key: PartitionKey,
+        config: TopicConfig,
+        storage: PartitionRaftStorage,
+    ) -> Result<Self, crate::raft::storage::Error> {
+        let start = storage.with_log(|l| l.log_start_offset().0)?;
+        Ok(Self::with_start(key, config, storage, start))
+    }
+
+    fn with_start(key: PartitionKey, config: TopicConfig, storage: PartitionRaftStorage, high_watermark: u64) -> Self {
         Self {
             key,
             config,
             storage,
             is_leader: AtomicBool::new(false),
             leader_term: AtomicU64::new(0),
+            log_start: AtomicU64::new(high_watermark),
             high_watermark: watch::Sender::new(high_watermark),
         }
     }
@@ -53,6 +69,15 @@ impl Partition {
     /// The current leader's term.
     pub fn leader_term(&self) -> u64 {
         self.leader_term.load(Ordering::Acquire)
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start(&self) -> u64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_log_start(&self, offset: u64) {
+        self.log_start.store(offset, Ordering::Release);
     }
 
     /// The offset up to which records are committed.

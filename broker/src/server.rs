@@ -86,9 +86,6 @@ impl Broker {
         if !report.cuts.is_empty() || !report.removed_segments.is_empty() {
             tracing::warn!(topic, partition, ?report, "recovered partition log");
         }
-        let start = storage
-            .with_log(|l| l.log_start_offset().0)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Arc::new(Partition::new(
             PartitionKey {
                 topic: topic.to_string(),
@@ -96,8 +93,7 @@ impl Broker {
             },
             config.clone(),
             storage,
-            start,
-        )))
+        )?))
     }
 
     /// Registers an opened partition with the driver and the handlers.
@@ -324,7 +320,10 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
         tokio::select! {
             biased;
             Some(resp) = in_flight.next(), if !in_flight.is_empty() => {
-                if !write_responses(&mut framed, &mut in_flight, resp).await {
+                // A client that stops reading must not pin this connection and its buffered
+                // responses forever.
+                let written = tokio::time::timeout(idle_timeout, write_responses(&mut framed, &mut in_flight, resp)).await;
+                if !matches!(written, Ok(true)) {
                     return;
                 }
                 idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
@@ -347,7 +346,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
             _ = broker.shutting_down.cancelled(), if reading => reading = false,
         }
         if !reading && in_flight.is_empty() {
-            let _ = framed.flush().await;
+            let _ = tokio::time::timeout(idle_timeout, framed.flush()).await;
             return;
         }
     }

@@ -512,3 +512,35 @@ async fn concurrent_delete_and_recreate_never_leave_a_topic_without_its_partitio
     drop(c);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_leader_with_a_zero_timeout_still_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create("t0", 1, &[]).await.error, ErrorCode::None);
+    c.wait_for_leaders("t0").await;
+    for i in 0..5 {
+        let Response::Produce(r) = c
+            .call(Request::Produce(ProduceRequest {
+                acks: 1,
+                timeout_ms: 0,
+                topics: vec![TopicData {
+                    name: "t0".into(),
+                    partitions: vec![ProducePartition {
+                        partition: 0,
+                        records: batch(&["x"], 0),
+                    }],
+                }],
+            }))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error, p.base_offset), (ErrorCode::None, i), "{p:?}");
+    }
+    drop(c);
+    broker.stop().await;
+}
