@@ -74,6 +74,11 @@ fn leader_id(broker: &Broker, p: &Partition) -> i32 {
 }
 
 fn not_leader(p: &Partition) -> ErrorCode {
+    // A failed replica is not going to lead again until the broker restarts: retrying the same
+    // broker for NOT_LEADER would never end.
+    if p.is_failed() {
+        return ErrorCode::StorageError;
+    }
     // With one voter, "not leader" only happens while the group elects itself.
     if p.leader_term() == 0 {
         ErrorCode::LeaderNotAvailable

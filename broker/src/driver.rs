@@ -592,6 +592,7 @@ impl Driver {
     fn fail(g: &mut Group, reason: String) {
         tracing::error!(topic = %g.partition.key.topic, partition = g.partition.key.partition, %reason, "partition failed; restart the broker to recover it");
         g.partition.set_leader(false, g.raw.raft.term);
+        g.partition.set_failed();
         for (_, w) in std::mem::take(&mut g.waiters) {
             let _ = w.reply.send(Err((ErrorCode::StorageError, reason.clone())));
         }

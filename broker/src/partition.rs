@@ -28,6 +28,7 @@ pub struct Partition {
     /// The log (read through `with_log`; the driver appends).
     pub storage: PartitionRaftStorage,
     is_leader: AtomicBool,
+    failed: AtomicBool,
     leader_term: AtomicU64,
     log_start: AtomicU64,
     high_watermark: watch::Sender<u64>,
@@ -55,6 +56,7 @@ impl Partition {
             config,
             storage,
             is_leader: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             leader_term: AtomicU64::new(0),
             log_start: AtomicU64::new(high_watermark),
             high_watermark: watch::Sender::new(high_watermark),
@@ -64,6 +66,16 @@ impl Partition {
     /// Whether this broker leads the partition.
     pub fn is_leader(&self) -> bool {
         self.is_leader.load(Ordering::Acquire)
+    }
+
+    /// Whether the replica failed (an I/O error left its log in an unknown state) and serves
+    /// nothing until the broker restarts and recovers it.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_failed(&self) {
+        self.failed.store(true, Ordering::Release);
     }
 
     /// The current leader's term.
