@@ -158,9 +158,6 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         .await
         .with_context(|| format!("binding the HTTP listener {}", opts.http))?;
     let http_bound = http_listener.local_addr()?;
-    let readiness = Arc::new(crate::http::Readiness::default());
-    let http_stop = CancellationToken::new();
-    let http_task = tokio::spawn(crate::http::serve(http_listener, readiness.clone(), http_stop.clone()));
     let advertised = advertised(&opts, bound)?;
     let (driver, driver_thread) = driver::spawn(opts.node_id, opts.raft_tick);
     let broker = Arc::new(Broker {
@@ -172,6 +169,13 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         advertised,
         shutting_down: CancellationToken::new(),
     });
+    let readiness = Arc::new(crate::http::Readiness::default());
+    let http_stop = CancellationToken::new();
+    let http_state = crate::http::HttpState {
+        broker: broker.clone(),
+        readiness: readiness.clone(),
+    };
+    let http_task = tokio::spawn(crate::http::serve(http_listener, http_state, http_stop.clone()));
 
     // Recover every partition (blocking I/O, so off the async workers), then start its group.
     for (name, meta) in &registry.topics {

@@ -5,7 +5,8 @@
 //! - `GET /readyz`: 200 once storage is recovered and every local partition is loaded; 503 with
 //!   the reason in a JSON body before that and while shutting down.
 //!
-//! Metrics, the JSON admin API and the console page are not here yet.
+//! - `GET /metrics`, the JSON admin API under `/api/v1/` and the console page at `/` live in
+//!   their own modules and share [`HttpState`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -19,6 +20,18 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::server::Broker;
+
+/// What every HTTP handler can see: the broker (read-only views of its registry and partitions)
+/// and its lifecycle.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// Lifecycle for `/readyz`.
+    pub readiness: Arc<Readiness>,
+}
 
 /// Lifecycle the readiness probe reports.
 #[derive(Debug, Default)]
@@ -44,8 +57,8 @@ async fn healthz() -> Response {
     (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response()
 }
 
-async fn readyz(State(r): State<Arc<Readiness>>) -> Response {
-    match r.0.load(Ordering::Acquire) {
+async fn readyz(State(s): State<HttpState>) -> Response {
+    match s.readiness.0.load(Ordering::Acquire) {
         READY => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
         STARTING => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -69,12 +82,12 @@ async fn not_found() -> Response {
 }
 
 /// Serves HTTP on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, state: HttpState, stop: CancellationToken) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .with_state(readiness);
+        .with_state(state);
     let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
     if let Err(e) = served.await {
         tracing::warn!(error = %e, "http server stopped");
