@@ -251,13 +251,18 @@ impl Client {
     /// [`Error::UnknownTopic`] if the broker does not know it; [`Error::Topic`] for another
     /// topic-level error; a refresh error.
     pub async fn topic(&self, name: &str) -> Result<Arc<TopicInfo>> {
-        if let Some(t) = self.metadata().topic(name)
-            && t.error.is_ok()
-            && t.fetched_at.elapsed() < self.inner.config.metadata_max_age
-        {
-            return Ok(Arc::clone(t));
+        if let Some(t) = self.cached_topic(name) {
+            return Ok(t);
         }
         self.fetch_topic(name).await
+    }
+
+    /// The topic's metadata if it is cached, healthy and not older than `metadata_max_age`.
+    pub(crate) fn cached_topic(&self, name: &str) -> Option<Arc<TopicInfo>> {
+        self.metadata()
+            .topic(name)
+            .filter(|t| t.error.is_ok() && t.fetched_at.elapsed() < self.inner.config.metadata_max_age)
+            .cloned()
     }
 
     /// The topic's metadata, always fetched.

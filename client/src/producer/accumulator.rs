@@ -30,11 +30,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strata_protocol::{BatchBuilder, BatchOptions, Compression, HeaderRef, Offset};
-use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use strata_protocol::{BatchBuilder, BatchOptions, Compression, HeaderRef};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::error::{Error, Result};
-use crate::producer::{Delivery, RecordMetadata};
+use crate::producer::Delivery;
+use crate::producer::delivery::{BatchOutcome, resolve_dropped};
 
 /// Accumulator settings (a subset of the producer's).
 #[derive(Debug, Clone, Copy)]
@@ -66,18 +67,16 @@ impl Drop for Reservation<'_> {
     }
 }
 
-struct PendingDelivery {
-    tx: oneshot::Sender<Result<RecordMetadata>>,
-    timestamp: i64,
-}
-
 /// A batch being filled, queued, or in flight.
 pub(crate) struct ProducerBatch {
     id: u64,
     /// The encoder while the batch is open; `None` once sealed.
     builder: Option<BatchBuilder>,
     sealed: Option<Bytes>,
-    deliveries: Vec<PendingDelivery>,
+    /// What the batch's records' deliveries wait on.
+    outcome: Arc<BatchOutcome>,
+    /// Records appended so far (the next record's index in the batch).
+    records: u32,
     /// Memory permits held.
     reserved: usize,
     /// Which leader's load the batch counts towards, and how much.
@@ -112,6 +111,13 @@ impl ProducerBatch {
         self.builder = None;
         self.sealed = Some(bytes.clone());
         Ok(bytes)
+    }
+}
+
+impl Drop for ProducerBatch {
+    fn drop(&mut self) {
+        // A batch dropped unresolved (the producer went away) fails its records' deliveries.
+        resolve_dropped(&self.outcome);
     }
 }
 
@@ -160,7 +166,7 @@ pub(crate) struct Drained {
     /// Sends to make now.
     pub ready: Vec<PartitionSend>,
     /// Batches that waited longer than the delivery timeout, with their partition.
-    pub expired: Vec<(Arc<str>, i32, ProducerBatch)>,
+    pub expired: Vec<ProducerBatch>,
     /// Topics with sendable batches for a partition whose leader is unknown.
     pub need_metadata: Vec<String>,
     /// When something may next become ready (a linger or backoff ending).
@@ -233,6 +239,28 @@ impl Accumulator {
     /// # Errors
     /// [`Error::RecordTooLarge`] if `bytes` exceeds the whole budget; [`Error::Timeout`] if the
     /// deadline passes; [`Error::ProducerClosed`] if closed.
+    /// Reserves `bytes` if they are free right now; `None` if the caller would have to wait.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] if `bytes` exceeds the whole buffer.
+    pub(crate) fn try_reserve(&self, bytes: usize) -> Result<Option<Reservation<'_>>> {
+        let n = u32::try_from(bytes)
+            .ok()
+            .filter(|_| bytes <= self.config.buffer_memory)
+            .ok_or(Error::RecordTooLarge {
+                size: bytes,
+                limit: "buffer_memory",
+                max: self.config.buffer_memory,
+            })?;
+        if n == 0 {
+            return Ok(Some(Reservation { acc: self, bytes: 0 }));
+        }
+        Ok(self.memory.try_acquire_many(n).ok().map(|p| {
+            p.forget();
+            Reservation { acc: self, bytes }
+        }))
+    }
+
     pub(crate) async fn reserve(&self, bytes: usize, deadline: tokio::time::Instant) -> Result<Reservation<'_>> {
         let too_large = || Error::RecordTooLarge {
             size: bytes,
@@ -293,7 +321,6 @@ impl Accumulator {
             return Err(Error::ProducerClosed);
         }
         let record_size = reservation.bytes;
-        let now = Instant::now();
         let mut next_id = state.next_batch_id;
         let State { topics, incomplete, .. } = &mut *state;
         let partitions = match topics.get_mut(topic) {
@@ -321,17 +348,19 @@ impl Accumulator {
                 id: next_id,
                 builder: Some(BatchBuilder::new(options)),
                 sealed: None,
-                deliveries: Vec::new(),
+                outcome: Arc::new(BatchOutcome::default()),
+                records: 0,
                 reserved: 0,
                 load_node: leader,
                 load_bytes: 0,
-                created: now,
+                created: Instant::now(),
                 attempts: 0,
             });
             incomplete.insert(next_id);
             next_id += 1;
             opened = true;
         }
+        let queue_topic = Arc::clone(&queue.topic);
         let batch = queue
             .batches
             .back_mut()
@@ -349,11 +378,14 @@ impl Accumulator {
             return Err(e.into());
         }
         let full = builder.size_bytes() >= self.config.batch_size;
-        let (tx, rx) = oneshot::channel();
-        batch.deliveries.push(PendingDelivery {
-            tx,
-            timestamp: record.timestamp,
-        });
+        let delivery = Delivery::new(
+            Arc::clone(&batch.outcome),
+            Arc::clone(&queue_topic),
+            partition,
+            batch.records,
+            record.timestamp,
+        );
+        batch.records += 1;
         batch.reserved += reservation.take();
         batch.load_bytes += record_size as u64;
         let load_node = batch.load_node;
@@ -368,7 +400,7 @@ impl Accumulator {
         if opened || full {
             self.wakeup.notify_one();
         }
-        Ok(Delivery { rx })
+        Ok(delivery)
     }
 
     /// Takes out everything sendable at `now`, at most `max_request_size` bytes per partition
@@ -396,7 +428,7 @@ impl Accumulator {
                     .is_some_and(|b| now.saturating_duration_since(b.created) >= self.config.delivery_timeout)
                 {
                     if let Some(b) = queue.batches.pop_front() {
-                        out.expired.push((Arc::clone(&queue.topic), partition, b));
+                        out.expired.push(b);
                     }
                 }
                 let Some(front) = queue.batches.front() else {
@@ -461,17 +493,11 @@ impl Accumulator {
     /// otherwise — returns the memory and lets the partition send again.
     pub(crate) fn complete(&self, send: PartitionSend, result: Result<Option<u64>>) {
         self.finish_partition(&send.topic, send.partition);
-        self.complete_batches(&send.topic, send.partition, send.batches, result);
+        self.complete_batches(send.batches, result);
     }
 
     /// Completes batches that never made it into a send (expired or failed to seal).
-    pub(crate) fn complete_batches(
-        &self,
-        topic: &Arc<str>,
-        partition: i32,
-        batches: Vec<ProducerBatch>,
-        result: Result<Option<u64>>,
-    ) {
+    pub(crate) fn complete_batches(&self, batches: Vec<ProducerBatch>, result: Result<Option<u64>>) {
         let mut next_offset = match &result {
             Ok(base) => *base,
             Err(_) => None,
@@ -485,20 +511,12 @@ impl Accumulator {
             if let Some(node) = batch.load_node {
                 loads.push((node, batch.load_bytes));
             }
-            for d in batch.deliveries {
-                let outcome = match &result {
-                    Ok(_) => Ok(RecordMetadata {
-                        topic: Arc::clone(topic),
-                        partition,
-                        offset: next_offset.map(Offset),
-                        timestamp: d.timestamp,
-                    }),
-                    Err(e) => Err(e.clone()),
-                };
-                next_offset = next_offset.map(|o| o.saturating_add(1));
-                // The caller may have stopped waiting; its record is delivered regardless.
-                let _ = d.tx.send(outcome);
-            }
+            // The callers may have stopped waiting; their records are delivered regardless.
+            batch.outcome.resolve(match &result {
+                Ok(_) => Ok(next_offset),
+                Err(e) => Err(e.clone()),
+            });
+            next_offset = next_offset.map(|o| o.saturating_add(u64::from(batch.records)));
         }
         self.memory.add_permits(released);
         {
@@ -748,7 +766,7 @@ mod tests {
         assert_eq!(all, expected, "enqueue order");
         for (i, d) in deliveries.into_iter().enumerate() {
             let meta = d.await.unwrap();
-            assert_eq!(meta.offset, Some(Offset(i as u64)));
+            assert_eq!(meta.offset, Some(strata_protocol::Offset(i as u64)));
         }
         assert!(acc.is_empty());
     }
@@ -818,9 +836,7 @@ mod tests {
         assert_eq!(d.need_metadata, ["t"]);
         let d = acc.drain(Instant::now() + Duration::from_millis(201), 1 << 20, &no_leader);
         assert_eq!(d.expired.len(), 1);
-        for (topic, p, b) in d.expired {
-            acc.complete_batches(&topic, p, vec![b], Err(Error::ProducerClosed));
-        }
+        acc.complete_batches(d.expired, Err(Error::ProducerClosed));
         assert!(d1.await.is_err());
         assert!(acc.is_empty());
     }

@@ -29,18 +29,17 @@
 //!   per partition.
 
 mod accumulator;
+mod delivery;
 mod sender;
 
-use std::future::Future;
-use std::pin::Pin;
+pub use delivery::Delivery;
+
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use strata_protocol::api::Acks;
 use strata_protocol::{BatchBuilder, Compression, HEADER_LEN, HeaderRef, Offset};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
@@ -162,7 +161,7 @@ impl ProducerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
     /// Topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Partition; `None` lets the partitioner choose (by key hash if there is a key).
     pub partition: Option<i32>,
     /// Key (`None`: null).
@@ -177,7 +176,7 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     /// A keyless record with a value.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
         Self {
             topic: topic.into(),
             partition: None,
@@ -228,24 +227,6 @@ pub struct RecordMetadata {
     pub offset: Option<Offset>,
     /// The record's timestamp as sent.
     pub timestamp: i64,
-}
-
-/// The eventual outcome of one enqueued record: a future resolving to its [`RecordMetadata`]
-/// or the error that stopped it. Dropping it does not cancel the record.
-#[derive(Debug)]
-#[must_use = "a Delivery resolves to the record's offset or error"]
-pub struct Delivery {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl Future for Delivery {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::ProducerClosed)))
-    }
 }
 
 struct Inner {
@@ -390,15 +371,25 @@ impl Producer {
                 max,
             });
         }
-        let deadline = tokio::time::Instant::now() + inner.config.max_block;
-        let topic = tokio::time::timeout_at(deadline, inner.client.topic(&record.topic))
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "metadata",
-                broker: "-".to_owned(),
-                after: inner.config.max_block,
-            })??;
-        let reservation = acc.reserve(size, deadline).await?;
+        // The common case waits for nothing: cached metadata and free buffer memory. Only a
+        // miss pays for a deadline (and the clock read behind it).
+        let mut deadline = None;
+        let max_block = inner.config.max_block;
+        let mut deadline = || *deadline.get_or_insert_with(|| tokio::time::Instant::now() + max_block);
+        let topic = match inner.client.cached_topic(&record.topic) {
+            Some(t) => t,
+            None => tokio::time::timeout_at(deadline(), inner.client.topic(&record.topic))
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: "metadata",
+                    broker: "-".to_owned(),
+                    after: max_block,
+                })??,
+        };
+        let reservation = match acc.try_reserve(size)? {
+            Some(r) => r,
+            None => acc.reserve(size, deadline()).await?,
+        };
         let partition_count = topic.partition_count();
         let partition = match record.partition {
             Some(p) => p,
@@ -411,7 +402,7 @@ impl Producer {
         };
         let Some(info) = topic.partition(partition) else {
             return Err(Error::UnknownPartition {
-                topic: record.topic.clone(),
+                topic: record.topic.to_string(),
                 partition,
                 partition_count,
             });

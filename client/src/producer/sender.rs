@@ -49,13 +49,13 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
             metadata.brokers.contains_key(&leader).then_some(leader)
         };
         let drained = acc.drain(now, config.max_request_size, &leader_of);
-        for (topic, partition, batch) in drained.expired {
+        if !drained.expired.is_empty() {
             let error = Error::Timeout {
                 what: "delivery",
                 broker: "-".to_owned(),
                 after: config.delivery_timeout,
             };
-            acc.complete_batches(&topic, partition, vec![batch], Err(error));
+            acc.complete_batches(drained.expired, Err(error));
         }
         want_metadata.extend(drained.need_metadata);
         let mut next_check = drained.next_check;
