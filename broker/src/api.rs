@@ -18,6 +18,7 @@ use strata_storage::Error as StorageError;
 use tokio::sync::oneshot;
 
 use crate::driver::Command;
+use crate::metrics::{GaugeGuard, Metrics, count_records};
 use crate::partition::Partition;
 use crate::server::Broker;
 use crate::topics::{AdminError, MAX_PARTITIONS, TopicConfig, TopicMeta, partition_dir, validate_name};
@@ -28,7 +29,24 @@ const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 const MAX_PRODUCE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Handles one request; `None` means no response is sent (`acks=0` produce).
+///
+/// Every request is counted, timed and tracked in flight here, once, by API and request-level
+/// error code (per-partition errors are counted by the handlers that produce them).
 pub async fn handle(broker: Arc<Broker>, req: IncomingRequest) -> Option<OutgoingResponse> {
+    let started = Instant::now();
+    let api_key = req.header.api_key;
+    let in_flight = broker.metrics.request_started();
+    let response = dispatch(&broker, req).await;
+    drop(in_flight);
+    let error = match &response {
+        Some(OutgoingResponse { body: Err(e), .. }) => e.code,
+        _ => ErrorCode::None,
+    };
+    broker.metrics.request_finished(api_key, error, started.elapsed());
+    response
+}
+
+async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<OutgoingResponse> {
     let IncomingRequest { header, body } = req;
     let respond = |body| {
         Some(OutgoingResponse {
@@ -52,19 +70,19 @@ pub async fn handle(broker: Arc<Broker>, req: IncomingRequest) -> Option<Outgoin
     }
     let response = match request {
         Request::ApiVersions(_) => Response::ApiVersions(ApiVersionsResponse::supported()),
-        Request::Metadata(r) => Response::Metadata(metadata(&broker, r).await),
-        Request::CreateTopics(r) => Response::CreateTopics(create_topics(&broker, r).await),
-        Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics(&broker, r).await),
+        Request::Metadata(r) => Response::Metadata(metadata(broker, r).await),
+        Request::CreateTopics(r) => Response::CreateTopics(create_topics(broker, r).await),
+        Request::DeleteTopics(r) => Response::DeleteTopics(delete_topics(broker, r).await),
         Request::Produce(r) => {
             let silent = r.acks == 0;
-            let resp = produce(&broker, r).await;
+            let resp = produce(broker, r).await;
             if silent {
                 return None;
             }
             Response::Produce(resp)
         }
-        Request::Fetch(r) => Response::Fetch(fetch(&broker, r).await),
-        Request::ListOffsets(r) => Response::ListOffsets(list_offsets(&broker, r).await),
+        Request::Fetch(r) => Response::Fetch(fetch(broker, r).await),
+        Request::ListOffsets(r) => Response::ListOffsets(list_offsets(broker, r).await),
     };
     respond(Ok(response))
 }
@@ -188,7 +206,13 @@ async fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> Create
     CreateTopicsResponse { topics: results }
 }
 
-async fn create_topic(broker: &Arc<Broker>, t: CreatableTopic, validate_only: bool) -> Result<(), AdminError> {
+/// Creates one topic (validation, then registry, then partitions), under the admin mutex. The
+/// binary protocol's CreateTopics and the HTTP admin API both call this.
+pub(crate) async fn create_topic(
+    broker: &Arc<Broker>,
+    t: CreatableTopic,
+    validate_only: bool,
+) -> Result<(), AdminError> {
     validate_name(&t.name)?;
     let defaults = &broker.opts.topic_defaults;
     let partitions = match t.num_partitions {
@@ -264,7 +288,8 @@ async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> Delete
     DeleteTopicsResponse { topics: results }
 }
 
-async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
+/// Deletes one topic under the admin mutex (binary DeleteTopics and the HTTP admin API).
+pub(crate) async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
     let _admin = broker.admin.lock().await;
     let mut registry = broker.registry.lock().await;
     let Some(meta) = registry.topics.get(name).cloned() else {
@@ -308,6 +333,8 @@ async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError
         let dir = partition_dir(&broker.opts.data_dir, name, p);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     }
+    // Still under the admin lock, so a re-creation of the name cannot interleave.
+    broker.metrics.remove_topic(name);
     tracing::info!(topic = %name, "deleted topic");
     Ok(())
 }
@@ -405,6 +432,9 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                     Ok(b) => b,
                     Err((code, msg)) => return produce_error(pp.partition, code, msg, leader_id(broker, &p)),
                 };
+                for b in &batches {
+                    broker.metrics.produce_batch_size.observe(b.len() as f64);
+                }
                 let (tx, rx) = oneshot::channel();
                 if let Err((code, message)) = broker.driver.try_send(Command::Propose {
                     key: p.key.clone(),
@@ -449,7 +479,11 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
             }
         }));
     }
-    let mut results = join_all(futs).await.into_iter();
+    let results = join_all(futs).await;
+    for r in &results {
+        broker.metrics.partition_error(ApiKey::Produce, r.error);
+    }
+    let mut results = results.into_iter();
     let topics = names
         .into_iter()
         .map(|(name, n)| TopicData {
@@ -545,20 +579,28 @@ fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchP
 async fn fetch(broker: &Arc<Broker>, req: FetchRequest) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
     let req = Arc::new(req);
-    // Subscribe before the first read so an append between the read and the wait still wakes us.
-    let mut watches: Vec<_> = req
+    // Every requested partition, in request order (as the response lists them), resolved once.
+    let parts: Vec<Option<Arc<Partition>>> = req
         .topics
         .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .filter_map(|fp| broker.partition(&t.name, fp.partition))
-        })
-        .map(|p| p.watch_high_watermark())
+        .flat_map(|t| t.partitions.iter().map(|fp| broker.partition(&t.name, fp.partition)))
         .collect();
+    // Subscribe before the first read so an append between the read and the wait still wakes us.
+    let mut watches: Vec<_> = parts.iter().flatten().map(|p| p.watch_high_watermark()).collect();
     loop {
         let (b, r) = (broker.clone(), req.clone());
-        let Ok((topics, total)) = tokio::task::spawn_blocking(move || read_partitions(&b, &r)).await else {
+        let read = tokio::task::spawn_blocking(move || {
+            let (topics, total) = read_partitions(&b, &r);
+            // Counted here, on the blocking pool: a response of many small batches has many
+            // headers to walk.
+            let records: Vec<u64> = topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| count_records(&p.records))
+                .collect();
+            (topics, total, records)
+        });
+        let Ok((topics, total, records)) = read.await else {
             return FetchResponse::default();
         };
         let any_error = topics.iter().flat_map(|t| &t.partitions).any(|p| !p.error.is_ok());
@@ -568,16 +610,40 @@ async fn fetch(broker: &Arc<Broker>, req: FetchRequest) -> FetchResponse {
             || watches.is_empty()
             || broker.shutting_down.is_cancelled()
         {
+            count_fetched(&broker.metrics, &parts, &topics, &records);
             return FetchResponse { topics };
         }
         let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        let waiting = GaugeGuard::new(&broker.metrics.fetch_long_polls_waiting);
         tokio::select! {
             _ = changed => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
             _ = broker.shutting_down.cancelled() => {}
         }
+        drop(waiting);
         for w in &mut watches {
             w.mark_unchanged();
+        }
+    }
+}
+
+/// Counts what a fetch response carries: each partition's error, and the bytes and `records`
+/// (counted from batch headers) returned, against the topic counters of `parts`. All three list
+/// the requested partitions in request order.
+fn count_fetched(
+    metrics: &Metrics,
+    parts: &[Option<Arc<Partition>>],
+    topics: &[TopicData<FetchPartitionResponse>],
+    records: &[u64],
+) {
+    let responses = topics.iter().flat_map(|t| &t.partitions);
+    for ((p, r), n) in parts.iter().zip(responses).zip(records) {
+        metrics.partition_error(ApiKey::Fetch, r.error);
+        if let Some(p) = p
+            && !r.records.is_empty()
+        {
+            p.counters.bytes_out.inc_by(r.records.len() as u64);
+            p.counters.records_out.inc_by(*n);
         }
     }
 }
@@ -620,6 +686,9 @@ async fn list_offsets(broker: &Arc<Broker>, req: ListOffsetsRequest) -> ListOffs
                 }
             };
             partitions.push(r);
+        }
+        for r in &partitions {
+            broker.metrics.partition_error(ApiKey::ListOffsets, r.error);
         }
         topics.push(TopicData {
             name: t.name,

@@ -13,7 +13,8 @@
 //!    `STRATA_LISTENER_MAX_CONNECTIONS`, `STRATA_TOPIC_DEFAULTS_FLUSH`), plus the short aliases
 //!    `STRATA_LISTEN`, `STRATA_ADVERTISED_ADDRESS` and `STRATA_HTTP` that match the flags;
 //! 4. flags (`--node-id`, `--data-dir`, `--listen`, `--advertised-address`, `--http`,
-//!    `--max-connections`, `--max-frame-bytes`, `--shutdown-timeout`, `--ready-file`).
+//!    `--max-connections`, `--max-frame-bytes`, `--shutdown-timeout`, `--ready-file`,
+//!    `--metrics-per-partition`).
 //!
 //! clap's own `env` support cannot put the file between the environment and the flags, so
 //! [`load`] does the layering itself: clap parses only the flags.
@@ -31,6 +32,8 @@
 //! - Unlimited (`topic_defaults.retention_bytes`, `topic_defaults.retention`): `"unlimited"` or
 //!   `-1`.
 //! - Flush policy: `"always"`, `"never"` or `"interval:<duration>"` (`"interval:100ms"`).
+//! - Booleans: `true` or `false` (a TOML boolean in the file; the words, any case, in the
+//!   environment and flags).
 //!
 //! Relative paths are relative to the broker's working directory, not to the config file.
 //!
@@ -108,6 +111,13 @@ idle_timeout = "10m"
 # (port 0 on both is fine).
 # env STRATA_HTTP_LISTEN or STRATA_HTTP, flag --http
 listen = "127.0.0.1:9701"
+
+[metrics]
+# Export per-partition series on GET /metrics (labels topic and partition: log offsets, size,
+# segments, leadership, Raft term and commit index). Turn off on brokers with very many
+# partitions; broker-wide and per-topic series remain. true or false.
+# env STRATA_METRICS_PER_PARTITION, flag --metrics-per-partition
+per_partition = true
 
 [raft]
 # Raft tick interval (election and heartbeat timeouts count ticks). 1ms ..= 10s.
@@ -193,6 +203,8 @@ pub struct Config {
     pub listener: ListenerConfig,
     /// `[http]`: the HTTP listener.
     pub http: HttpConfig,
+    /// `[metrics]`: what `GET /metrics` exports.
+    pub metrics: MetricsConfig,
     /// `[raft]`: consensus timing.
     pub raft: RaftConfig,
     /// `[shutdown]`: draining on SIGTERM/SIGINT.
@@ -233,6 +245,14 @@ pub struct HttpConfig {
     /// listener's address (port 0 on both is fine).
     #[serde(deserialize_with = "de_addr")]
     pub listen: SocketAddr,
+}
+
+/// `[metrics]`: what `GET /metrics` exports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Export per-partition series (labels `topic`, `partition`). Default true.
+    pub per_partition: bool,
 }
 
 /// `[raft]`: consensus timing.
@@ -297,6 +317,12 @@ impl Default for HttpConfig {
     }
 }
 
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Config::default().metrics
+    }
+}
+
 impl Default for RaftConfig {
     fn default() -> Self {
         Config::default().raft
@@ -332,6 +358,9 @@ impl From<&BrokerOptions> for Config {
                 idle_timeout: o.idle_timeout,
             },
             http: HttpConfig { listen: o.http },
+            metrics: MetricsConfig {
+                per_partition: o.metrics_per_partition,
+            },
             raft: RaftConfig { tick: o.raft_tick },
             shutdown: ShutdownConfig {
                 timeout: o.shutdown_timeout,
@@ -566,6 +595,7 @@ impl Config {
                 flush: t.flush,
             },
             ready_file: self.ready_file.clone(),
+            metrics_per_partition: self.metrics.per_partition,
         })
     }
 }
@@ -688,6 +718,21 @@ pub fn parse_flush(s: &str) -> Result<FlushPolicy, String> {
                  (e.g. \"interval:100ms\")"
             )),
         },
+    }
+}
+
+/// Parses a boolean: `true` or `false`, any case.
+///
+/// # Errors
+/// A message quoting the input.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if s.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err(format!("invalid boolean {s:?}: expected true or false"))
     }
 }
 
@@ -1017,6 +1062,17 @@ const SETTINGS: &[Setting] = &[
         get: |c| c.http.listen.to_string(),
     },
     Setting {
+        key: "metrics.per_partition",
+        env: "STRATA_METRICS_PER_PARTITION",
+        env_alias: None,
+        flag: Some("--metrics-per-partition"),
+        set: |c, v| {
+            c.metrics.per_partition = parse_bool(v)?;
+            Ok(())
+        },
+        get: |c| c.metrics.per_partition.to_string(),
+    },
+    Setting {
         key: "raft.tick",
         env: "STRATA_RAFT_TICK",
         env_alias: None,
@@ -1177,6 +1233,10 @@ struct Cli {
     /// Once listening, write the bound addresses to FILE [default: none] [env: STRATA_READY_FILE]
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
+
+    /// Export per-partition series on GET /metrics, true or false [default: true] [env: STRATA_METRICS_PER_PARTITION]
+    #[arg(long, value_name = "BOOL", value_parser = parse_bool)]
+    metrics_per_partition: Option<bool>,
 }
 
 impl Cli {
@@ -1220,6 +1280,11 @@ impl Cli {
         }
         if let Some(v) = self.shutdown_timeout {
             set("shutdown.timeout", "--shutdown-timeout", &|c| c.shutdown.timeout = v);
+        }
+        if let Some(v) = self.metrics_per_partition {
+            set("metrics.per_partition", "--metrics-per-partition", &|c| {
+                c.metrics.per_partition = v
+            });
         }
     }
 }
@@ -1683,6 +1748,23 @@ mod tests {
     }
 
     #[test]
+    fn booleans() {
+        assert_eq!(parse_bool("true"), Ok(true));
+        assert_eq!(parse_bool(" False "), Ok(false));
+        for bad in ["", "yes", "1", "on", "truee"] {
+            let e = parse_bool(bad).unwrap_err();
+            assert!(e.contains("true or false"), "{e}");
+        }
+        assert!(Config::from_toml("[metrics]\nper_partition = \"false\"").is_err());
+        assert!(
+            !Config::from_toml("[metrics]\nper_partition = false")
+                .unwrap()
+                .metrics
+                .per_partition
+        );
+    }
+
+    #[test]
     fn every_file_key_parses() {
         let text = r#"
             node_id = 7
@@ -1696,6 +1778,8 @@ mod tests {
             max_in_flight_per_connection = 16
             [http]
             listen = "0.0.0.0:19701"
+            [metrics]
+            per_partition = false
             [raft]
             tick = "50ms"
             [shutdown]
@@ -1731,6 +1815,7 @@ mod tests {
                 flush: FlushPolicy::Interval(Duration::from_millis(200)),
             },
             ready_file: Some("/run/strata/ready".into()),
+            metrics_per_partition: false,
         };
         assert_eq!(o, expected);
         // Written back and read again: the same config.
@@ -1919,6 +2004,7 @@ mod tests {
             ("STRATA_LISTENER_MAX_IN_FLIGHT_PER_CONNECTION", "8"),
             ("STRATA_LISTENER_IDLE_TIMEOUT", "90s"),
             ("STRATA_HTTP_LISTEN", "127.0.0.1:0"),
+            ("STRATA_METRICS_PER_PARTITION", "FALSE"),
             ("STRATA_RAFT_TICK", "10ms"),
             ("STRATA_SHUTDOWN_TIMEOUT", "5s"),
             ("STRATA_TOPIC_DEFAULTS_PARTITIONS", "4"),
@@ -1940,6 +2026,7 @@ mod tests {
         assert_eq!(o.max_in_flight_per_connection, 8);
         assert_eq!(o.idle_timeout, Duration::from_secs(90));
         assert_eq!(o.http.port(), 0);
+        assert!(!o.metrics_per_partition);
         assert_eq!(o.raft_tick, Duration::from_millis(10));
         assert_eq!(o.shutdown_timeout, Duration::from_secs(5));
         let t = &o.topic_defaults;
@@ -1993,6 +2080,7 @@ mod tests {
             ("STRATA_LISTENER_MAX_FRAME_BYTES", "64XB"),
             ("STRATA_RAFT_TICK", "100"),
             ("STRATA_TOPIC_DEFAULTS_FLUSH", "sometimes"),
+            ("STRATA_METRICS_PER_PARTITION", "yes"),
         ] {
             let e = load(args(&[]), &|k| (k == var).then(|| value.to_owned())).unwrap_err();
             assert!(matches!(e, ConfigError::Env { var: v, .. } if v == var), "{e:?}");
@@ -2037,6 +2125,8 @@ mod tests {
                 "2s",
                 "--ready-file",
                 "r3",
+                "--metrics-per-partition",
+                "false",
             ]),
             &no_env,
         )
@@ -2051,6 +2141,7 @@ mod tests {
         assert_eq!(o.max_frame_bytes, 2 << 20);
         assert_eq!(o.shutdown_timeout, Duration::from_secs(2));
         assert_eq!(o.ready_file, Some(PathBuf::from("r3")));
+        assert!(!o.metrics_per_partition);
         for s in SETTINGS {
             if let Some(flag) = s.flag {
                 assert_eq!(loaded.origin(s.key), Origin::Flag(flag), "{}", s.key);
@@ -2079,6 +2170,7 @@ mod tests {
             &["--node-id", "x"],
             &["--max-frame-bytes", "64XB"],
             &["--shutdown-timeout", "30"],
+            &["--metrics-per-partition", "1"],
             &["--bogus"],
         ] {
             let e = load(args(bad), &no_env).unwrap_err();
@@ -2110,6 +2202,7 @@ mod tests {
             "--max-frame-bytes",
             "--shutdown-timeout",
             "--ready-file",
+            "--metrics-per-partition",
             "--help",
             "--version",
         ] {

@@ -9,7 +9,12 @@
 //!    threads, while nothing else waits on the driver's locks;
 //! 3. per group: persist the hard state, send persisted messages, `advance`, handle the light
 //!    ready; then answer producers whose batches became durable (`acks=leader`) or committed
-//!    (`acks=all`), and publish the high watermark, which wakes long-polling fetches.
+//!    (`acks=all`), and publish the high watermark, which wakes long-polling fetches, and the
+//!    log's start, end, size and segment count, which handlers and metrics read as atomics.
+//!
+//! Metrics ([`crate::metrics`]) are updated here with pre-resolved handles: append and fsync
+//! timings, fsyncs and bytes synced, leader changes, dropped proposals, the cycle's duration, and
+//! each topic's bytes and records in (counted as the leader accepts a proposal).
 //!
 //! The order inside each group is the one raft-rs requires (see `raft::storage`'s module docs).
 //! Proposals that arrive while a cycle runs wait in the channel and share the next cycle's fsync.
@@ -24,11 +29,12 @@ use ::raft::{Config as RaftConfig, RawNode, StateRole};
 use bytes::Bytes;
 use protobuf::Message as _;
 use strata_protocol::api::Acks;
-use strata_protocol::{ErrorCode, Offset, RaftIndex};
-use strata_storage::{Retention, SyncJob};
+use strata_protocol::{BatchHeader, ErrorCode, Offset, RaftIndex};
+use strata_storage::{Retention, SyncDone, SyncJob};
 use tokio::sync::oneshot;
 
-use crate::partition::{Partition, PartitionKey};
+use crate::metrics::{Metrics, StorageMetrics};
+use crate::partition::{LogState, Partition, PartitionKey};
 use crate::raft::PartitionRaftStorage;
 
 /// How a proposal ended.
@@ -110,8 +116,8 @@ impl DriverHandle {
     }
 }
 
-/// Starts the driver thread.
-pub fn spawn(node_id: u64, tick: Duration) -> (DriverHandle, std::thread::JoinHandle<()>) {
+/// Starts the driver thread, which updates `metrics` as it works.
+pub fn spawn(node_id: u64, tick: Duration, metrics: Arc<Metrics>) -> (DriverHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::sync_channel(COMMAND_QUEUE);
     let handle = std::thread::Builder::new()
         .name("raft-driver".into())
@@ -120,7 +126,8 @@ pub fn spawn(node_id: u64, tick: Duration) -> (DriverHandle, std::thread::JoinHa
                 node_id,
                 tick,
                 groups: BTreeMap::new(),
-                syncer: SyncPool::start(SYNC_THREADS),
+                syncer: SyncPool::start(SYNC_THREADS, metrics.storage.clone()),
+                metrics,
             }
             .run(rx)
         })
@@ -144,6 +151,10 @@ struct Group {
     /// Next offset after each appended but not yet committed entry.
     next_offsets: BTreeMap<u64, Offset>,
     failed: Option<String>,
+    /// The leader this replica last saw (`raft::INVALID_ID` for none), to count leader changes.
+    leader_id: u64,
+    /// Bytes of entries appended since the last group-commit fsync (for the synced-bytes count).
+    unsynced_bytes: u64,
 }
 
 struct Driver {
@@ -151,6 +162,7 @@ struct Driver {
     tick: Duration,
     groups: BTreeMap<PartitionKey, Group>,
     syncer: SyncPool,
+    metrics: Arc<Metrics>,
 }
 
 /// Threads that run a cycle's fsyncs concurrently. A fixed pool: spawning a thread per dirty
@@ -159,22 +171,32 @@ struct Driver {
 const SYNC_THREADS: usize = 4;
 
 type SyncTask = (usize, SyncJob);
-type SyncOutcome = (usize, strata_storage::Result<strata_storage::SyncDone>);
+type SyncOutcome = (usize, strata_storage::Result<SyncDone>);
 
 struct SyncPool {
     jobs: Option<mpsc::Sender<SyncTask>>,
     results: Receiver<SyncOutcome>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    metrics: StorageMetrics,
+}
+
+/// Runs one fsync job where it is (a pool thread or the driver), timing and counting it.
+fn run_sync(metrics: &StorageMetrics, job: SyncJob) -> strata_storage::Result<SyncDone> {
+    let started = Instant::now();
+    let done = job.run();
+    metrics.fsync_duration.observe(started.elapsed().as_secs_f64());
+    metrics.fsyncs.inc();
+    done
 }
 
 impl SyncPool {
-    fn start(n: usize) -> Self {
+    fn start(n: usize, metrics: StorageMetrics) -> Self {
         let (job_tx, job_rx) = mpsc::channel::<SyncTask>();
         let (res_tx, results) = mpsc::channel();
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
         let threads = (0..n)
             .map(|i| {
-                let (rx, tx) = (job_rx.clone(), res_tx.clone());
+                let (rx, tx, m) = (job_rx.clone(), res_tx.clone(), metrics.clone());
                 std::thread::Builder::new()
                     .name(format!("fsync-{i}"))
                     .spawn(move || {
@@ -182,7 +204,7 @@ impl SyncPool {
                             // The lock is held only to take the next job, never while syncing.
                             let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                             let Ok((i, job)) = next else { return };
-                            if tx.send((i, job.run())).is_err() {
+                            if tx.send((i, run_sync(&m, job))).is_err() {
                                 return;
                             }
                         }
@@ -194,19 +216,21 @@ impl SyncPool {
             jobs: Some(job_tx),
             results,
             threads,
+            metrics,
         }
     }
 
     /// Runs every job (concurrently, up to the pool size) and returns their outcomes in order.
-    fn run_all(&self, jobs: Vec<SyncJob>) -> Vec<strata_storage::Result<strata_storage::SyncDone>> {
+    fn run_all(&self, jobs: Vec<SyncJob>) -> Vec<strata_storage::Result<SyncDone>> {
         let n = jobs.len();
+        let run = |job| run_sync(&self.metrics, job);
         if n == 1 {
             // One fsync: no hand-off.
-            return jobs.into_iter().map(SyncJob::run).collect();
+            return jobs.into_iter().map(run).collect();
         }
         let mut out: Vec<Option<_>> = (0..n).map(|_| None).collect();
         let Some(tx) = &self.jobs else {
-            return jobs.into_iter().map(SyncJob::run).collect();
+            return jobs.into_iter().map(run).collect();
         };
         let mut inline = Vec::new();
         for (i, job) in jobs.into_iter().enumerate() {
@@ -215,7 +239,7 @@ impl SyncPool {
             }
         }
         for (i, job) in inline {
-            out[i] = Some(job.run());
+            out[i] = Some(run(job));
         }
         while out.iter().any(Option::is_none) {
             match self.results.recv() {
@@ -279,7 +303,11 @@ impl Driver {
                 }
                 next_tick = now + self.tick;
             }
-            self.cycle();
+            let started = Instant::now();
+            if self.cycle() {
+                let took = started.elapsed().as_secs_f64();
+                self.metrics.raft.ready_loop_duration.observe(took);
+            }
             if now >= next_retention {
                 self.retention();
                 next_retention = now + RETENTION_EVERY;
@@ -349,6 +377,7 @@ impl Driver {
         if raw.raft.prs().conf().voters().ids().len() == 1 {
             raw.campaign().map_err(|e| e.to_string())?;
         }
+        partition.set_commit_index(raw.raft.raft_log.committed);
         let key = partition.key.clone();
         self.groups.insert(
             key,
@@ -358,6 +387,8 @@ impl Driver {
                 waiters: BTreeMap::new(),
                 next_offsets: BTreeMap::new(),
                 failed: None,
+                leader_id: ::raft::INVALID_ID,
+                unsynced_bytes: 0,
             },
         );
         Ok(())
@@ -371,11 +402,14 @@ impl Driver {
             )));
             return;
         };
+        let dropped = &self.metrics.raft.proposals_dropped;
         if let Some(f) = &g.failed {
+            dropped.inc_by(batches.len() as u64);
             let _ = reply.send(Err((ErrorCode::StorageError, f.clone())));
             return;
         }
         if g.raw.raft.state != StateRole::Leader {
+            dropped.inc_by(batches.len() as u64);
             let _ = reply.send(Err((
                 ErrorCode::NotLeader,
                 "this broker is not the partition's leader".into(),
@@ -383,13 +417,20 @@ impl Driver {
             return;
         }
         let first_index = g.raw.raft.raft_log.last_index() + 1;
-        for b in &batches {
+        let counters = &g.partition.counters;
+        for (i, b) in batches.iter().enumerate() {
             if let Err(e) = g.raw.propose(Vec::new(), b.to_vec()) {
                 // Earlier batches of this request may already be in the log; they will commit,
                 // but the producer is told the request failed and may retry (idempotent
                 // producers will make such retries safe).
+                dropped.inc_by((batches.len() - i) as u64);
                 let _ = reply.send(Err((ErrorCode::NotLeader, format!("proposal dropped: {e}"))));
                 return;
+            }
+            // The handler validated the batch, so its header parses; only the count is read.
+            counters.bytes_in.inc_by(b.len() as u64);
+            if let Ok(h) = BatchHeader::parse(b) {
+                counters.records_in.inc_by(u64::from(h.record_count));
             }
         }
         let last_index = g.raw.raft.raft_log.last_index();
@@ -405,8 +446,10 @@ impl Driver {
         );
     }
 
-    /// Handles every group's Ready: see the module docs.
-    fn cycle(&mut self) {
+    /// Handles every group's Ready: see the module docs. Returns whether there was anything to
+    /// do (a Ready or an fsync), for the cycle-duration histogram.
+    fn cycle(&mut self) -> bool {
+        let m = &*self.metrics;
         // Phase 1: per group, up to appending new entries.
         let mut readies = Vec::new();
         for (key, g) in self.groups.iter_mut() {
@@ -416,8 +459,8 @@ impl Driver {
             let mut rd = g.raw.ready();
             // Single node: there are no peers to send messages to.
             let _ = rd.take_messages();
-            if let Err(e) = Self::persist_before_sync(g, &mut rd) {
-                Self::fail(g, format!("{e}"));
+            if let Err(e) = Self::persist_before_sync(g, &mut rd, m) {
+                Self::fail(g, m, format!("{e}"));
                 continue;
             }
             readies.push((key.clone(), rd));
@@ -435,11 +478,15 @@ impl Driver {
             })
             .collect();
         let (keys, jobs): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let worked = !readies.is_empty() || !jobs.is_empty();
         let done: Vec<_> = keys.into_iter().zip(self.syncer.run_all(jobs)).collect();
         for (key, result) in done {
             let g = self.groups.get_mut(&key).expect("group present during the cycle");
-            if let Err(e) = g.partition.storage.complete_sync(result) {
-                Self::fail(g, format!("fsync failed: {e}"));
+            match g.partition.storage.complete_sync(result) {
+                // Appends happen only on this thread, so the job covered every byte appended
+                // since the last one.
+                Ok(_) => m.storage.synced_bytes.inc_by(std::mem::take(&mut g.unsynced_bytes)),
+                Err(e) => Self::fail(g, m, format!("fsync failed: {e}")),
             }
         }
         // Phase 3: hard state, advance, light ready, answers.
@@ -448,21 +495,37 @@ impl Driver {
             if g.failed.is_some() {
                 continue;
             }
-            if let Err(e) = Self::persist_after_sync(g, rd) {
-                Self::fail(g, format!("{e}"));
+            if let Err(e) = Self::persist_after_sync(g, rd, m) {
+                Self::fail(g, m, format!("{e}"));
                 continue;
             }
-            Self::answer(g);
+            Self::answer(g, m);
         }
+        worked
     }
 
-    fn persist_before_sync(g: &mut Group, rd: &mut ::raft::Ready) -> Result<(), crate::raft::storage::Error> {
+    fn persist_before_sync(
+        g: &mut Group,
+        rd: &mut ::raft::Ready,
+        m: &Metrics,
+    ) -> Result<(), crate::raft::storage::Error> {
         let store = g.partition.storage.clone();
         if !rd.snapshot().is_empty() {
             store.apply_snapshot(rd.snapshot())?;
         }
         Self::apply(g, rd.take_committed_entries())?;
-        let infos = store.append_entries(rd.entries())?;
+        let infos = if rd.entries().is_empty() {
+            Vec::new()
+        } else {
+            let started = Instant::now();
+            let infos = store.append_entries(rd.entries())?;
+            m.storage.append_duration.observe(started.elapsed().as_secs_f64());
+            // Entry data is the record batch as stored; control entries (elections, conf
+            // changes) count only their small payload.
+            let bytes: usize = rd.entries().iter().map(|e| e.data.len()).sum();
+            g.unsynced_bytes = g.unsynced_bytes.saturating_add(bytes as u64);
+            infos
+        };
         for (e, info) in rd.entries().iter().zip(&infos) {
             g.next_offsets.insert(e.index, info.next_offset);
             if let Some(w) = g.waiters.range_mut(e.index..).next().map(|(_, w)| w)
@@ -474,7 +537,11 @@ impl Driver {
         Ok(())
     }
 
-    fn persist_after_sync(g: &mut Group, mut rd: ::raft::Ready) -> Result<(), crate::raft::storage::Error> {
+    fn persist_after_sync(
+        g: &mut Group,
+        mut rd: ::raft::Ready,
+        m: &Metrics,
+    ) -> Result<(), crate::raft::storage::Error> {
         let store = g.partition.storage.clone();
         if let Some(hs) = rd.hs() {
             store.set_hard_state(hs)?;
@@ -489,6 +556,14 @@ impl Driver {
         g.raw.advance_apply();
         let leader = g.raw.raft.state == StateRole::Leader;
         g.partition.set_leader(leader, g.raw.raft.term);
+        let leader_id = g.raw.raft.leader_id;
+        if leader_id != g.leader_id {
+            // Losing a leader (an election starts) is not a change; electing one is.
+            if leader_id != ::raft::INVALID_ID {
+                m.raft.leader_changes.inc();
+            }
+            g.leader_id = leader_id;
+        }
         Ok(())
     }
 
@@ -521,8 +596,16 @@ impl Driver {
         Ok(())
     }
 
+    /// Publishes the log's state for handlers and metrics (read under the storage lock, which
+    /// only this thread takes for long).
+    fn publish_log_state(p: &Partition) {
+        if let Ok(state) = p.storage.with_log(LogState::of) {
+            p.set_log_state(state);
+        }
+    }
+
     /// Publishes the high watermark and answers waiters that are durable or committed.
-    fn answer(g: &mut Group) {
+    fn answer(g: &mut Group, m: &Metrics) {
         let commit = g.raw.raft.raft_log.committed;
         let durable = g.partition.storage.durable_index().map_or(0, |d| d.0.saturating_sub(1));
         let always = g.partition.config.flush() == strata_storage::FlushPolicy::Always;
@@ -532,9 +615,8 @@ impl Driver {
         }
         // Keep the committed entry's own offset: the next cycle with the same commit needs it.
         g.next_offsets = g.next_offsets.split_off(&commit);
-        if let Ok(start) = g.partition.storage.with_log(|l| l.log_start_offset().0) {
-            g.partition.set_log_start(start);
-        }
+        g.partition.set_commit_index(commit);
+        Self::publish_log_state(&g.partition);
         let ready: Vec<u64> = g
             .waiters
             .values()
@@ -559,6 +641,8 @@ impl Driver {
         let lost: Vec<u64> = g.waiters.range(last + 1..).map(|(i, _)| *i).collect();
         for idx in lost {
             if let Some(w) = g.waiters.remove(&idx) {
+                let truncated = w.last_index - w.first_index.max(last + 1) + 1;
+                m.raft.proposals_dropped.inc_by(truncated);
                 let _ = w.reply.send(Err((
                     ErrorCode::NotLeader,
                     "leadership changed before the batch committed".into(),
@@ -589,11 +673,15 @@ impl Driver {
             .flatten()
     }
 
-    fn fail(g: &mut Group, reason: String) {
+    fn fail(g: &mut Group, m: &Metrics, reason: String) {
         tracing::error!(topic = %g.partition.key.topic, partition = g.partition.key.partition, %reason, "partition failed; restart the broker to recover it");
         g.partition.set_leader(false, g.raw.raft.term);
         g.partition.set_failed();
         for (_, w) in std::mem::take(&mut g.waiters) {
+            // A failed replica commits nothing more.
+            m.raft
+                .proposals_dropped
+                .inc_by((w.last_index + 1).saturating_sub(w.first_index));
             let _ = w.reply.send(Err((ErrorCode::StorageError, reason.clone())));
         }
         g.failed = Some(reason);
@@ -611,9 +699,7 @@ impl Driver {
             }
             match g.partition.storage.apply_retention(&r) {
                 Ok(rep) if rep.segments_deleted > 0 => {
-                    if let Some(start) = rep.log_start {
-                        g.partition.set_log_start(start.offset.0);
-                    }
+                    Self::publish_log_state(&g.partition);
                     tracing::info!(topic = %g.partition.key.topic, partition = g.partition.key.partition, segments = rep.segments_deleted, bytes = rep.bytes_deleted, "retention deleted segments")
                 }
                 Ok(_) => {}

@@ -4,6 +4,7 @@
 //!
 //! - [`raft`]: partition replicas as Raft groups; today the Raft storage adapter that makes the
 //!   partition's segment log the Raft log.
+//! - [`metrics`]: every Prometheus metric family the broker exports at `GET /metrics`.
 //!
 //! Not built yet: the wire protocol, listeners, the Raft driver and HTTP endpoint arrive with the
 //! single-node broker work.
@@ -12,6 +13,7 @@ pub mod api;
 pub mod config;
 pub mod driver;
 pub mod http;
+pub mod metrics;
 pub mod options;
 pub mod partition;
 pub mod raft;

@@ -67,6 +67,9 @@ pub struct BrokerOptions {
     pub topic_defaults: TopicDefaults,
     /// Where to write the bound addresses once listening (for tests and scripts), if anywhere.
     pub ready_file: Option<PathBuf>,
+    /// Export per-partition metric series (labels `topic`, `partition`). Default true; turn it
+    /// off on brokers with very many partitions to keep the scrape small.
+    pub metrics_per_partition: bool,
 }
 
 impl Default for BrokerOptions {
@@ -85,6 +88,7 @@ impl Default for BrokerOptions {
             raft_tick: Duration::from_millis(100),
             topic_defaults: TopicDefaults::default(),
             ready_file: None,
+            metrics_per_partition: true,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! What the request handlers see of a partition replica: its storage (for reads) and the state
-//! the Raft driver publishes (leadership, high watermark), with a watch channel that wakes
-//! long-polling fetches when the high watermark moves.
+//! the Raft driver publishes (leadership, term, commit index, high watermark, log start and end,
+//! size, segment count) in atomics, with a watch channel that wakes long-polling fetches when the
+//! high watermark moves. Metrics read the same atomics at scrape time.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
+use crate::metrics::TopicCounters;
 use crate::raft::PartitionRaftStorage;
 use crate::topics::TopicConfig;
 
@@ -31,13 +33,45 @@ pub struct Partition {
     failed: AtomicBool,
     leader_term: AtomicU64,
     log_start: AtomicU64,
+    log_end: AtomicU64,
+    size_bytes: AtomicU64,
+    segment_count: AtomicU64,
+    commit_index: AtomicU64,
     high_watermark: watch::Sender<u64>,
+    /// Its topic's traffic counters, resolved once here so requests never look a label up.
+    pub(crate) counters: TopicCounters,
+}
+
+/// What the driver publishes about a partition's log after changing it, for request handlers
+/// and metrics to read without the storage lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogState {
+    /// First offset still in the log.
+    pub log_start: u64,
+    /// The offset the next record will get.
+    pub log_end: u64,
+    /// Bytes of the segment log files.
+    pub size_bytes: u64,
+    /// Segments in the log.
+    pub segment_count: u64,
+}
+
+impl LogState {
+    /// Reads the state from the log (under the storage lock: the driver, or at open).
+    pub(crate) fn of(log: &strata_storage::PartitionLog) -> Self {
+        Self {
+            log_start: log.log_start_offset().0,
+            log_end: log.next_offset().0,
+            size_bytes: log.size_bytes(),
+            segment_count: log.segment_count() as u64,
+        }
+    }
 }
 
 impl Partition {
-    /// A replica that is not (yet) leader. Its log start is read once here; the driver keeps it
-    /// current afterwards, so request handlers never take the storage lock for it (the driver
-    /// holds that lock across fsyncs).
+    /// A replica that is not (yet) leader. Its log start, end, size and segment count are read
+    /// once here; the driver keeps them current afterwards, so request handlers and metrics never
+    /// take the storage lock for them (the driver holds that lock across fsyncs).
     ///
     /// # Errors
     /// If the storage lock is poisoned.
@@ -45,12 +79,22 @@ impl Partition {
         key: PartitionKey,
         config: TopicConfig,
         storage: PartitionRaftStorage,
+        counters: TopicCounters,
     ) -> Result<Self, crate::raft::storage::Error> {
-        let start = storage.with_log(|l| l.log_start_offset().0)?;
-        Ok(Self::with_start(key, config, storage, start))
+        let state = storage.with_log(LogState::of)?;
+        Ok(Self::with_state(key, config, storage, state, counters))
     }
 
-    fn with_start(key: PartitionKey, config: TopicConfig, storage: PartitionRaftStorage, high_watermark: u64) -> Self {
+    fn with_state(
+        key: PartitionKey,
+        config: TopicConfig,
+        storage: PartitionRaftStorage,
+        state: LogState,
+        counters: TopicCounters,
+    ) -> Self {
+        // Nothing is known to be committed before the group runs: the high watermark starts at
+        // the log start.
+        let high_watermark = state.log_start;
         Self {
             key,
             config,
@@ -58,8 +102,13 @@ impl Partition {
             is_leader: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             leader_term: AtomicU64::new(0),
-            log_start: AtomicU64::new(high_watermark),
+            log_start: AtomicU64::new(state.log_start),
+            log_end: AtomicU64::new(state.log_end),
+            size_bytes: AtomicU64::new(state.size_bytes),
+            segment_count: AtomicU64::new(state.segment_count),
+            commit_index: AtomicU64::new(0),
             high_watermark: watch::Sender::new(high_watermark),
+            counters,
         }
     }
 
@@ -90,6 +139,38 @@ impl Partition {
 
     pub(crate) fn set_log_start(&self, offset: u64) {
         self.log_start.store(offset, Ordering::Release);
+    }
+
+    /// The offset the next record appended to this replica's log will get (committed or not).
+    pub fn log_end(&self) -> u64 {
+        self.log_end.load(Ordering::Acquire)
+    }
+
+    /// Bytes of the log's segment files, as of the driver's last change to the log.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes.load(Ordering::Acquire)
+    }
+
+    /// Segments in the log, as of the driver's last change to the log.
+    pub fn segment_count(&self) -> u64 {
+        self.segment_count.load(Ordering::Acquire)
+    }
+
+    /// The replica's Raft commit index.
+    pub fn commit_index(&self) -> u64 {
+        self.commit_index.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_commit_index(&self, index: u64) {
+        self.commit_index.store(index, Ordering::Release);
+    }
+
+    /// Publishes the log's state (the driver, after each change to the log).
+    pub(crate) fn set_log_state(&self, s: LogState) {
+        self.set_log_start(s.log_start);
+        self.log_end.store(s.log_end, Ordering::Release);
+        self.size_bytes.store(s.size_bytes, Ordering::Release);
+        self.segment_count.store(s.segment_count, Ordering::Release);
     }
 
     /// The offset up to which records are committed.

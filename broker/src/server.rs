@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::driver::{self, Command, DriverHandle};
+use crate::metrics::{GaugeGuard, Metrics};
 use crate::options::BrokerOptions;
 use crate::partition::{Partition, PartitionKey};
 use crate::raft::PartitionRaftStorage;
@@ -50,6 +51,8 @@ pub struct Broker {
     /// Host and port clients are told to use.
     pub(crate) advertised: (String, i32),
     pub(crate) shutting_down: CancellationToken,
+    /// Every Prometheus metric of this broker.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Broker {
@@ -93,6 +96,7 @@ impl Broker {
             },
             config.clone(),
             storage,
+            self.metrics.topic_counters(topic),
         )?))
     }
 
@@ -159,7 +163,8 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         .with_context(|| format!("binding the HTTP listener {}", opts.http))?;
     let http_bound = http_listener.local_addr()?;
     let advertised = advertised(&opts, bound)?;
-    let (driver, driver_thread) = driver::spawn(opts.node_id, opts.raft_tick);
+    let metrics = Arc::new(Metrics::new(opts.metrics_per_partition).context("defining the metrics")?);
+    let (driver, driver_thread) = driver::spawn(opts.node_id, opts.raft_tick, metrics.clone());
     let broker = Arc::new(Broker {
         opts: opts.clone(),
         registry: tokio::sync::Mutex::new(registry.clone()),
@@ -168,7 +173,12 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         driver: driver.clone(),
         advertised,
         shutting_down: CancellationToken::new(),
+        metrics,
     });
+    broker
+        .metrics
+        .register_partitions(Arc::downgrade(&broker))
+        .context("registering the partition metrics")?;
     let readiness = Arc::new(crate::http::Readiness::default());
     let http_stop = CancellationToken::new();
     let http_state = crate::http::HttpState {
@@ -206,13 +216,18 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        broker.metrics.connections_refused.inc();
                         tracing::warn!(%peer, max = opts.max_connections, "connection limit reached; refusing");
                         drop(stream);
                         continue;
                     };
+                    broker.metrics.connections_accepted.inc();
                     let b = broker.clone();
                     tracker.spawn(async move {
+                        let metrics = b.metrics.clone();
+                        let open = GaugeGuard::new(&metrics.connections_open);
                         serve_connection(b, stream, peer).await;
+                        drop(open);
                         drop(permit);
                     });
                 }

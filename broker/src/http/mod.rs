@@ -5,8 +5,11 @@
 //! - `GET /readyz`: 200 once storage is recovered and every local partition is loaded; 503 with
 //!   the reason in a JSON body before that and while shutting down.
 //!
-//! - `GET /metrics`, the JSON admin API under `/api/v1/` and the console page at `/` live in
-//!   their own modules and share [`HttpState`].
+//! - `GET /metrics` (module `metrics`): every `strata_*` Prometheus metric in the text exposition
+//!   format, encoded on the blocking pool, at most two scrapes at once.
+//!
+//! - The JSON admin API under `/api/v1/` and the console page at `/` live in their own modules;
+//!   all of them share [`HttpState`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -22,6 +25,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::server::Broker;
+
+mod admin;
+mod conn;
+mod console;
+mod metrics;
 
 /// What every HTTP handler can see: the broker (read-only views of its registry and partitions)
 /// and its lifecycle.
@@ -83,11 +91,18 @@ async fn not_found() -> Response {
 
 /// Serves HTTP on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, state: HttpState, stop: CancellationToken) {
+    let admin = admin::AdminState::new(state.clone(), listener.local_addr().ok());
+    let idle_timeout = state.broker.opts.idle_timeout;
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
+        .merge(admin::router(admin.clone()))
+        .merge(console::router(admin))
+        .method_not_allowed_fallback(admin::method_not_allowed)
         .fallback(not_found)
         .with_state(state);
+    let listener = conn::LimitedListener::new(listener, conn::MAX_HTTP_CONNECTIONS, idle_timeout);
     let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
     if let Err(e) = served.await {
         tracing::warn!(error = %e, "http server stopped");

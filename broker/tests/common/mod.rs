@@ -236,6 +236,11 @@ pub struct Proc {
 
 impl Proc {
     pub fn start(dir: &Path) -> Proc {
+        Self::start_with(dir, &[])
+    }
+
+    /// As [`Proc::start`], with more flags after the standard ones.
+    pub fn start_with(dir: &Path, extra_args: &[&str]) -> Proc {
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let log = dir.join(format!(
@@ -258,6 +263,7 @@ impl Proc {
             .arg(dir.join("data"))
             .arg("--ready-file")
             .arg(&ready)
+            .args(extra_args)
             .env("STRATA_RAFT_TICK", "20ms")
             .env_remove("STRATA_CONFIG")
             .stdout(Stdio::null())
