@@ -142,6 +142,10 @@ struct RunArgs {
     /// Batch compression.
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     compression: CompressionArg,
+    /// Consumer: most bytes fetched per partition per request (the broker always returns at
+    /// least one whole batch).
+    #[arg(long, default_value_t = 1 << 20)]
+    fetch_partition_bytes: usize,
     /// Acknowledgement level.
     #[arg(long, value_enum, default_value_t = AcksArg::All)]
     acks: AcksArg,
@@ -796,6 +800,10 @@ async fn consumer_task(
     let mut verifier = Verifier::default();
     let config = ConsumerConfig {
         fetch_max_wait: Duration::from_millis(100),
+        partition_max_bytes: ctx.args.fetch_partition_bytes,
+        fetch_max_bytes: ConsumerConfig::default()
+            .fetch_max_bytes
+            .max(ctx.args.fetch_partition_bytes),
         ..ConsumerConfig::default()
     };
     let mut consumer = match client.consumer(config) {

@@ -745,7 +745,16 @@ impl PartitionLog {
         let mut parts: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         let mut next_offset = offset;
-        while let Some((pos, h, bytes)) = cursor.next_batch()? {
+        let mut span: Option<(u64, u64)> = None;
+        loop {
+            // Past the first batch, never read the file again just to find out that the next
+            // batch would not fit: the chunk was sized to cover `max_bytes` already.
+            if !parts.is_empty() && !cursor.next_is_buffered() {
+                break;
+            }
+            let Some((pos, h, bytes)) = cursor.next_batch()? else {
+                break;
+            };
             expect.check(&seg.log_path, pos, &h)?;
             expect = IndexHit::after(pos, &h);
             if h.next_offset() <= offset {
@@ -761,12 +770,17 @@ impl PartitionLog {
             }
             total += bytes.len();
             next_offset = next_offset.max(h.next_offset());
+            let end = pos + bytes.len() as u64;
+            span = Some(span.map_or((pos, end), |(start, _)| (start, end)));
             parts.push(bytes);
         }
         let batches = parts.len();
-        let bytes = match parts.len() {
-            0 => return Ok(empty),
-            1 => parts.pop().expect("one part"),
+        // Consecutive batches from one chunk go out as one slice of it, without a copy.
+        let contiguous = span.and_then(|(start, end)| cursor.buffered_slice(start, end));
+        let bytes = match (parts.len(), contiguous) {
+            (0, _) => return Ok(empty),
+            (1, _) => parts.pop().expect("one part"),
+            (_, Some(b)) if b.len() == total => b,
             _ => {
                 let mut out = BytesMut::with_capacity(total);
                 for p in &parts {

@@ -169,6 +169,30 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Whether the next batch lies wholly inside the chunk already read (so [`next_batch`]
+    /// would not read the file). `false` at the end or if its header is not readable yet.
+    ///
+    /// [`next_batch`]: Cursor::next_batch
+    pub fn next_is_buffered(&self) -> bool {
+        if self.pos >= self.end || self.available() < HEADER_LEN {
+            return false;
+        }
+        let off = (self.pos - self.chunk_start) as usize;
+        match parse_stored_header(&self.chunk[off..], self.path, self.pos) {
+            Ok(h) => (h.total_len() as u64) <= self.available() as u64,
+            Err(_) => true, // a damaged header: let next_batch report the corruption
+        }
+    }
+
+    /// The bytes `[start, end)` of the file if they all lie in the chunk already read.
+    pub fn buffered_slice(&self, start: u64, end: u64) -> Option<Bytes> {
+        let chunk_end = self.chunk_start + self.chunk.len() as u64;
+        (start >= self.chunk_start && start <= end && end <= chunk_end).then(|| {
+            self.chunk
+                .slice((start - self.chunk_start) as usize..(end - self.chunk_start) as usize)
+        })
+    }
+
     /// The next batch: its position, header and bytes. `Ok(None)` at the end. A batch whose
     /// header fails [`BatchHeader::verify_stored`] (format version, prefix CRC: always checked,
     /// it is a 28-byte hash), that does not frame, or (with CRC verification on) that fails
