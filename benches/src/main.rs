@@ -631,103 +631,184 @@ async fn prefill(client: &Client, args: &RunArgs, value_size: usize, n: u64) -> 
 /// One producer: schedules records, enqueues them, and measures each acknowledgement from its
 /// intended send time. Returns the sequence numbers acknowledged.
 async fn producer_task(ctx: Arc<Ctx>, producer: Producer, id: u32) -> Bits {
-    let args = &ctx.args;
     let (tx, rx) = mpsc::unbounded_channel::<Pending>();
     let collector = tokio::spawn(collect_acks(Arc::clone(&ctx), rx));
-
-    let producers = u64::from(args.producers);
-    let fill = payload::filler(ctx.value_size, u64::from(id) + 1);
-    let mut rng = SplitMix(0x5EED ^ u64::from(id));
-    let limit = ctx.per_producer[id as usize];
-    let mut seq = 0u64;
-    let mut arena = BytesMut::new();
-    let topic: Arc<str> = Arc::from(args.topic.as_str());
-    let mut last_now = 0;
-    loop {
-        if limit.is_some_and(|n| seq >= n) {
-            break;
+    let mut source = RecordSource::new(&ctx, id);
+    if ctx.args.rate > 0 {
+        // Paced: Tokio's timer has a 1 ms granularity, which would add up to a millisecond of
+        // the tool's own lateness to every record's latency. A dedicated thread sleeps with the
+        // OS's high-resolution timer instead and enqueues through the runtime handle.
+        let handle = tokio::runtime::Handle::current();
+        let (ctx2, producer2) = (Arc::clone(&ctx), producer.clone());
+        let paced = tokio::task::spawn_blocking(move || {
+            while let Some(intended) = source.due(&ctx2) {
+                let wait = intended.saturating_sub(now_ns());
+                if wait > 0 {
+                    std::thread::sleep(Duration::from_nanos(wait));
+                }
+                if !source.send(&ctx2, &tx, intended, |r| handle.block_on(producer2.enqueue(r))) {
+                    break;
+                }
+            }
+        });
+        let _ = paced.await;
+    } else {
+        while let Some(intended) = source.due(&ctx) {
+            if source.seq % 64 == 63 {
+                // Enqueue may never wait: let the collector (which timestamps the acks) and the
+                // rest of the runtime run.
+                tokio::task::yield_now().await;
+            }
+            let record = source.build(&ctx, intended);
+            let dup = source.duplicate(&ctx).then(|| record.clone());
+            if let Some(d) = dup {
+                let r = producer.enqueue(d).await;
+                source.sent(&ctx, &tx, intended, r, false);
+            }
+            let r = producer.enqueue(record).await;
+            if !source.sent(&ctx, &tx, intended, r, true) {
+                break;
+            }
         }
-        let intended = if args.rate > 0 {
+        drop(tx);
+    }
+    producer.flush().await;
+    let acked = collector.await.unwrap_or_default();
+    producer.close().await;
+    acked
+}
+
+/// Builds one producer's records: payloads with the header, keys, and due times.
+struct RecordSource {
+    id: u32,
+    producers: u64,
+    fill: Vec<u8>,
+    rng: SplitMix,
+    limit: Option<u64>,
+    seq: u64,
+    arena: BytesMut,
+    topic: Arc<str>,
+    last_now: u64,
+}
+
+impl RecordSource {
+    fn new(ctx: &Ctx, id: u32) -> Self {
+        Self {
+            id,
+            producers: u64::from(ctx.args.producers),
+            fill: payload::filler(ctx.value_size, u64::from(id) + 1),
+            rng: SplitMix(0x5EED ^ u64::from(id)),
+            limit: ctx.per_producer[id as usize],
+            seq: 0,
+            arena: BytesMut::new(),
+            topic: Arc::from(ctx.args.topic.as_str()),
+            last_now: 0,
+        }
+    }
+
+    /// When the next record is due (ns on the bench clock), or `None` when the run is over.
+    fn due(&mut self, ctx: &Ctx) -> Option<u64> {
+        if self.limit.is_some_and(|n| self.seq >= n) {
+            return None;
+        }
+        let intended = if ctx.args.rate > 0 {
             // Record k overall (k = seq * producers + id) is due at k / rate seconds.
-            let k = seq * producers + u64::from(id);
-            ctx.start_ns + (k as f64 * 1e9 / args.rate as f64) as u64
+            let k = self.seq * self.producers + u64::from(self.id);
+            ctx.start_ns + (k as f64 * 1e9 / ctx.args.rate as f64) as u64
         } else {
             // Unthrottled, a record is due when it is built; reading the clock every 16th
             // record is close enough (it only ever overstates latency) and much cheaper.
-            if seq.is_multiple_of(16) {
-                last_now = now_ns();
+            if self.seq.is_multiple_of(16) {
+                self.last_now = now_ns();
             }
-            last_now
+            self.last_now
         };
-        if ctx.end_ns.is_some_and(|end| intended >= end) {
-            break;
-        }
-        if args.rate > 0 && intended > now_ns() {
-            tokio::time::sleep_until(stats::instant_at(intended)).await;
-        } else if seq % 64 == 63 {
-            // Behind schedule or unthrottled, enqueue may never wait: let the collector (which
-            // timestamps the acks) and the rest of the runtime run.
-            tokio::task::yield_now().await;
-        }
+        ctx.end_ns.is_none_or(|end| intended < end).then_some(intended)
+    }
+
+    /// The next record, due at `intended`.
+    fn build(&mut self, ctx: &Ctx, intended: u64) -> ProducerRecord {
         // Payloads are carved out of a shared arena: no allocation per record.
-        if arena.capacity() < fill.len() {
-            arena.reserve((fill.len() * 64).max(ARENA_BYTES));
+        if self.arena.capacity() < self.fill.len() {
+            self.arena.reserve((self.fill.len() * 64).max(ARENA_BYTES));
         }
-        arena.extend_from_slice(&fill);
-        let mut value = arena.split();
+        self.arena.extend_from_slice(&self.fill);
+        let mut value = self.arena.split();
         payload::write(
             &mut value,
             Header {
                 intended_ns: intended,
                 run: ctx.run_id,
-                producer: id,
-                seq,
+                producer: self.id,
+                seq: self.seq,
             },
         );
-        let mut record = ProducerRecord::new(Arc::clone(&topic), value.freeze());
-        if args.key_size > 0 {
-            let n = match args.key_distribution {
-                KeyDistribution::Uniform => rng.next_u64(),
-                KeyDistribution::Sequential => seq * producers + u64::from(id),
+        let mut record = ProducerRecord::new(Arc::clone(&self.topic), value.freeze());
+        if ctx.args.key_size > 0 {
+            let n = match ctx.args.key_distribution {
+                KeyDistribution::Uniform => self.rng.next_u64(),
+                KeyDistribution::Sequential => self.seq * self.producers + u64::from(self.id),
             };
-            record = record.key(payload::key(args.key_size, n));
+            record = record.key(payload::key(ctx.args.key_size, n));
         }
-        if args.inject_duplicates > 0 && seq.is_multiple_of(args.inject_duplicates) {
-            match producer.enqueue(record.clone()).await {
-                Ok(d) => {
-                    let _ = tx.send(Pending {
-                        intended,
-                        seq,
-                        delivery: d,
-                    });
-                }
-                Err(e) => ctx.produced.error(e),
-            }
+        record
+    }
+
+    /// Whether this record is also sent a second time (`--inject-duplicates`).
+    fn duplicate(&self, ctx: &Ctx) -> bool {
+        ctx.args.inject_duplicates > 0 && self.seq.is_multiple_of(ctx.args.inject_duplicates)
+    }
+
+    /// Records an enqueue's outcome; `last` is the record's final copy (advances the sequence).
+    /// `false` once the producer is closed.
+    fn sent(
+        &mut self,
+        ctx: &Ctx,
+        tx: &mpsc::UnboundedSender<Pending>,
+        intended: u64,
+        r: strata_client::Result<strata_client::Delivery>,
+        last: bool,
+    ) -> bool {
+        let seq = self.seq;
+        if last {
+            self.seq += 1;
         }
-        match producer.enqueue(record).await {
-            Ok(d) => {
+        match r {
+            Ok(delivery) => {
                 let _ = tx.send(Pending {
                     intended,
                     seq,
-                    delivery: d,
+                    delivery,
                 });
-                seq += 1;
+                true
             }
             Err(ClientError::ProducerClosed) => {
                 ctx.produced.error(ClientError::ProducerClosed);
-                break;
+                false
             }
             Err(e) => {
                 ctx.produced.error(e);
-                seq += 1;
+                true
             }
         }
     }
-    drop(tx);
-    producer.flush().await;
-    let acked = collector.await.unwrap_or_default();
-    producer.close().await;
-    acked
+
+    /// Builds, enqueues (through `enqueue`) and records the next record and its duplicate.
+    fn send(
+        &mut self,
+        ctx: &Ctx,
+        tx: &mpsc::UnboundedSender<Pending>,
+        intended: u64,
+        mut enqueue: impl FnMut(ProducerRecord) -> strata_client::Result<strata_client::Delivery>,
+    ) -> bool {
+        let record = self.build(ctx, intended);
+        if self.duplicate(ctx) {
+            let r = enqueue(record.clone());
+            self.sent(ctx, tx, intended, r, false);
+        }
+        let r = enqueue(record);
+        self.sent(ctx, tx, intended, r, true)
+    }
 }
 
 /// Bytes a producer's payload arena grows by.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -18,11 +18,6 @@ pub fn base() -> Instant {
 /// Nanoseconds since [`base`].
 pub fn now_ns() -> u64 {
     u64::try_from(base().elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// The Tokio instant of `ns` since [`base`].
-pub fn instant_at(ns: u64) -> tokio::time::Instant {
-    tokio::time::Instant::from_std(base() + Duration::from_nanos(ns))
 }
 
 fn new_histogram() -> Histogram<u64> {
