@@ -1,27 +1,36 @@
 //! The per-broker Raft driver: one thread that owns every local partition's `RawNode`.
 //!
-//! Each cycle it takes every command queued (proposals, new or removed partitions), ticks the
-//! groups when the tick interval has passed, and then handles every group's `Ready` together:
+//! Each cycle it takes every command queued (proposals, new or removed partitions, finished
+//! fsyncs), ticks the groups when the tick interval has passed, and then handles every group's
+//! `Ready` together:
 //!
 //! 1. per group: send early messages (none on a single node), install a snapshot, apply
-//!    committed entries, append new entries to the log;
-//! 2. **group commit**: one fsync per dirty partition, all of them run concurrently on scoped
-//!    threads, while nothing else waits on the driver's locks;
-//! 3. per group: persist the hard state, send persisted messages, `advance`, handle the light
-//!    ready; then answer producers whose batches became durable (`acks=leader`) or committed
+//!    committed entries, append new entries to the log, persist the hard state, and hand the
+//!    Ready back with `advance_append_async`: the entries are written, not yet durable;
+//! 2. **group commit, pipelined**: every partition with unsynced data and no fsync in flight
+//!    gets one, run on a pool of fsync threads. The driver does not wait for it: the next
+//!    cycle's appends (the next requests) are written while the fsync runs, and its completion
+//!    comes back as a [`Command::Synced`];
+//! 3. per group: tell Raft which Readies are persisted (`on_persist_ready`: with flush policy
+//!    `always`, those whose entries are durable; otherwise at once), which moves the commit
+//!    index; then answer producers whose batches became durable (`acks=leader`) or committed
 //!    (`acks=all`), and publish the high watermark, which wakes long-polling fetches, and the
 //!    log's start, end, size and segment count, which handlers and metrics read as atomics.
+//!
+//! A cycle that leaves work behind (a commit that moved produces a new Ready) is followed at
+//! once by another; otherwise the driver sleeps until a command arrives or the next tick.
 //!
 //! Metrics ([`crate::metrics`]) are updated here with pre-resolved handles: append and fsync
 //! timings, fsyncs and bytes synced, leader changes, dropped proposals, the cycle's duration, and
 //! each topic's bytes and records in (counted as the leader accepts a proposal).
 //!
 //! The order inside each group is the one raft-rs requires (see `raft::storage`'s module docs).
-//! Proposals that arrive while a cycle runs wait in the channel and share the next cycle's fsync.
+//! Proposals that arrive while a cycle runs wait in the channel and are appended by the next
+//! cycle, sharing whichever fsync follows.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ::raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType};
@@ -67,6 +76,15 @@ pub enum Command {
         /// The answer (dropped unanswered for `acks=none`).
         reply: oneshot::Sender<ProposeResult>,
     },
+    /// An fsync started by the driver finished (sent by the fsync threads).
+    Synced {
+        /// Which partition.
+        key: PartitionKey,
+        /// The job's outcome.
+        result: strata_storage::Result<SyncDone>,
+        /// Bytes of entries the job made durable (for metrics).
+        bytes: u64,
+    },
     /// Sync everything and stop.
     Shutdown {
         /// Answered when done.
@@ -78,6 +96,9 @@ pub enum Command {
 #[derive(Clone)]
 pub struct DriverHandle {
     tx: SyncSender<Command>,
+    /// The driver stops (after syncing) once every handle is gone; the fsync threads' own
+    /// senders do not count.
+    _alive: Arc<()>,
 }
 
 /// Most commands queued for the driver before senders wait.
@@ -119,20 +140,25 @@ impl DriverHandle {
 /// Starts the driver thread, which updates `metrics` as it works.
 pub fn spawn(node_id: u64, tick: Duration, metrics: Arc<Metrics>) -> (DriverHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::sync_channel(COMMAND_QUEUE);
+    let alive = Arc::new(());
+    let handles = Arc::downgrade(&alive);
+    let sync_tx = tx.clone();
     let handle = std::thread::Builder::new()
         .name("raft-driver".into())
         .spawn(move || {
-            Driver {
+            let driver = Driver {
                 node_id,
                 tick,
                 groups: BTreeMap::new(),
-                syncer: SyncPool::start(SYNC_THREADS, metrics.storage.clone()),
+                syncer: SyncPool::start(SYNC_THREADS, metrics.storage.clone(), sync_tx),
                 metrics,
-            }
-            .run(rx)
+                handles,
+                peeked: None,
+            };
+            driver.run(rx);
         })
         .expect("spawning the raft driver thread");
-    (DriverHandle { tx }, handle)
+    (DriverHandle { tx, _alive: alive }, handle)
 }
 
 struct Waiter {
@@ -151,6 +177,12 @@ struct Group {
     /// Next offset after each appended but not yet committed entry.
     next_offsets: BTreeMap<u64, Offset>,
     failed: Option<String>,
+    /// Whether an fsync of this partition is running on the pool.
+    syncing: bool,
+    /// Readies handed back with `advance_append_async` and not yet reported persisted: their
+    /// number, and the last entry index that must be durable first (`None`: nothing to wait
+    /// for, e.g. no entries or a flush policy other than `always`).
+    unpersisted: VecDeque<(u64, Option<u64>)>,
     /// The leader this replica last saw (`raft::INVALID_ID` for none), to count leader changes.
     leader_id: u64,
     /// Bytes of entries appended since the last group-commit fsync (for the synced-bytes count).
@@ -163,6 +195,10 @@ struct Driver {
     groups: BTreeMap<PartitionKey, Group>,
     syncer: SyncPool,
     metrics: Arc<Metrics>,
+    /// Alive while any [`DriverHandle`] is.
+    handles: Weak<()>,
+    /// A command taken off the queue early (to see whether it was empty), handled next.
+    peeked: Option<Command>,
 }
 
 /// Threads that run a cycle's fsyncs concurrently. A fixed pool: spawning a thread per dirty
@@ -170,12 +206,12 @@ struct Driver {
 /// fsyncs in flight at once complete more per second than one at a time on this hardware.
 const SYNC_THREADS: usize = 4;
 
-type SyncTask = (usize, SyncJob);
-type SyncOutcome = (usize, strata_storage::Result<SyncDone>);
+type SyncTask = (PartitionKey, SyncJob, u64);
 
+/// Runs fsync jobs on its own threads and reports each one's completion to the driver as a
+/// [`Command::Synced`], so the driver never waits for a disk.
 struct SyncPool {
     jobs: Option<mpsc::Sender<SyncTask>>,
-    results: Receiver<SyncOutcome>,
     threads: Vec<std::thread::JoinHandle<()>>,
     metrics: StorageMetrics,
 }
@@ -190,21 +226,21 @@ fn run_sync(metrics: &StorageMetrics, job: SyncJob) -> strata_storage::Result<Sy
 }
 
 impl SyncPool {
-    fn start(n: usize, metrics: StorageMetrics) -> Self {
+    fn start(n: usize, metrics: StorageMetrics, done: SyncSender<Command>) -> Self {
         let (job_tx, job_rx) = mpsc::channel::<SyncTask>();
-        let (res_tx, results) = mpsc::channel();
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
         let threads = (0..n)
             .map(|i| {
-                let (rx, tx, m) = (job_rx.clone(), res_tx.clone(), metrics.clone());
+                let (rx, tx, m) = (job_rx.clone(), done.clone(), metrics.clone());
                 std::thread::Builder::new()
                     .name(format!("fsync-{i}"))
                     .spawn(move || {
                         loop {
                             // The lock is held only to take the next job, never while syncing.
                             let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                            let Ok((i, job)) = next else { return };
-                            if tx.send((i, run_sync(&m, job))).is_err() {
+                            let Ok((key, job, bytes)) = next else { return };
+                            let result = run_sync(&m, job);
+                            if tx.send(Command::Synced { key, result, bytes }).is_err() {
                                 return;
                             }
                         }
@@ -214,49 +250,22 @@ impl SyncPool {
             .collect();
         Self {
             jobs: Some(job_tx),
-            results,
             threads,
             metrics,
         }
     }
 
-    /// Runs every job (concurrently, up to the pool size) and returns their outcomes in order.
-    fn run_all(&self, jobs: Vec<SyncJob>) -> Vec<strata_storage::Result<SyncDone>> {
-        let n = jobs.len();
-        let run = |job| run_sync(&self.metrics, job);
-        if n == 1 {
-            // One fsync: no hand-off.
-            return jobs.into_iter().map(run).collect();
-        }
-        let mut out: Vec<Option<_>> = (0..n).map(|_| None).collect();
-        let Some(tx) = &self.jobs else {
-            return jobs.into_iter().map(run).collect();
+    /// Starts `job`; its completion arrives as a [`Command::Synced`]. If the pool is gone, runs
+    /// it here and returns the outcome instead.
+    fn submit(&self, key: PartitionKey, job: SyncJob, bytes: u64) -> Option<strata_storage::Result<SyncDone>> {
+        let job = match &self.jobs {
+            Some(tx) => match tx.send((key, job, bytes)) {
+                Ok(()) => return None,
+                Err(mpsc::SendError((_, job, _))) => job,
+            },
+            None => job,
         };
-        let mut inline = Vec::new();
-        for (i, job) in jobs.into_iter().enumerate() {
-            if let Err(mpsc::SendError((i, job))) = tx.send((i, job)) {
-                inline.push((i, job));
-            }
-        }
-        for (i, job) in inline {
-            out[i] = Some(run(job));
-        }
-        while out.iter().any(Option::is_none) {
-            match self.results.recv() {
-                Ok((i, r)) => out[i] = Some(r),
-                Err(_) => break,
-            }
-        }
-        out.into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(strata_storage::Error::Failed {
-                        dir: Default::default(),
-                        reason: "fsync thread stopped".into(),
-                    })
-                })
-            })
-            .collect()
+        Some(run_sync(&self.metrics, job))
     }
 }
 
@@ -275,12 +284,35 @@ fn logger() -> slog::Logger {
 
 impl Driver {
     fn run(mut self, rx: Receiver<Command>) {
+        self.serve(&rx);
+        // Close the channel before the fsync threads are joined (dropping the pool), so none
+        // can be left blocked sending a completion nobody reads.
+        drop(rx);
+        drop(self);
+    }
+
+    fn serve(&mut self, rx: &Receiver<Command>) {
         let mut next_tick = Instant::now() + self.tick;
         let mut next_retention = Instant::now() + RETENTION_EVERY;
+        let mut busy = false;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            let first = match rx.recv_timeout(wait) {
+            // Work left over (a Ready produced by a commit that just moved): look at the queue,
+            // but do not sleep.
+            let wait = if busy {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
+            let received = match self.peeked.take() {
+                Some(cmd) => Ok(cmd),
+                None => rx.recv_timeout(wait),
+            };
+            let first = match received {
                 Ok(cmd) => Some(cmd),
+                Err(RecvTimeoutError::Timeout) if self.handles.strong_count() == 0 => {
+                    self.shutdown();
+                    return;
+                }
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     self.shutdown();
@@ -304,10 +336,11 @@ impl Driver {
                 next_tick = now + self.tick;
             }
             let started = Instant::now();
-            if self.cycle() {
+            if self.cycle(rx) {
                 let took = started.elapsed().as_secs_f64();
                 self.metrics.raft.ready_loop_duration.observe(took);
             }
+            busy = self.groups.values().any(|g| g.failed.is_none() && g.raw.has_ready());
             if now >= next_retention {
                 self.retention();
                 next_retention = now + RETENTION_EVERY;
@@ -345,6 +378,7 @@ impl Driver {
                 acks,
                 reply,
             } => self.propose(key, batches, acks, reply),
+            Command::Synced { key, result, bytes } => self.synced(&key, result, bytes),
             Command::Shutdown { .. } => unreachable!("handled by the loop"),
         }
     }
@@ -387,6 +421,8 @@ impl Driver {
                 waiters: BTreeMap::new(),
                 next_offsets: BTreeMap::new(),
                 failed: None,
+                syncing: false,
+                unpersisted: VecDeque::new(),
                 leader_id: ::raft::INVALID_ID,
                 unsynced_bytes: 0,
             },
@@ -447,68 +483,123 @@ impl Driver {
     }
 
     /// Handles every group's Ready: see the module docs. Returns whether there was anything to
-    /// do (a Ready or an fsync), for the cycle-duration histogram.
-    fn cycle(&mut self) -> bool {
-        let m = &*self.metrics;
-        // Phase 1: per group, up to appending new entries.
-        let mut readies = Vec::new();
-        for (key, g) in self.groups.iter_mut() {
+    /// do (a Ready or an fsync to start), for the cycle-duration histogram.
+    fn cycle(&mut self, rx: &Receiver<Command>) -> bool {
+        let metrics = Arc::clone(&self.metrics);
+        let m = &*metrics;
+        let mut worked = false;
+        // Phase 1: per group, write what the Ready holds and hand it back.
+        for g in self.groups.values_mut() {
             if g.failed.is_some() || !g.raw.has_ready() {
                 continue;
             }
+            worked = true;
             let mut rd = g.raw.ready();
             // Single node: there are no peers to send messages to.
             let _ = rd.take_messages();
-            if let Err(e) = Self::persist_before_sync(g, &mut rd, m) {
+            if let Err(e) = Self::persist_ready(g, &mut rd, m) {
                 Self::fail(g, m, format!("{e}"));
                 continue;
             }
-            readies.push((key.clone(), rd));
+            let always = g.partition.config.flush() == strata_storage::FlushPolicy::Always;
+            let must_be_durable = rd.entries().last().map(|e| e.index).filter(|_| always);
+            g.unpersisted.push_back((rd.number(), must_be_durable));
+            let _ = rd.take_persisted_messages();
+            g.raw.advance_append_async(rd);
+            // The Ready's committed entries were applied in persist_ready.
+            g.raw.advance_apply();
         }
-        // Phase 2: one fsync per partition whose flush policy wants one now (with `always`,
-        // every partition appended to this cycle; with `interval`, also idle ones whose
-        // oldest unsynced data is old enough), all run at once.
-        let jobs: Vec<_> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.failed.is_none() && g.partition.storage.sync_due().unwrap_or(false))
-            .filter_map(|(key, g)| match g.partition.storage.begin_sync() {
-                Ok(Some(job)) => Some((key.clone(), job)),
-                _ => None,
-            })
-            .collect();
-        let (keys, jobs): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-        let worked = !readies.is_empty() || !jobs.is_empty();
-        let done: Vec<_> = keys.into_iter().zip(self.syncer.run_all(jobs)).collect();
-        for (key, result) in done {
-            let g = self.groups.get_mut(&key).expect("group present during the cycle");
-            match g.partition.storage.complete_sync(result) {
-                // Appends happen only on this thread, so the job covered every byte appended
-                // since the last one.
-                Ok(_) => m.storage.synced_bytes.inc_by(std::mem::take(&mut g.unsynced_bytes)),
-                Err(e) => Self::fail(g, m, format!("fsync failed: {e}")),
-            }
-        }
-        // Phase 3: hard state, advance, light ready, answers.
-        for (key, rd) in readies {
-            let g = self.groups.get_mut(&key).expect("group present during the cycle");
-            if g.failed.is_some() {
+        // Phase 2: start an fsync for every partition whose flush policy wants one now (with
+        // `always`, any unsynced data; with `interval`, data old enough) and has none running.
+        let mut jobs = Vec::new();
+        for (key, g) in &mut self.groups {
+            if g.failed.is_some() || g.syncing || !g.partition.storage.sync_due().unwrap_or(false) {
                 continue;
             }
-            if let Err(e) = Self::persist_after_sync(g, rd, m) {
-                Self::fail(g, m, format!("{e}"));
-                continue;
+            if let Ok(Some(job)) = g.partition.storage.begin_sync() {
+                g.syncing = true;
+                jobs.push((key.clone(), job, std::mem::take(&mut g.unsynced_bytes)));
             }
-            Self::answer(g, m);
+        }
+        worked |= !jobs.is_empty();
+        // With nothing queued behind it, a lone fsync runs right here: handing it to a pool
+        // thread and being woken by its completion would only add two thread switches to the
+        // producer's wait. With commands queued, the pool runs it while they are appended.
+        let lone = jobs.len() == 1 && self.queue_is_empty(rx);
+        let mut finished = Vec::new();
+        for (key, job, bytes) in jobs {
+            let result = if lone {
+                Some(run_sync(&self.syncer.metrics, job))
+            } else {
+                self.syncer.submit(key.clone(), job, bytes)
+            };
+            if let Some(result) = result {
+                finished.push((key, result, bytes));
+            }
+        }
+        for (key, result, bytes) in finished {
+            self.synced(&key, result, bytes);
+        }
+        // Phase 3: report what is persisted, then answer.
+        for g in self.groups.values_mut() {
+            if g.failed.is_none() {
+                Self::settle(g, m);
+            }
         }
         worked
     }
 
-    fn persist_before_sync(
-        g: &mut Group,
-        rd: &mut ::raft::Ready,
-        m: &Metrics,
-    ) -> Result<(), crate::raft::storage::Error> {
+    /// Whether no command is waiting (one that is gets handled first by the next loop).
+    fn queue_is_empty(&mut self, rx: &Receiver<Command>) -> bool {
+        if self.peeked.is_some() {
+            return false;
+        }
+        match rx.try_recv() {
+            Ok(cmd) => {
+                self.peeked = Some(cmd);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// An fsync finished: record it; `settle` (next cycle) turns it into commits and answers.
+    fn synced(&mut self, key: &PartitionKey, result: strata_storage::Result<SyncDone>, bytes: u64) {
+        let m = &*self.metrics;
+        // The partition may have been removed meanwhile; its files are gone or going.
+        let Some(g) = self.groups.get_mut(key) else { return };
+        g.syncing = false;
+        if g.failed.is_some() {
+            return;
+        }
+        match g.partition.storage.complete_sync(result) {
+            Ok(_) => m.storage.synced_bytes.inc_by(bytes),
+            Err(e) => Self::fail(g, m, format!("fsync failed: {e}")),
+        }
+    }
+
+    /// Tells Raft which handed-back Readies are now persisted (in order: a Ready is persisted
+    /// only once every earlier one is), then publishes state and answers producers.
+    fn settle(g: &mut Group, m: &Metrics) {
+        let durable = g.partition.storage.durable_index().map_or(0, |d| d.0);
+        let mut persisted = None;
+        while let Some(&(number, must_be_durable)) = g.unpersisted.front() {
+            if must_be_durable.is_some_and(|index| index >= durable) {
+                break;
+            }
+            persisted = Some(number);
+            g.unpersisted.pop_front();
+        }
+        if let Some(number) = persisted {
+            g.raw.on_persist_ready(number);
+        }
+        Self::after_ready(g, m);
+        Self::answer(g, m);
+    }
+
+    /// Installs the Ready's snapshot, applies its committed entries, appends its entries and
+    /// records its hard state.
+    fn persist_ready(g: &mut Group, rd: &mut ::raft::Ready, m: &Metrics) -> Result<(), crate::raft::storage::Error> {
         let store = g.partition.storage.clone();
         if !rd.snapshot().is_empty() {
             store.apply_snapshot(rd.snapshot())?;
@@ -534,26 +625,15 @@ impl Driver {
                 w.base_offset = Some(info.base_offset);
             }
         }
-        Ok(())
-    }
-
-    fn persist_after_sync(
-        g: &mut Group,
-        mut rd: ::raft::Ready,
-        m: &Metrics,
-    ) -> Result<(), crate::raft::storage::Error> {
-        let store = g.partition.storage.clone();
+        // After the entries: a hard state's commit may name entries this Ready appends.
         if let Some(hs) = rd.hs() {
             store.set_hard_state(hs)?;
         }
-        let _ = rd.take_persisted_messages();
-        let mut light = g.raw.advance(rd);
-        if let Some(commit) = light.commit_index() {
-            store.set_commit(commit)?;
-        }
-        let _ = light.take_messages();
-        Self::apply(g, light.take_committed_entries())?;
-        g.raw.advance_apply();
+        Ok(())
+    }
+
+    /// Publishes leadership after a Ready was handled or persisted.
+    fn after_ready(g: &mut Group, m: &Metrics) {
         let leader = g.raw.raft.state == StateRole::Leader;
         g.partition.set_leader(leader, g.raw.raft.term);
         let leader_id = g.raw.raft.leader_id;
@@ -564,7 +644,6 @@ impl Driver {
             }
             g.leader_id = leader_id;
         }
-        Ok(())
     }
 
     fn apply(g: &mut Group, entries: Vec<Entry>) -> Result<(), crate::raft::storage::Error> {
