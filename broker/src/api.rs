@@ -265,18 +265,37 @@ pub(crate) async fn create_topic(
     *registry = next;
     drop(registry);
     for p in 0..partitions {
-        let (b, name, cfg) = (broker.clone(), t.name.clone(), config.clone());
-        let opened = tokio::task::spawn_blocking(move || b.open_partition(&name, p, &cfg))
-            .await
-            .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?
-            .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("{e:#}")))?;
-        broker
-            .start_partition(opened)
-            .await
-            .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("{e:#}")))?;
+        if let Err(e) = start_new_partition(broker, &t.name, p, &config).await {
+            // No half-created topic: undo everything (still under the admin lock), so the
+            // client can retry and a restart does not trip over it.
+            tracing::error!(topic = %t.name, partition = p, error = %e.message, "creating topic failed; rolling it back");
+            if let Err(undo) = remove_topic_locked(broker, &t.name).await {
+                tracing::error!(topic = %t.name, error = %undo.message, "rolling back a failed create failed");
+            }
+            return Err(AdminError::new(
+                e.code,
+                format!(
+                    "creating partition {p} failed (the topic was rolled back): {}",
+                    e.message
+                ),
+            ));
+        }
     }
     tracing::info!(topic = %t.name, partitions, "created topic");
     Ok(())
+}
+
+/// Opens and starts one partition of a topic being created.
+async fn start_new_partition(broker: &Arc<Broker>, name: &str, p: u32, config: &TopicConfig) -> Result<(), AdminError> {
+    let (b, name, cfg) = (broker.clone(), name.to_string(), config.clone());
+    let opened = tokio::task::spawn_blocking(move || b.open_partition(&name, p, &cfg))
+        .await
+        .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?
+        .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("{e:#}")))?;
+    broker
+        .start_partition(opened)
+        .await
+        .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("{e:#}")))
 }
 
 async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -291,6 +310,14 @@ async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> Delete
 /// Deletes one topic under the admin mutex (binary DeleteTopics and the HTTP admin API).
 pub(crate) async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
     let _admin = broker.admin.lock().await;
+    remove_topic_locked(broker, name).await?;
+    tracing::info!(topic = %name, "deleted topic");
+    Ok(())
+}
+
+/// Removes a topic: registry first (durably), then its partitions (stopped, directories
+/// deleted) and metrics. The caller holds the admin mutex.
+async fn remove_topic_locked(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
     let mut registry = broker.registry.lock().await;
     let Some(meta) = registry.topics.get(name).cloned() else {
         return Err(AdminError::new(
@@ -335,7 +362,6 @@ pub(crate) async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(),
     }
     // Still under the admin lock, so a re-creation of the name cannot interleave.
     broker.metrics.remove_topic(name);
-    tracing::info!(topic = %name, "deleted topic");
     Ok(())
 }
 

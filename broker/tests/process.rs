@@ -234,3 +234,60 @@ fn http_health_and_readiness() {
     assert!(started.elapsed() < Duration::from_secs(20));
     drop(stalled);
 }
+
+/// A topic whose partitions cannot all be opened (here: out of file descriptors) is rolled back
+/// whole: no half-created topic in Metadata, nothing left that would stop a restart, and the
+/// broker keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_runs_out_of_fds_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Proc::start_with_fd_limit(dir.path(), 128);
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create("small", 1, &[]).await.error, ErrorCode::None);
+    c.wait_for_leaders("small").await;
+    assert!(c.produce("small", 0, batch(&["a"], 0), -1).await.error.is_ok());
+
+    let big = c.create("big", 500, &[]).await;
+    assert_eq!(big.error, ErrorCode::StorageError, "{big:?}\n{}", broker.logs());
+    assert!(
+        big.message.as_deref().unwrap_or_default().contains("rolled back"),
+        "{big:?}"
+    );
+    let Response::Metadata(m) = c
+        .call(Request::Metadata(MetadataRequest { topics: None }))
+        .await
+        .unwrap()
+    else {
+        panic!("wrong response")
+    };
+    let names: Vec<&str> = m.topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["small"], "no trace of the failed topic");
+    let leftover: Vec<_> = std::fs::read_dir(dir.path().join("data/partitions"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("big-"))
+        .collect();
+    assert!(leftover.is_empty(), "partition directories left behind: {leftover:?}");
+
+    // Still serving, and a smaller topic fits.
+    assert!(c.produce("small", 0, batch(&["b"], 0), -1).await.error.is_ok());
+    assert_eq!(c.create("fits", 2, &[]).await.error, ErrorCode::None);
+    drop(c);
+
+    // A restart (with the normal limit) finds a consistent registry.
+    let status = tokio::task::spawn_blocking(move || broker.sigterm_and_wait())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let broker = Proc::start(dir.path());
+    let mut c = Client::connect(broker.addr).await;
+    c.wait_for_leaders("small").await;
+    c.wait_for_leaders("fits").await;
+    assert_eq!(read_all(&mut c, "small", 0).await.len(), 2);
+    assert_eq!(
+        c.create("big", 3, &[]).await.error,
+        ErrorCode::None,
+        "the name is free again"
+    );
+}

@@ -241,6 +241,16 @@ impl Proc {
 
     /// As [`Proc::start`], with more flags after the standard ones.
     pub fn start_with(dir: &Path, extra_args: &[&str]) -> Proc {
+        Self::spawn(dir, extra_args, None)
+    }
+
+    /// As [`Proc::start`], with the process's open-file limit (soft and hard) set to `nofile`.
+    #[allow(dead_code)]
+    pub fn start_with_fd_limit(dir: &Path, nofile: u64) -> Proc {
+        Self::spawn(dir, &[], Some(nofile))
+    }
+
+    fn spawn(dir: &Path, extra_args: &[&str], nofile: Option<u64>) -> Proc {
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let log = dir.join(format!(
@@ -250,7 +260,25 @@ impl Proc {
                 .unwrap()
                 .as_nanos()
         ));
-        let child = Command::new(env!("CARGO_BIN_EXE_strata-broker"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata-broker"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only touches the child's own limits.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd
             .args([
                 "--listen",
                 "127.0.0.1:0",
