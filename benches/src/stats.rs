@@ -69,6 +69,37 @@ impl Stats {
         }
     }
 
+    /// Many records completed at `now_ns` at once: `done`/`done_bytes` in all, of which
+    /// `measured`/`measured_bytes` count (after warmup), with these latencies (may be empty when
+    /// the side has no per-record latency).
+    pub fn record_many(
+        &self,
+        done: u64,
+        done_bytes: u64,
+        measured: u64,
+        measured_bytes: u64,
+        latencies_ns: &[u64],
+        now_ns: u64,
+    ) {
+        self.done.fetch_add(done, Ordering::Relaxed);
+        self.done_bytes.fetch_add(done_bytes, Ordering::Relaxed);
+        if measured == 0 {
+            return;
+        }
+        if !latencies_ns.is_empty() {
+            let mut hist = self.hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut interval = self.interval.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for l in latencies_ns {
+                let us = (l / 1000).max(1);
+                hist.saturating_record(us);
+                interval.saturating_record(us);
+            }
+        }
+        self.messages.fetch_add(measured, Ordering::Relaxed);
+        self.bytes.fetch_add(measured_bytes, Ordering::Relaxed);
+        self.last_ns.fetch_max(now_ns, Ordering::Relaxed);
+    }
+
     pub fn record_latency(&self, latency_ns: u64) {
         let us = (latency_ns / 1000).max(1);
         self.hist
