@@ -830,6 +830,7 @@ async fn collect_acks(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Pending>) -
     let mut queues: BTreeMap<i32, VecDeque<Pending>> = BTreeMap::new();
     let mut waiting = 0usize;
     let mut open = true;
+    let mut latencies: Vec<u64> = Vec::new();
     while open || waiting > 0 {
         tokio::select! {
             m = rx.recv(), if open => match m {
@@ -841,6 +842,8 @@ async fn collect_acks(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Pending>) -
             },
             () = std::future::poll_fn(|cx| {
                 let mut now = None;
+                let (mut done, mut measured) = (0u64, 0u64);
+                latencies.clear();
                 for q in queues.values_mut() {
                     while let Some(front) = q.front_mut() {
                         let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut front.delivery).poll(cx) else {
@@ -849,12 +852,11 @@ async fn collect_acks(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Pending>) -
                         let now = *now.get_or_insert_with(now_ns);
                         match r {
                             Ok(_) => {
-                                ctx.produced.record(
-                                    now.saturating_sub(front.intended),
-                                    record_bytes,
-                                    front.intended >= ctx.warmup_end_ns,
-                                    now,
-                                );
+                                done += 1;
+                                if front.intended >= ctx.warmup_end_ns {
+                                    measured += 1;
+                                    latencies.push(now.saturating_sub(front.intended));
+                                }
                                 acked.set(front.seq);
                             }
                             Err(e) => ctx.produced.error(e),
@@ -863,7 +865,21 @@ async fn collect_acks(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Pending>) -
                         waiting -= 1;
                     }
                 }
-                if now.is_some() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+                match now {
+                    Some(now) => {
+                        // One tally per wake-up, not per record.
+                        ctx.produced.record_many(
+                            done,
+                            done * record_bytes,
+                            measured,
+                            measured * record_bytes,
+                            &latencies,
+                            now,
+                        );
+                        std::task::Poll::Ready(())
+                    }
+                    None => std::task::Poll::Pending,
+                }
             }), if waiting > 0 => {}
         }
     }

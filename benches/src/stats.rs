@@ -57,18 +57,6 @@ impl Stats {
         }
     }
 
-    /// One record completed at `now_ns`; measured ones go into the histogram and totals.
-    pub fn record(&self, latency_ns: u64, bytes: u64, measured: bool, now_ns: u64) {
-        self.done.fetch_add(1, Ordering::Relaxed);
-        self.done_bytes.fetch_add(bytes, Ordering::Relaxed);
-        if measured {
-            self.record_latency(latency_ns);
-            self.messages.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(bytes, Ordering::Relaxed);
-            self.last_ns.fetch_max(now_ns, Ordering::Relaxed);
-        }
-    }
-
     /// Many records completed at `now_ns` at once: `done`/`done_bytes` in all, of which
     /// `measured`/`measured_bytes` count (after warmup), with these latencies (may be empty when
     /// the side has no per-record latency).
@@ -344,10 +332,9 @@ mod tests {
     #[test]
     fn percentiles_are_ordered() {
         let s = Stats::new();
-        for i in 1..=1000u64 {
-            s.record(i * 1_000_000, 10, true, i);
-        }
-        s.record(5, 10, false, 2000);
+        let latencies: Vec<u64> = (1..=1000u64).map(|i| i * 1_000_000).collect();
+        s.record_many(1000, 10_000, 1000, 10_000, &latencies, 1000);
+        s.record_many(1, 10, 0, 0, &[], 2000);
         let r = s.result(0);
         assert_eq!(r.messages, 1000);
         assert!(r.latency_ms.p50 <= r.latency_ms.p99 && r.latency_ms.p99 <= r.latency_ms.max);
