@@ -269,15 +269,22 @@ pub(crate) async fn create_topic(
             // No half-created topic: undo everything (still under the admin lock), so the
             // client can retry and a restart does not trip over it.
             tracing::error!(topic = %t.name, partition = p, error = %e.message, "creating topic failed; rolling it back");
-            if let Err(undo) = remove_topic_locked(broker, &t.name).await {
-                tracing::error!(topic = %t.name, error = %undo.message, "rolling back a failed create failed");
-            }
+            // Partitions first: stopping them frees the descriptors and space that saving the
+            // registry may need (the failure was likely one of those running out).
+            stop_partitions(broker, &t.name, partitions).await;
+            let outcome = match unregister_topic(broker, &t.name).await {
+                Ok(_) => "the topic was rolled back".to_string(),
+                Err(undo) => {
+                    tracing::error!(topic = %t.name, error = %undo.message, "rolling back a failed create failed");
+                    format!(
+                        "rolling the topic back failed too ({}); it exists without running partitions: delete it",
+                        undo.message
+                    )
+                }
+            };
             return Err(AdminError::new(
                 e.code,
-                format!(
-                    "creating partition {p} failed (the topic was rolled back): {}",
-                    e.message
-                ),
+                format!("creating partition {p} failed ({outcome}): {}", e.message),
             ));
         }
     }
@@ -315,9 +322,17 @@ pub(crate) async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(),
     Ok(())
 }
 
-/// Removes a topic: registry first (durably), then its partitions (stopped, directories
-/// deleted) and metrics. The caller holds the admin mutex.
+/// Removes a topic: registry first (durably, so a crash leaves only stray directories, which
+/// startup removes), then its partitions (stopped, directories deleted). The caller holds the
+/// admin mutex.
 async fn remove_topic_locked(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
+    let partitions = unregister_topic(broker, name).await?;
+    stop_partitions(broker, name, partitions).await;
+    Ok(())
+}
+
+/// Removes the topic from the registry (durably) and its metrics; returns its partition count.
+async fn unregister_topic(broker: &Arc<Broker>, name: &str) -> Result<u32, AdminError> {
     let mut registry = broker.registry.lock().await;
     let Some(meta) = registry.topics.get(name).cloned() else {
         return Err(AdminError::new(
@@ -333,8 +348,14 @@ async fn remove_topic_locked(broker: &Arc<Broker>, name: &str) -> Result<(), Adm
         .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?
         .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("saving the topic registry: {e}")))?;
     *registry = next;
-    drop(registry);
-    for p in 0..meta.partitions {
+    // Still under the admin lock, so a re-creation of the name cannot interleave.
+    broker.metrics.remove_topic(name);
+    Ok(meta.partitions)
+}
+
+/// Stops partitions `0..count` of `name` hosted here and deletes their directories.
+async fn stop_partitions(broker: &Arc<Broker>, name: &str, count: u32) {
+    for p in 0..count {
         let removed =
             broker
                 .partitions
@@ -360,9 +381,6 @@ async fn remove_topic_locked(broker: &Arc<Broker>, name: &str) -> Result<(), Adm
         let dir = partition_dir(&broker.opts.data_dir, name, p);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     }
-    // Still under the admin lock, so a re-creation of the name cannot interleave.
-    broker.metrics.remove_topic(name);
-    Ok(())
 }
 
 fn produce_error(partition: i32, error: ErrorCode, message: String, leader_id: i32) -> ProducePartitionResponse {

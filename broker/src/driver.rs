@@ -24,7 +24,12 @@
 //! timings, fsyncs and bytes synced, leader changes, dropped proposals, the cycle's duration, and
 //! each topic's bytes and records in (counted as the leader accepts a proposal).
 //!
-//! The order inside each group is the one raft-rs requires (see `raft::storage`'s module docs).
+//! The order inside each group follows raft-rs's asynchronous-persistence contract: snapshot,
+//! committed entries, entries, hard state (after the entries, so its commit never names an
+//! entry not yet written), `advance_append_async`, and later `on_persist_ready` in Ready order.
+//! With one voter the hard state's term and vote change only at a campaign, when the commit
+//! index is the recovered (durable) one; with peers, persisted messages and a durably written
+//! commit index will have to wait for the fsync (see the cluster work).
 //! Proposals that arrive while a cycle runs wait in the channel and are appended by the next
 //! cycle, sharing whichever fsync follows.
 
@@ -80,6 +85,9 @@ pub enum Command {
     Synced {
         /// Which partition.
         key: PartitionKey,
+        /// Which opening of it (a partition deleted and re-created under the same name is
+        /// another incarnation; a late completion for the old one must not touch the new).
+        incarnation: u64,
         /// The job's outcome.
         result: strata_storage::Result<SyncDone>,
         /// Bytes of entries the job made durable (for metrics).
@@ -154,6 +162,7 @@ pub fn spawn(node_id: u64, tick: Duration, metrics: Arc<Metrics>) -> (DriverHand
                 metrics,
                 handles,
                 peeked: None,
+                next_incarnation: 0,
             };
             driver.run(rx);
         })
@@ -177,8 +186,13 @@ struct Group {
     /// Next offset after each appended but not yet committed entry.
     next_offsets: BTreeMap<u64, Offset>,
     failed: Option<String>,
+    /// Tells this opening of the partition from earlier ones with the same key.
+    incarnation: u64,
     /// Whether an fsync of this partition is running on the pool.
     syncing: bool,
+    /// Whether this loop handled a Ready or an fsync completion of the group, so `settle` has
+    /// something to look at (idle partitions cost nothing per loop).
+    touched: bool,
     /// Readies handed back with `advance_append_async` and not yet reported persisted: their
     /// number, and the last entry index that must be durable first (`None`: nothing to wait
     /// for, e.g. no entries or a flush policy other than `always`).
@@ -199,6 +213,8 @@ struct Driver {
     handles: Weak<()>,
     /// A command taken off the queue early (to see whether it was empty), handled next.
     peeked: Option<Command>,
+    /// The incarnation the next added group gets.
+    next_incarnation: u64,
 }
 
 /// Threads that run a cycle's fsyncs concurrently. A fixed pool: spawning a thread per dirty
@@ -206,7 +222,8 @@ struct Driver {
 /// fsyncs in flight at once complete more per second than one at a time on this hardware.
 const SYNC_THREADS: usize = 4;
 
-type SyncTask = (PartitionKey, SyncJob, u64);
+/// A partition's key and incarnation, the job, and the bytes it covers.
+type SyncTask = (PartitionKey, u64, SyncJob, u64);
 
 /// Runs fsync jobs on its own threads and reports each one's completion to the driver as a
 /// [`Command::Synced`], so the driver never waits for a disk.
@@ -238,9 +255,24 @@ impl SyncPool {
                         loop {
                             // The lock is held only to take the next job, never while syncing.
                             let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                            let Ok((key, job, bytes)) = next else { return };
-                            let result = run_sync(&m, job);
-                            if tx.send(Command::Synced { key, result, bytes }).is_err() {
+                            let Ok((key, incarnation, job, bytes)) = next else {
+                                return;
+                            };
+                            // A panic must not leave the partition waiting for this fsync forever.
+                            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_sync(&m, job)))
+                                .unwrap_or_else(|_| {
+                                    Err(strata_storage::Error::Failed {
+                                        dir: Default::default(),
+                                        reason: "the fsync thread panicked".into(),
+                                    })
+                                });
+                            let done = Command::Synced {
+                                key,
+                                incarnation,
+                                result,
+                                bytes,
+                            };
+                            if tx.send(done).is_err() {
                                 return;
                             }
                         }
@@ -257,13 +289,13 @@ impl SyncPool {
 
     /// Starts `job`; its completion arrives as a [`Command::Synced`]. If the pool is gone, runs
     /// it here and returns the outcome instead.
-    fn submit(&self, key: PartitionKey, job: SyncJob, bytes: u64) -> Option<strata_storage::Result<SyncDone>> {
+    fn submit(&self, task: SyncTask) -> Option<strata_storage::Result<SyncDone>> {
         let job = match &self.jobs {
-            Some(tx) => match tx.send((key, job, bytes)) {
+            Some(tx) => match tx.send(task) {
                 Ok(()) => return None,
-                Err(mpsc::SendError((_, job, _))) => job,
+                Err(mpsc::SendError((_, _, job, _))) => job,
             },
-            None => job,
+            None => task.2,
         };
         Some(run_sync(&self.metrics, job))
     }
@@ -378,7 +410,12 @@ impl Driver {
                 acks,
                 reply,
             } => self.propose(key, batches, acks, reply),
-            Command::Synced { key, result, bytes } => self.synced(&key, result, bytes),
+            Command::Synced {
+                key,
+                incarnation,
+                result,
+                bytes,
+            } => self.synced(&key, incarnation, result, bytes),
             Command::Shutdown { .. } => unreachable!("handled by the loop"),
         }
     }
@@ -413,6 +450,7 @@ impl Driver {
         }
         partition.set_commit_index(raw.raft.raft_log.committed);
         let key = partition.key.clone();
+        self.next_incarnation += 1;
         self.groups.insert(
             key,
             Group {
@@ -421,7 +459,9 @@ impl Driver {
                 waiters: BTreeMap::new(),
                 next_offsets: BTreeMap::new(),
                 failed: None,
+                incarnation: self.next_incarnation,
                 syncing: false,
+                touched: false,
                 unpersisted: VecDeque::new(),
                 leader_id: ::raft::INVALID_ID,
                 unsynced_bytes: 0,
@@ -494,6 +534,7 @@ impl Driver {
                 continue;
             }
             worked = true;
+            g.touched = true;
             let mut rd = g.raw.ready();
             // Single node: there are no peers to send messages to.
             let _ = rd.take_messages();
@@ -518,7 +559,7 @@ impl Driver {
             }
             if let Ok(Some(job)) = g.partition.storage.begin_sync() {
                 g.syncing = true;
-                jobs.push((key.clone(), job, std::mem::take(&mut g.unsynced_bytes)));
+                jobs.push((key.clone(), g.incarnation, job, std::mem::take(&mut g.unsynced_bytes)));
             }
         }
         worked |= !jobs.is_empty();
@@ -527,22 +568,24 @@ impl Driver {
         // producer's wait. With commands queued, the pool runs it while they are appended.
         let lone = jobs.len() == 1 && self.queue_is_empty(rx);
         let mut finished = Vec::new();
-        for (key, job, bytes) in jobs {
+        for task in jobs {
+            let (key, incarnation, bytes) = (task.0.clone(), task.1, task.3);
             let result = if lone {
-                Some(run_sync(&self.syncer.metrics, job))
+                Some(run_sync(&self.syncer.metrics, task.2))
             } else {
-                self.syncer.submit(key.clone(), job, bytes)
+                self.syncer.submit(task)
             };
             if let Some(result) = result {
-                finished.push((key, result, bytes));
+                finished.push((key, incarnation, result, bytes));
             }
         }
-        for (key, result, bytes) in finished {
-            self.synced(&key, result, bytes);
+        for (key, incarnation, result, bytes) in finished {
+            self.synced(&key, incarnation, result, bytes);
         }
-        // Phase 3: report what is persisted, then answer.
+        // Phase 3: report what is persisted, then answer (only where something happened: a
+        // commit cannot move without a Ready or an fsync completion).
         for g in self.groups.values_mut() {
-            if g.failed.is_none() {
+            if std::mem::take(&mut g.touched) && g.failed.is_none() {
                 Self::settle(g, m);
             }
         }
@@ -563,12 +606,16 @@ impl Driver {
         }
     }
 
-    /// An fsync finished: record it; `settle` (next cycle) turns it into commits and answers.
-    fn synced(&mut self, key: &PartitionKey, result: strata_storage::Result<SyncDone>, bytes: u64) {
+    /// An fsync finished: record it; this loop's `settle` turns it into commits and answers.
+    fn synced(&mut self, key: &PartitionKey, incarnation: u64, result: strata_storage::Result<SyncDone>, bytes: u64) {
         let m = &*self.metrics;
-        // The partition may have been removed meanwhile; its files are gone or going.
-        let Some(g) = self.groups.get_mut(key) else { return };
+        // The partition may have been removed (and perhaps re-created) meanwhile; the job was
+        // for files that are gone or going.
+        let Some(g) = self.groups.get_mut(key).filter(|g| g.incarnation == incarnation) else {
+            return;
+        };
         g.syncing = false;
+        g.touched = true;
         if g.failed.is_some() {
             return;
         }

@@ -55,12 +55,14 @@
 //!    [`set_applied`](PartitionRaftStorage::set_applied) with the last index;
 //! 4. entries → [`append_entries`](PartitionRaftStorage::append_entries) (written, not synced);
 //! 5. sync the log: [`begin_sync`](PartitionRaftStorage::begin_sync), [`SyncJob::run`] on any
-//!    thread (the broker driver runs every dirty partition's job of a cycle concurrently: group
-//!    commit), [`complete_sync`](PartitionRaftStorage::complete_sync);
+//!    thread, [`complete_sync`](PartitionRaftStorage::complete_sync). The broker driver does
+//!    this asynchronously (`advance_append_async`, then `on_persist_ready` once the entries are
+//!    durable) and runs step 6 right after step 4;
 //! 6. hard state → [`set_hard_state`](PartitionRaftStorage::set_hard_state): a new term or vote
 //!    is written durably before it returns; a commit-only change is kept in memory (raft-rs
-//!    `Ready::must_sync` allows this: a lagging commit index is recovered from the leader);
-//!    syncing the log *before* this step keeps the commit index on disk within the durable log;
+//!    `Ready::must_sync` allows this: a lagging commit index is recovered from the leader).
+//!    A durable write carries the commit index too, so with peers it must come after the sync
+//!    (or clamp the commit) to keep the commit on disk within the durable log;
 //! 7. send `persisted_messages()`; 8. `advance`, then the light ready: `commit_index()` →
 //!    [`set_commit`](PartitionRaftStorage::set_commit), messages, committed entries as in 3,
 //!    `advance_apply`.
@@ -733,8 +735,9 @@ impl PartitionRaftStorage {
     /// Records `Ready::hs()` (step 6). A new term or vote is written durably before this returns
     /// (true); a change of the commit index alone is kept in memory (false) and reaches the file
     /// with the next write or [`flush_state`](Self::flush_state) — raft-rs's `Ready::must_sync`
-    /// allows this, and a restart with an older commit index only re-learns it. Sync the log
-    /// first so the commit index written never exceeds the durable log.
+    /// allows this, and a restart with an older commit index only re-learns it. A durable
+    /// write includes the commit index: sync the log first where that commit could exceed the
+    /// durable log (it cannot on a single voter, whose term changes only at a campaign).
     ///
     /// # Errors
     /// [`Error::InvalidState`] if the commit index is past the end of the log (append the
