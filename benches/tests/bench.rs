@@ -5,6 +5,7 @@
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use strata_testkit::chromium;
 
 fn bench(args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
@@ -183,14 +184,6 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// The first of `chromium`, `chromium-browser` on PATH.
-fn chromium() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
-        .find(|p| p.is_file())
-}
-
 #[test]
 fn html_report_with_svg_charts() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,37 +210,11 @@ fn html_report_with_svg_charts() {
     assert!(!html.contains("chart unavailable"));
 
     // It must render in headless Chromium (Debian `chromium`) where that is installed.
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = chromium::find() else {
         eprintln!("chromium not installed: skipping the rendering check");
         return;
     };
-    // Bounded by coreutils `timeout`; the flags keep Chromium off the (closed) network and out
-    // of any shared profile.
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("timeout")
-        .arg("120")
-        .arg(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("file://{}", report.display()))
-        .output()
-        .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dom = chromium::run_headless(&chromium, &["--dump-dom"], &format!("file://{}", report.display()));
     assert_eq!(dom.matches("<svg").count(), 3, "three SVG charts in the rendered DOM");
     assert!(dom.contains("Throughput per second"), "{dom}");
 }

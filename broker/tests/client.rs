@@ -9,11 +9,12 @@ use futures::StreamExt;
 use strata_client::{
     Acks, Client, ClientConfig, Compression, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, Seek,
 };
+use strata_testkit::BrokerProcess;
 
 mod common;
-use common::Proc;
+use common::BROKER;
 
-async fn client(p: &Proc) -> Client {
+async fn client(p: &BrokerProcess) -> Client {
     Client::connect(ClientConfig::new(&p.addr.to_string()))
         .await
         .expect("connect")
@@ -22,7 +23,7 @@ async fn client(p: &Proc) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_records_keep_their_order_per_key_and_come_back_intact() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let c = client(&broker).await;
     c.admin().create_topic(NewTopic::new("events", 4, 1)).await.unwrap();
 
@@ -92,7 +93,7 @@ async fn keyed_records_keep_their_order_per_key_and_come_back_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_consumer_is_woken_and_timestamps_seek() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let c = client(&broker).await;
     c.admin().create_topic(NewTopic::new("live", 1, 1)).await.unwrap();
     let producer = c.producer(ProducerConfig::default()).unwrap();

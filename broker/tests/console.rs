@@ -4,65 +4,23 @@
 //! (Escaping of names is unit-tested in `broker/src/http/console.rs`: topic names cannot carry
 //! markup, so no broker can be made to serve a hostile one.)
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use strata_protocol::ErrorCode;
+use strata_testkit::{BrokerProcess, chromium, http, wait};
 
 mod common;
 use common::*;
 
-/// The first of `chromium`, `chromium-browser` on PATH.
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
-        .find(|p| p.is_file())
-}
+/// The browser window, and so the screenshot's size.
+const WINDOW_SIZE: &str = "--window-size=1280,900";
 
-/// Runs headless Chromium on `url` with `args`, bounded by coreutils `timeout`, off the network
-/// and in its own throwaway profile; returns stdout.
-fn run_chromium(chromium: &Path, args: &[&str], url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("timeout")
-        .arg("120")
-        .arg(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1280,900",
-        ])
-        .args(args)
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .expect("chromium runs");
-    assert!(
-        out.status.success(),
-        "chromium {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// One GET over a raw socket: the body.
+/// The page at `path`, which must be served with status 200.
 fn http_get_body(addr: SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out.split_once("\r\n\r\n").unwrap().1.to_string()
+    let r = http::get(addr, path).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body
 }
 
 /// The `<tr>` rows of the table with id `id` in `dom`, each as its cells' text.
@@ -88,12 +46,12 @@ fn table_rows(dom: &str, id: &str) -> Vec<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_renders_brokers_topics_and_partitions_in_chromium() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = chromium::find() else {
         eprintln!("chromium not installed: skipping the console rendering check");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(c.create("alpha.orders", 2, &[]).await.error, ErrorCode::None);
     assert_eq!(c.create("beta_clicks-v2", 1, &[]).await.error, ErrorCode::None);
@@ -107,23 +65,30 @@ async fn console_renders_brokers_topics_and_partitions_in_chromium() {
     }
     // The high watermark is published to the HTTP side once committed; wait until the served page
     // shows it (bounded) so the browser's copy is deterministic.
-    let (http, deadline) = (broker.http, Instant::now() + Duration::from_secs(30));
-    loop {
-        let page = tokio::task::spawn_blocking(move || http_get_body(http, "/"))
-            .await
-            .unwrap();
-        if page.contains("<td class=\"num hw\">7</td>") && page.contains("<td class=\"num hw\">3</td>") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "high watermarks never shown: {page}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let http_addr = broker.http;
+    wait::until_async(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        async || {
+            let page = tokio::task::spawn_blocking(move || http_get_body(http_addr, "/"))
+                .await
+                .unwrap();
+            if page.contains("<td class=\"num hw\">7</td>") && page.contains("<td class=\"num hw\">3</td>") {
+                Ok(())
+            } else {
+                Err(page)
+            }
+        },
+        |page| format!("high watermarks never shown: {page}"),
+    )
+    .await;
 
     let url = format!("http://{}/", broker.http);
     let (chromium2, url2) = (chromium.clone(), url.clone());
-    let dom = tokio::task::spawn_blocking(move || run_chromium(&chromium2, &["--dump-dom"], &url2))
-        .await
-        .unwrap();
+    let dom =
+        tokio::task::spawn_blocking(move || chromium::run_headless(&chromium2, &[WINDOW_SIZE, "--dump-dom"], &url2))
+            .await
+            .unwrap();
     assert!(dom.contains("<title>Strata console</title>"), "{dom}");
     assert!(dom.contains("id=\"readiness\">ready</b>"), "{dom}");
 
@@ -174,7 +139,7 @@ async fn console_renders_brokers_topics_and_partitions_in_chromium() {
     let shots = tempfile::tempdir().unwrap();
     let png = shots.path().join("console.png");
     let arg = format!("--screenshot={}", png.display());
-    tokio::task::spawn_blocking(move || run_chromium(&chromium, &[&arg], &url))
+    tokio::task::spawn_blocking(move || chromium::run_headless(&chromium, &[WINDOW_SIZE, &arg], &url))
         .await
         .unwrap();
     let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");

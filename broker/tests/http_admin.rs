@@ -2,105 +2,23 @@
 //! HTTP agree with what the binary protocol sees (and the other way round), errors are JSON with
 //! the binary protocol's codes, and stalled HTTP clients cannot hold up produce.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use strata_protocol::ErrorCode;
 use strata_protocol::api::*;
+use strata_testkit::http::Response as HttpResponse;
+use strata_testkit::{BrokerProcess, wait};
 
 mod common;
 use common::*;
 
-/// An HTTP response: status, headers (lowercase names) and the decoded body.
-#[derive(Debug)]
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
+/// Read and write timeout of each request: generous, as some carry large bodies.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    /// The body as JSON; panics (naming the body) if it is not.
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
-    }
-}
-
-/// Decodes a `Transfer-Encoding: chunked` body.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
-        let size = std::str::from_utf8(&raw[..line_end]).unwrap();
-        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
-    }
-}
-
-/// One HTTP/1.1 request over a raw socket (`Connection: close`), read to the end. Write errors
-/// are ignored so that a server that answers before reading a whole (oversized) body still has
-/// its answer read.
-fn http_blocking(addr: SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpResponse {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    let _ = s.write_all(head.as_bytes()).and_then(|()| s.write_all(body));
-    let mut raw = Vec::new();
-    if let Err(e) = s.read_to_end(&mut raw) {
-        // A reset after the whole answer arrived (the server closed with body bytes unread).
-        assert!(!raw.is_empty(), "{method} {path}: {e}");
-    }
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {path}: no header end in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8(body).unwrap(),
-    }
-}
-
+/// One request over a raw socket, off the async runtime's threads.
 async fn http(addr: SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpResponse {
     let (method, path, ct, body) = (
         method.to_string(),
@@ -108,9 +26,12 @@ async fn http(addr: SocketAddr, method: &str, path: &str, content_type: Option<&
         content_type.map(str::to_string),
         body.to_vec(),
     );
-    tokio::task::spawn_blocking(move || http_blocking(addr, &method, &path, ct.as_deref(), &body))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        strata_testkit::http::request(addr, &method, &path, ct.as_deref(), &body, HTTP_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    })
+    .await
+    .unwrap()
 }
 
 async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
@@ -145,38 +66,26 @@ fn assert_error(r: &HttpResponse, status: u16, error: &str, code: Option<ErrorCo
     assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{r:?}");
 }
 
-async fn metadata(c: &mut Client, topic: &str) -> TopicMetadata {
-    let Response::Metadata(m) = c
-        .call(Request::Metadata(MetadataRequest {
-            topics: Some(vec![topic.into()]),
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("not a metadata response")
-    };
-    m.topics.into_iter().next().unwrap()
-}
-
 /// Polls `GET /api/v1/topics/{topic}` until `done` holds for it (bounded).
 async fn describe_until(addr: SocketAddr, topic: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = get(addr, &format!("/api/v1/topics/{topic}")).await;
-        assert_eq!(r.status, 200, "{r:?}");
-        let v = r.json();
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: last seen {v:#}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until_async(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        async || {
+            let r = get(addr, &format!("/api/v1/topics/{topic}")).await;
+            assert_eq!(r.status, 200, "{r:?}");
+            let v = r.json();
+            if done(&v) { Ok(v) } else { Err(v) }
+        },
+        |v| format!("{what}: last seen {v:#}"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_describe_delete_agree_with_the_binary_protocol() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut c = Client::connect(broker.addr).await;
 
     // Created over HTTP…
@@ -197,7 +106,7 @@ async fn create_describe_delete_agree_with_the_binary_protocol() {
     assert_eq!(v["partitions"].as_array().unwrap().len(), 3);
 
     // …is what the binary protocol sees: same partitions, same configs.
-    let m = metadata(&mut c, "orders").await;
+    let m = c.metadata("orders").await;
     assert_eq!(m.error, ErrorCode::None);
     assert_eq!(m.partitions.len(), 3);
     let config = |k: &str| m.configs.iter().find(|e| e.key == k).map(|e| e.value.clone());
@@ -234,7 +143,7 @@ async fn create_describe_delete_agree_with_the_binary_protocol() {
         "five batches take room: {v:#}"
     );
     // Agrees with Metadata and ListOffsets.
-    let m = metadata(&mut c, "orders").await;
+    let m = c.metadata("orders").await;
     for (p, hp) in m.partitions.iter().zip(parts) {
         assert_eq!(hp["high_watermark"], p.high_watermark, "partition {}", p.partition);
         assert_eq!(hp["leader"], p.leader, "partition {}", p.partition);
@@ -266,10 +175,7 @@ async fn create_describe_delete_agree_with_the_binary_protocol() {
     let r = delete(broker.http, "/api/v1/topics/orders").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json(), json!({ "name": "orders", "deleted": true }));
-    assert_eq!(
-        metadata(&mut c, "orders").await.error,
-        ErrorCode::UnknownTopicOrPartition
-    );
+    assert_eq!(c.metadata("orders").await.error, ErrorCode::UnknownTopicOrPartition);
     assert_error(
         &get(broker.http, "/api/v1/topics/orders").await,
         404,
@@ -307,7 +213,7 @@ async fn create_describe_delete_agree_with_the_binary_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_json_with_the_binary_protocols_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(c.create("taken", 1, &[]).await.error, ErrorCode::None);
 
@@ -475,7 +381,7 @@ async fn errors_are_json_with_the_binary_protocols_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_and_groups() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let r = get(broker.http, "/api/v1/cluster").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(
@@ -525,7 +431,7 @@ async fn cluster_and_groups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_http_clients_do_not_stall_produce_or_admin() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(c.create("live", 1, &[]).await.error, ErrorCode::None);
     c.wait_for_leaders("live").await;

@@ -7,51 +7,18 @@
 //! where they are missing, the tests that need them print `skipped: ... not installed` and pass.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use strata_protocol::ErrorCode;
+use strata_testkit::process::read_log;
+use strata_testkit::{BrokerProcess, LoggedChild, http, wait};
 
 mod common;
 use common::*;
-
-/// One HTTP/1.1 GET; returns the status and the body (chunked bodies decoded).
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")
-    });
-    Ok((status, if chunked { dechunk(body) } else { body.to_owned() }))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
 
 /// Percent-encodes a query-string value.
 fn encode(s: &str) -> String {
@@ -63,10 +30,10 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-fn scrape(broker: &Proc) -> String {
-    let (status, body) = http_get(broker.http, "/metrics").expect("GET /metrics");
-    assert_eq!(status, 200, "{body}");
-    body
+fn scrape(broker: &BrokerProcess) -> String {
+    let r = http::get(broker.http, "/metrics").expect("GET /metrics");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
 }
 
 /// The exposition's samples: series (name and labels as printed) → value.
@@ -91,7 +58,7 @@ fn value(s: &BTreeMap<String, f64>, series: &str, text: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn series_follow_produce_fetch_and_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(c.create("orders", 2, &[]).await.error, ErrorCode::None);
     c.wait_for_leaders("orders").await;
@@ -193,15 +160,20 @@ async fn series_follow_produce_fetch_and_delete() {
     // A long poll waiting for data shows while it waits.
     let mut waiter = Client::connect(broker.addr).await;
     let poll = tokio::spawn(async move { waiter.fetch("orders", 1, 2, 20_000, 1).await });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape(&broker);
-        if value(&samples(&text), "strata_fetch_long_polls_waiting", &text) == 1.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the long poll never showed:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until_async(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        async || {
+            let text = scrape(&broker);
+            if value(&samples(&text), "strata_fetch_long_polls_waiting", &text) == 1.0 {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        },
+        |text| format!("the long poll never showed:\n{text}"),
+    )
+    .await;
     assert_eq!(
         c.produce("orders", 1, batch(&["f"], 3_000), -1).await.error,
         ErrorCode::None
@@ -247,7 +219,7 @@ async fn series_follow_produce_fetch_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_partition_off_leaves_no_partition_label() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start_with(dir.path(), &["--metrics-per-partition", "false"]);
+    let broker = BrokerProcess::start_with(BROKER, dir.path(), &["--metrics-per-partition", "false"]);
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(c.create("quiet", 3, &[]).await.error, ErrorCode::None);
     c.wait_for_leaders("quiet").await;
@@ -269,11 +241,7 @@ async fn per_partition_off_leaves_no_partition_label() {
 
 /// `None` (after saying so) when the tool is not installed.
 fn installed(tool: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file());
+    let found = strata_testkit::which(&[tool]);
     if found.is_none() {
         eprintln!("skipped: {tool} not installed (Debian package `prometheus`; .ci/run installs it)");
     }
@@ -286,7 +254,7 @@ async fn exposition_passes_promtool() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(c.create("linted", 2, &[]).await.error, ErrorCode::None);
     c.wait_for_leaders("linted").await;
@@ -325,9 +293,8 @@ async fn exposition_passes_promtool() {
 
 /// A Prometheus server process, killed (and its log printed on failure) when dropped.
 struct PrometheusServer {
-    child: Child,
+    process: LoggedChild,
     addr: SocketAddr,
-    log: PathBuf,
 }
 
 impl PrometheusServer {
@@ -349,80 +316,68 @@ impl PrometheusServer {
                 .unwrap()
                 .local_addr()
                 .unwrap();
-            let log = dir.join(format!("prometheus-{attempt}.log"));
-            let child = Command::new(binary)
-                .arg(format!("--config.file={}", config.display()))
+            let mut cmd = Command::new(binary);
+            cmd.arg(format!("--config.file={}", config.display()))
                 .arg(format!(
                     "--storage.tsdb.path={}",
                     dir.join(format!("tsdb-{attempt}")).display()
                 ))
-                .arg(format!("--web.listen-address={addr}"))
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("spawn prometheus");
-            let mut server = PrometheusServer { child, addr, log };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    eprintln!(
-                        "prometheus exited with {status} (attempt {attempt}):\n{}",
-                        server.logs()
-                    );
-                    break;
-                }
-                if matches!(http_get(addr, "/-/ready"), Ok((200, _))) {
-                    return server;
-                }
-                assert!(Instant::now() < deadline, "prometheus not ready:\n{}", server.logs());
-                std::thread::sleep(Duration::from_millis(100));
+                .arg(format!("--web.listen-address={addr}"));
+            let log = dir.join(format!("prometheus-{attempt}.log"));
+            let mut process = LoggedChild::spawn("prometheus", &mut cmd, log.clone());
+            // Ready (true), or exited at once (false: try another port).
+            let ready = wait::until(
+                Duration::from_secs(30),
+                Duration::from_millis(100),
+                || {
+                    if let Some(status) = process.try_wait() {
+                        eprintln!(
+                            "prometheus exited with {status} (attempt {attempt}):\n{}",
+                            process.logs()
+                        );
+                        return Ok(false);
+                    }
+                    match http::get(addr, "/-/ready") {
+                        Ok(r) if r.status == 200 => Ok(true),
+                        _ => Err(()),
+                    }
+                },
+                |()| format!("prometheus not ready:\n{}", read_log(&log)),
+            );
+            if ready {
+                return PrometheusServer { process, addr };
             }
         }
         panic!("prometheus did not start in 3 attempts");
     }
 
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// The instant query's first sample value, if any.
     fn query(&self, promql: &str) -> Option<f64> {
-        let (status, body) = http_get(self.addr, &format!("/api/v1/query?query={}", encode(promql))).ok()?;
-        if status != 200 {
+        let r = http::get(self.addr, &format!("/api/v1/query?query={}", encode(promql))).ok()?;
+        if r.status != 200 {
             return None;
         }
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        assert_eq!(v["status"], "success", "{body}");
+        let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        assert_eq!(v["status"], "success", "{}", r.body);
         v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
     }
 
     /// Polls `promql` until `ok` accepts its value, for up to `limit`.
     fn wait_for(&self, promql: &str, limit: Duration, ok: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + limit;
-        loop {
-            let got = self.query(promql);
-            if let Some(v) = got
-                && ok(v)
-            {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{promql} is {got:?} after {limit:?}; prometheus log:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- prometheus log {} ---\n{}", self.log.display(), self.logs());
-        }
+        wait::until(
+            limit,
+            Duration::from_millis(250),
+            || match self.query(promql) {
+                Some(v) if ok(v) => Ok(v),
+                got => Err(got),
+            },
+            |got| {
+                format!(
+                    "{promql} is {got:?} after {limit:?}; prometheus log:\n{}",
+                    self.process.logs()
+                )
+            },
+        )
     }
 }
 
@@ -432,7 +387,7 @@ async fn prometheus_scrapes_the_broker() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let prom_dir = dir.path().join("prometheus");
     std::fs::create_dir_all(&prom_dir).unwrap();
     let prom = {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use strata_protocol::ErrorCode;
 use strata_protocol::api::*;
+use strata_testkit::{BrokerProcess, http};
 
 mod common;
 use common::*;
@@ -67,7 +68,7 @@ fn help_lists_the_flags_and_bad_flags_fail() {
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
-        let broker = Proc::start(dir.path());
+        let broker = BrokerProcess::start(BROKER, dir.path());
         let mut c = Client::connect(broker.addr).await;
         if round == 0 {
             assert_eq!(c.create("durable", 2, &[]).await.error, ErrorCode::None);
@@ -122,7 +123,7 @@ async fn acknowledged_writes_survive_kill_9() {
             acked[1].len()
         );
 
-        let broker = Proc::start(dir.path());
+        let broker = BrokerProcess::start(BROKER, dir.path());
         let mut c = Client::connect(broker.addr).await;
         c.wait_for_leaders("durable").await;
         for partition in 0..2 {
@@ -148,7 +149,7 @@ async fn acknowledged_writes_survive_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(c.create("t", 1, &[]).await.error, ErrorCode::None);
     c.wait_for_leaders("t").await;
@@ -171,7 +172,7 @@ async fn sigterm_drains_and_exits_zero() {
         answered.is_some(),
         "the in-flight fetch got a response before the broker exited"
     );
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut c = Client::connect(broker.addr).await;
     c.wait_for_leaders("t").await;
     assert_eq!(read_all(&mut c, "t", 0).await.len(), 20);
@@ -180,7 +181,7 @@ async fn sigterm_drains_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut conns = Vec::new();
     for _ in 0..1000 {
         conns.push(Client::connect(broker.addr).await);
@@ -203,29 +204,16 @@ async fn a_thousand_concurrent_connections() {
     assert_eq!(broker.sigterm_and_wait().code(), Some(0));
 }
 
-/// One HTTP/1.1 GET over a raw socket: (status, body).
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
-}
-
 #[test]
 fn http_health_and_readiness() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start(dir.path());
-    assert_eq!(http_get(broker.http, "/healthz").0, 200);
-    let (status, body) = http_get(broker.http, "/readyz");
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = http_get(broker.http, "/nope");
-    assert_eq!(status, 404);
-    assert!(body.contains("not_found"), "{body}");
+    let broker = BrokerProcess::start(BROKER, dir.path());
+    assert_eq!(http::get(broker.http, "/healthz").unwrap().status, 200);
+    let r = http::get(broker.http, "/readyz").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http::get(broker.http, "/nope").unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("not_found"), "{}", r.body);
     // A client that sends half a request and stalls must not hold up shutdown.
     let mut stalled = std::net::TcpStream::connect(broker.http).unwrap();
     std::io::Write::write_all(&mut stalled, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
@@ -241,7 +229,7 @@ fn http_health_and_readiness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_runs_out_of_fds_is_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Proc::start_with_fd_limit(dir.path(), 128);
+    let broker = BrokerProcess::start_with_fd_limit(BROKER, dir.path(), 128);
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(c.create("small", 1, &[]).await.error, ErrorCode::None);
     c.wait_for_leaders("small").await;
@@ -280,7 +268,7 @@ async fn a_create_that_runs_out_of_fds_is_rolled_back() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    let broker = Proc::start(dir.path());
+    let broker = BrokerProcess::start(BROKER, dir.path());
     let mut c = Client::connect(broker.addr).await;
     c.wait_for_leaders("small").await;
     c.wait_for_leaders("fits").await;

@@ -9,11 +9,13 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use strata_testkit::process::wait_or_kill;
+use strata_testkit::{BrokerProcess, wait};
 
 /// Longest any one `strata` invocation may take before the test fails.
 const RUN_DEADLINE: Duration = Duration::from_secs(30);
@@ -42,63 +44,24 @@ fn broker_binary() -> &'static Path {
     })
 }
 
-/// A `strata-broker` process, killed on drop.
+/// A `strata-broker` process in a temp dir of its own, killed on drop.
 struct Broker {
-    child: Child,
+    // Declared before `_dir` so that the process is stopped before its directory is removed.
+    _process: BrokerProcess,
+    /// The protocol address, as `strata --bootstrap` takes it.
     addr: String,
-    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Broker {
     fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let ready = dir.path().join("ready.json");
-        let log = dir.path().join("broker.log");
-        let child = Command::new(broker_binary())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--shutdown-timeout",
-                "10s",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("STRATA_RAFT_TICK", "20ms")
-            .env_remove("STRATA_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn strata-broker");
-        let mut b = Broker {
-            child,
-            addr: String::new(),
-            log,
+        let process = BrokerProcess::start(broker_binary(), dir.path());
+        Broker {
+            addr: process.addr.to_string(),
+            _process: process,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&ready)
-                && let Ok(v) = serde_json::from_str::<Value>(&s)
-            {
-                b.addr = v["listen"].as_str().unwrap().to_owned();
-                return b;
-            }
-            if let Ok(Some(status)) = b.child.try_wait() {
-                panic!("broker exited early with {status}:\n{}", b.logs());
-            }
-            assert!(Instant::now() < deadline, "broker not ready in time:\n{}", b.logs());
-            std::thread::sleep(Duration::from_millis(10));
         }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `strata --bootstrap <this broker> ARGS`.
@@ -125,26 +88,20 @@ impl Broker {
 
     /// Describes `topic` until every partition has a leader.
     fn wait_for_leaders(&self, topic: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let d = self.json(&["topic", "describe", topic]);
-            let parts = d["partitions"].as_array().unwrap();
-            if !parts.is_empty() && parts.iter().all(|p| p["leader"].is_i64()) {
-                return d;
-            }
-            assert!(Instant::now() < deadline, "{topic} has no leaders: {d}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- broker log {} ---\n{}", self.log.display(), self.logs());
-        }
+        wait::until(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                let d = self.json(&["topic", "describe", topic]);
+                let parts = d["partitions"].as_array().unwrap();
+                if !parts.is_empty() && parts.iter().all(|p| p["leader"].is_i64()) {
+                    Ok(d)
+                } else {
+                    Err(d)
+                }
+            },
+            |d| format!("{topic} has no leaders: {d}"),
+        )
     }
 }
 
@@ -220,17 +177,8 @@ fn run(mut cmd: Command, args: &[&str], input: Option<&[u8]>) -> Run {
         stderr.read_to_end(&mut s).unwrap();
         s
     });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > RUN_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("strata {args:?} did not finish within {RUN_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_or_kill(&mut child, RUN_DEADLINE.saturating_sub(start.elapsed()))
+        .unwrap_or_else(|| panic!("strata {args:?} did not finish within {RUN_DEADLINE:?}"));
     if let Some(w) = writer {
         w.join().unwrap();
     }
@@ -600,14 +548,7 @@ fn lines_are_sent_as_they_arrive_not_when_input_ends() {
     assert!(producer.try_wait().unwrap().is_none(), "still reading stdin");
     stdin.write_all(b"three\n").unwrap();
     drop(stdin);
-    let deadline = Instant::now() + RUN_DEADLINE;
-    let status = loop {
-        if let Some(s) = producer.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "produce did not end at end of input");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_or_kill(&mut producer, RUN_DEADLINE).expect("produce did not end at end of input");
     assert!(status.success());
     let out = b.ok(&[
         "consume",
@@ -645,18 +586,8 @@ fn exits_quietly_without_a_reader(b: &Broker, args: &[&str]) {
         .spawn()
         .unwrap();
     drop(child.stdout.take());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} did not notice the closed pipe");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_or_kill(&mut child, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{args:?} did not notice the closed pipe"));
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(status.success(), "{args:?}: {status}: {stderr}");

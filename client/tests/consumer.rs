@@ -22,14 +22,7 @@ struct Setup {
 }
 
 async fn setup(partitions: usize) -> Setup {
-    let broker = FakeBroker::start().await;
-    broker.create_topic("t", partitions);
-    let client = Client::connect(ClientConfig {
-        request_timeout: Duration::from_secs(5),
-        ..ClientConfig::new(&broker.bootstrap())
-    })
-    .await
-    .unwrap();
+    let (broker, client) = common::topic_t_and_client(partitions).await;
     let producer = client
         .producer(ProducerConfig {
             linger: Duration::from_millis(20),

@@ -13,14 +13,7 @@ use strata_client::protocol::{Compression, ErrorCode, Offset};
 use strata_client::{Acks, Client, ClientConfig, Error, KeylessStrategy, Producer, ProducerConfig, ProducerRecord};
 
 async fn setup(partitions: usize, config: ProducerConfig) -> (FakeBroker, Producer) {
-    let broker = FakeBroker::start().await;
-    broker.create_topic("t", partitions);
-    let client = Client::connect(ClientConfig {
-        request_timeout: Duration::from_secs(5),
-        ..ClientConfig::new(&broker.bootstrap())
-    })
-    .await
-    .unwrap();
+    let (broker, client) = common::topic_t_and_client(partitions).await;
     let producer = client.producer(config).unwrap();
     (broker, producer)
 }

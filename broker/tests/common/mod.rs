@@ -1,10 +1,9 @@
-//! Helpers shared by the broker integration tests: a raw protocol client.
+//! Helpers shared by the broker integration tests: a raw protocol client, batch helpers, and the
+//! path of the broker binary. The broker process harness itself is `strata_testkit`'s.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -14,6 +13,9 @@ use strata_protocol::frame::{RequestError, RequestHeader};
 use strata_protocol::{BatchBuilder, BatchIter, BatchLimits, BatchOptions};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+
+/// The `strata-broker` binary Cargo built for these tests, for `strata_testkit::BrokerProcess`.
+pub const BROKER: &str = env!("CARGO_BIN_EXE_strata-broker");
 
 pub struct Client {
     pub framed: Framed<TcpStream, ClientCodec>,
@@ -186,19 +188,25 @@ impl Client {
         r.topics[0].partitions[0]
     }
 
+    /// Metadata for `topic` alone.
+    pub async fn metadata(&mut self, topic: &str) -> TopicMetadata {
+        let Response::Metadata(m) = self
+            .call(Request::Metadata(MetadataRequest {
+                topics: Some(vec![topic.into()]),
+            }))
+            .await
+            .unwrap()
+        else {
+            panic!("not a metadata response")
+        };
+        m.topics.into_iter().next().unwrap()
+    }
+
     /// Waits until every partition of `topic` has a leader.
     pub async fn wait_for_leaders(&mut self, topic: &str) {
         for _ in 0..500 {
-            let Response::Metadata(m) = self
-                .call(Request::Metadata(MetadataRequest {
-                    topics: Some(vec![topic.into()]),
-                }))
-                .await
-                .unwrap()
-            else {
-                panic!()
-            };
-            if m.topics[0].error.is_ok() && m.topics[0].partitions.iter().all(|p| p.leader >= 0) {
+            let t = self.metadata(topic).await;
+            if t.error.is_ok() && t.partitions.iter().all(|p| p.leader >= 0) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -224,138 +232,4 @@ pub fn values(records: Bytes) -> Vec<(u64, String)> {
         }
     }
     out
-}
-
-/// A real `strata-broker` process with its own data dir, on an ephemeral port.
-pub struct Proc {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub http: SocketAddr,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    pub fn start(dir: &Path) -> Proc {
-        Self::start_with(dir, &[])
-    }
-
-    /// As [`Proc::start`], with more flags after the standard ones.
-    pub fn start_with(dir: &Path, extra_args: &[&str]) -> Proc {
-        Self::spawn(dir, extra_args, None)
-    }
-
-    /// As [`Proc::start`], with the process's open-file limit (soft and hard) set to `nofile`.
-    #[allow(dead_code)]
-    pub fn start_with_fd_limit(dir: &Path, nofile: u64) -> Proc {
-        Self::spawn(dir, &[], Some(nofile))
-    }
-
-    fn spawn(dir: &Path, extra_args: &[&str], nofile: Option<u64>) -> Proc {
-        let ready = dir.join("ready.json");
-        let _ = std::fs::remove_file(&ready);
-        let log = dir.join(format!(
-            "broker-{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata-broker"));
-        if let Some(n) = nofile {
-            use std::os::unix::process::CommandExt;
-            let limit = libc::rlimit {
-                rlim_cur: n as libc::rlim_t,
-                rlim_max: n as libc::rlim_t,
-            };
-            // SAFETY: setrlimit is async-signal-safe and only touches the child's own limits.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        }
-        let child = cmd
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--shutdown-timeout",
-                "10s",
-            ])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(extra_args)
-            .env("STRATA_RAFT_TICK", "20ms")
-            .env_remove("STRATA_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn strata-broker");
-        let mut p = Proc {
-            child,
-            addr: "127.0.0.1:1".parse().unwrap(),
-            http: "127.0.0.1:1".parse().unwrap(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&ready)
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&s)
-            {
-                p.addr = v["listen"].as_str().unwrap().parse().unwrap();
-                p.http = v["http"].as_str().unwrap().parse().unwrap();
-                return p;
-            }
-            if let Ok(Some(status)) = p.child.try_wait() {
-                panic!("broker exited early with {status}:\n{}", p.logs());
-            }
-            assert!(Instant::now() < deadline, "broker not ready in time:\n{}", p.logs());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    pub fn sigterm_and_wait(mut self) -> std::process::ExitStatus {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker did not exit after SIGTERM:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- broker log {} ---\n{}", self.log.display(), self.logs());
-        }
-    }
 }

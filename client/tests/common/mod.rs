@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use strata_client::{Client, ClientConfig};
 use strata_protocol::api::list_offsets::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use strata_protocol::api::{
     ApiKey, ApiVersionRange, ApiVersionsResponse, BrokerMetadata, ConfigEntry, CreateTopicsRequest,
@@ -590,6 +591,20 @@ impl Conn {
             .collect();
         DeleteTopicsResponse { topics }
     }
+}
+
+/// A fake broker with one topic, `t`, of `partitions` partitions, and a client connected to it
+/// whose requests time out after 5 s.
+pub async fn topic_t_and_client(partitions: usize) -> (FakeBroker, Client) {
+    let broker = FakeBroker::start().await;
+    broker.create_topic("t", partitions);
+    let client = Client::connect(ClientConfig {
+        request_timeout: Duration::from_secs(5),
+        ..ClientConfig::new(&broker.bootstrap())
+    })
+    .await
+    .unwrap();
+    (broker, client)
 }
 
 /// A request-level error, for fakes that answer one.
