@@ -154,6 +154,9 @@ struct PartitionQueue {
 #[derive(Default)]
 struct State {
     topics: HashMap<String, BTreeMap<i32, PartitionQueue>>,
+    /// Bytes buffered or in flight per leader node id, for the least-loaded partitioners
+    /// (under the state lock, which every append takes anyway).
+    node_loads: HashMap<i32, u64>,
     next_batch_id: u64,
     /// Ids of batches not completed yet (for flush).
     incomplete: BTreeSet<u64>,
@@ -186,8 +189,6 @@ pub(crate) struct Accumulator {
     wakeup: Notify,
     /// The smallest incomplete batch id (`u64::MAX` when none), for flush.
     min_incomplete: watch::Sender<u64>,
-    /// Bytes buffered or in flight per leader node id, for the least-loaded partitioners.
-    node_loads: Mutex<HashMap<i32, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -213,7 +214,6 @@ impl Accumulator {
             flushes: AtomicUsize::new(0),
             wakeup: Notify::new(),
             min_incomplete: watch::channel(u64::MAX).0,
-            node_loads: Mutex::new(HashMap::new()),
         }
     }
 
@@ -228,9 +228,10 @@ impl Accumulator {
         self.wakeup.notified().await;
     }
 
-    /// Calls `f` with the current per-leader loads (under their lock; keep `f` short).
+    /// Calls `f` with the current per-leader loads (under the accumulator's lock; keep `f`
+    /// short).
     pub(crate) fn with_node_loads<T>(&self, f: impl FnOnce(&HashMap<i32, u64>) -> T) -> T {
-        f(&lock(&self.node_loads))
+        f(&lock(&self.state).node_loads)
     }
 
     /// Reserves `bytes` of buffer memory, waiting until `deadline` for other batches to
@@ -390,13 +391,13 @@ impl Accumulator {
         batch.load_bytes += record_size as u64;
         let load_node = batch.load_node;
         state.next_batch_id = next_id;
+        if let Some(node) = load_node {
+            *state.node_loads.entry(node).or_default() += record_size as u64;
+        }
         if opened {
             self.publish_min_incomplete(&state);
         }
         drop(state);
-        if let Some(node) = load_node {
-            *lock(&self.node_loads).entry(node).or_default() += record_size as u64;
-        }
         if opened || full {
             self.wakeup.notify_one();
         }
@@ -519,18 +520,15 @@ impl Accumulator {
             next_offset = next_offset.map(|o| o.saturating_add(u64::from(batch.records)));
         }
         self.memory.add_permits(released);
-        {
-            let mut node_loads = lock(&self.node_loads);
-            for (node, bytes) in loads {
-                if let Some(l) = node_loads.get_mut(&node) {
-                    *l = l.saturating_sub(bytes);
-                    if *l == 0 {
-                        node_loads.remove(&node);
-                    }
+        let mut state = lock(&self.state);
+        for (node, bytes) in loads {
+            if let Some(l) = state.node_loads.get_mut(&node) {
+                *l = l.saturating_sub(bytes);
+                if *l == 0 {
+                    state.node_loads.remove(&node);
                 }
             }
         }
-        let mut state = lock(&self.state);
         for id in ids {
             state.incomplete.remove(&id);
         }
