@@ -33,8 +33,9 @@ pub struct ConsumeArgs {
     /// Read only this partition (default: all).
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
     partition: Option<i32>,
-    /// Stop after this many records.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Stop after this many records (`--max-messages`, as in Kafka's console consumer, works
+    /// too).
+    #[arg(long, visible_alias = "max-messages", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// Stop when no record has arrived for this long (default: wait forever).
     #[arg(long, value_name = "MS")]
