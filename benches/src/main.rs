@@ -646,7 +646,13 @@ async fn producer_task(ctx: Arc<Ctx>, producer: Producer, id: u32) -> Bits {
                 if wait > 0 {
                     std::thread::sleep(Duration::from_nanos(wait));
                 }
-                if !source.send(&ctx2, &tx, intended, |r| handle.block_on(producer2.enqueue(r))) {
+                let (dup, record) = source.records(&ctx2, intended);
+                if let Some(d) = dup {
+                    let r = handle.block_on(producer2.enqueue(d));
+                    source.sent(&ctx2, &tx, intended, r, false);
+                }
+                let r = handle.block_on(producer2.enqueue(record));
+                if !source.sent(&ctx2, &tx, intended, r, true) {
                     break;
                 }
             }
@@ -659,8 +665,7 @@ async fn producer_task(ctx: Arc<Ctx>, producer: Producer, id: u32) -> Bits {
                 // rest of the runtime run.
                 tokio::task::yield_now().await;
             }
-            let record = source.build(&ctx, intended);
-            let dup = source.duplicate(&ctx).then(|| record.clone());
+            let (dup, record) = source.records(&ctx, intended);
             if let Some(d) = dup {
                 let r = producer.enqueue(d).await;
                 source.sent(&ctx, &tx, intended, r, false);
@@ -726,8 +731,9 @@ impl RecordSource {
         ctx.end_ns.is_none_or(|end| intended < end).then_some(intended)
     }
 
-    /// The next record, due at `intended`.
-    fn build(&mut self, ctx: &Ctx, intended: u64) -> ProducerRecord {
+    /// The next record, due at `intended`, and a second copy of it if `--inject-duplicates`
+    /// picks this one (to be sent first).
+    fn records(&mut self, ctx: &Ctx, intended: u64) -> (Option<ProducerRecord>, ProducerRecord) {
         // Payloads are carved out of a shared arena: no allocation per record.
         if self.arena.capacity() < self.fill.len() {
             self.arena.reserve((self.fill.len() * 64).max(ARENA_BYTES));
@@ -751,12 +757,9 @@ impl RecordSource {
             };
             record = record.key(payload::key(ctx.args.key_size, n));
         }
-        record
-    }
-
-    /// Whether this record is also sent a second time (`--inject-duplicates`).
-    fn duplicate(&self, ctx: &Ctx) -> bool {
-        ctx.args.inject_duplicates > 0 && self.seq.is_multiple_of(ctx.args.inject_duplicates)
+        let dup = (ctx.args.inject_duplicates > 0 && self.seq.is_multiple_of(ctx.args.inject_duplicates))
+            .then(|| record.clone());
+        (dup, record)
     }
 
     /// Records an enqueue's outcome; `last` is the record's final copy (advances the sequence).
@@ -791,23 +794,6 @@ impl RecordSource {
                 true
             }
         }
-    }
-
-    /// Builds, enqueues (through `enqueue`) and records the next record and its duplicate.
-    fn send(
-        &mut self,
-        ctx: &Ctx,
-        tx: &mpsc::UnboundedSender<Pending>,
-        intended: u64,
-        mut enqueue: impl FnMut(ProducerRecord) -> strata_client::Result<strata_client::Delivery>,
-    ) -> bool {
-        let record = self.build(ctx, intended);
-        if self.duplicate(ctx) {
-            let r = enqueue(record.clone());
-            self.sent(ctx, tx, intended, r, false);
-        }
-        let r = enqueue(record);
-        self.sent(ctx, tx, intended, r, true)
     }
 }
 
