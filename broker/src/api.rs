@@ -317,17 +317,10 @@ async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> Delete
 /// Deletes one topic under the admin mutex (binary DeleteTopics and the HTTP admin API).
 pub(crate) async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
     let _admin = broker.admin.lock().await;
-    remove_topic_locked(broker, name).await?;
-    tracing::info!(topic = %name, "deleted topic");
-    Ok(())
-}
-
-/// Removes a topic: registry first (durably, so a crash leaves only stray directories, which
-/// startup removes), then its partitions (stopped, directories deleted). The caller holds the
-/// admin mutex.
-async fn remove_topic_locked(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
+    // Registry first (durably), so a crash leaves only stray directories, which startup removes.
     let partitions = unregister_topic(broker, name).await?;
     stop_partitions(broker, name, partitions).await;
+    tracing::info!(topic = %name, "deleted topic");
     Ok(())
 }
 
