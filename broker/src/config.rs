@@ -11,8 +11,9 @@
 //! 2. the TOML file named by `--config FILE` or `STRATA_CONFIG` (none is read otherwise);
 //! 3. environment variables `STRATA_<SECTION>_<KEY>`, upper case (`STRATA_NODE_ID`,
 //!    `STRATA_LISTENER_MAX_CONNECTIONS`, `STRATA_TOPIC_DEFAULTS_FLUSH`), plus the short aliases
-//!    `STRATA_LISTEN`, `STRATA_ADVERTISED_ADDRESS` and `STRATA_HTTP` that match the flags;
-//! 4. flags (`--node-id`, `--data-dir`, `--listen`, `--advertised-address`, `--http`,
+//!    `STRATA_VOTERS`, `STRATA_LISTEN`, `STRATA_ADVERTISED_ADDRESS` and `STRATA_HTTP` that match
+//!    the flags;
+//! 4. flags (`--node-id`, `--voters`, `--data-dir`, `--listen`, `--advertised-address`, `--http`,
 //!    `--max-connections`, `--max-frame-bytes`, `--shutdown-timeout`, `--ready-file`,
 //!    `--metrics-per-partition`).
 //!
@@ -34,6 +35,10 @@
 //! - Flush policy: `"always"`, `"never"` or `"interval:<duration>"` (`"interval:100ms"`).
 //! - Booleans: `true` or `false` (a TOML boolean in the file; the words, any case, in the
 //!   environment and flags).
+//! - Voters (`cluster.voters`): one string, the same in the file, the environment and `--voters`:
+//!   comma-separated `ID@HOST:PORT` entries, `"1@broker-1:9700,2@broker-2:9700,3@10.0.0.3:9700"`
+//!   (IPv6 hosts in brackets; spaces around entries are ignored). An empty string means unset: a
+//!   cluster of one.
 //!
 //! Relative paths are relative to the broker's working directory, not to the config file.
 //!
@@ -41,7 +46,7 @@
 //!
 //! [`EXAMPLE_CONFIG`] lists every key with its default and bounds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -54,7 +59,7 @@ use serde::{Deserialize, Serialize};
 use strata_storage::FlushPolicy;
 use thiserror::Error;
 
-use crate::options::{BrokerOptions, TopicDefaults};
+use crate::options::{BrokerOptions, TopicDefaults, Voter};
 
 /// A complete config file: every key, set to its default, with its bounds. Keys whose default is
 /// "unset" are commented out. Parsing it gives [`Config::default`] (a test checks).
@@ -79,6 +84,15 @@ data_dir = "strata-data"
 # Default: unset (no file).
 # env STRATA_READY_FILE, flag --ready-file
 # ready_file = "/run/strata/ready"
+
+[cluster]
+# The metadata controller quorum: every voter as ID@HOST:PORT, comma-separated in one string,
+# where HOST:PORT is that broker's client listener address (host a DNS name or an IP, IPv6 in
+# brackets). Ids at least 1 and unique, addresses unique, at most 9 voters, and this broker's
+# node_id among them (every broker of a cluster is a voter for now). Give every broker the same
+# list. Default: unset (or ""): a cluster of one, this broker its only voter.
+# env STRATA_CLUSTER_VOTERS or STRATA_VOTERS, flag --voters
+# voters = "1@broker-1.example.com:9700,2@broker-2.example.com:9700,3@broker-3.example.com:9700"
 
 [listener]
 # Client listener, IP:PORT. Port 0 picks a free port.
@@ -161,6 +175,9 @@ max_message_bytes = "1MiB"
 flush = "always"
 "#;
 
+/// Most entries in `cluster.voters`. Every metadata commit waits for a majority of the voters, so a
+/// quorum larger than this only slows commits; five already survive two failures.
+pub const MAX_VOTERS: usize = 9;
 /// Bounds of `listener.max_frame_bytes`.
 pub const MAX_FRAME_BYTES_RANGE: RangeInclusive<u64> = 1 << 10..=1 << 30;
 /// Bounds of `listener.max_connections`.
@@ -199,6 +216,8 @@ pub struct Config {
     /// Once listening, write the bound addresses to this file. Default: unset; not empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_file: Option<PathBuf>,
+    /// `[cluster]`: cluster membership.
+    pub cluster: ClusterConfig,
     /// `[listener]`: the client listener.
     pub listener: ListenerConfig,
     /// `[http]`: the HTTP listener.
@@ -211,6 +230,18 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// `[topic_defaults]`: settings of topics created without their own.
     pub topic_defaults: TopicDefaultsConfig,
+}
+
+/// `[cluster]`: cluster membership.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The metadata controller quorum, `"ID@HOST:PORT,ID@HOST:PORT,…"` in the file. Default empty
+    /// (unset, or `""`): a cluster of one. Otherwise ids ≥ 1 and unique, addresses `host:port`
+    /// with a port 1 ..= 65535 and unique, at most [`MAX_VOTERS`] entries, and `node_id` among
+    /// the ids.
+    #[serde(with = "voters", skip_serializing_if = "Vec::is_empty")]
+    pub voters: Vec<Voter>,
 }
 
 /// `[listener]`: the client listener.
@@ -305,6 +336,12 @@ impl Default for Config {
     }
 }
 
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Config::default().cluster
+    }
+}
+
 impl Default for ListenerConfig {
     fn default() -> Self {
         Config::default().listener
@@ -349,6 +386,9 @@ impl From<&BrokerOptions> for Config {
             node_id: o.node_id,
             data_dir: o.data_dir.clone(),
             ready_file: o.ready_file.clone(),
+            cluster: ClusterConfig {
+                voters: o.voters.clone(),
+            },
             listener: ListenerConfig {
                 listen: o.listen,
                 advertised_address: o.advertised_address.clone(),
@@ -453,6 +493,7 @@ impl Config {
         {
             return bad("ready_file", "\"\"", "must not be empty (leave it unset instead)");
         }
+        self.validate_voters()?;
 
         let l = &self.listener;
         if let Some(a) = &l.advertised_address {
@@ -554,6 +595,73 @@ impl Config {
         Ok(())
     }
 
+    /// `cluster.voters`: at most [`MAX_VOTERS`], each id ≥ 1, each address `host:port`, no id or
+    /// address twice, and this broker's `node_id` among them. Empty is a cluster of one.
+    fn validate_voters(&self) -> Result<(), ConfigError> {
+        const KEY: &str = "cluster.voters";
+        let voters = &self.cluster.voters;
+        if voters.is_empty() {
+            return Ok(());
+        }
+        let value = format!("{:?}", format_voters(voters));
+        let invalid = |reason: String, other_key: Option<&'static str>| {
+            Err(ConfigError::Invalid(Box::new(InvalidSetting {
+                key: KEY,
+                value: value.clone(),
+                reason,
+                origin: None,
+                other_key,
+                other_origin: None,
+            })))
+        };
+        if voters.len() > MAX_VOTERS {
+            return invalid(
+                format!(
+                    "{} voters; at most {MAX_VOTERS} (every metadata commit waits for a majority, so a larger \
+                     quorum only slows commits)",
+                    voters.len()
+                ),
+                None,
+            );
+        }
+        let mut ids = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
+        for v in voters {
+            if v.id == 0 {
+                return invalid(format!("voter {v}: the id must be at least 1"), None);
+            }
+            if let Err(reason) = check_host_port(&v.address) {
+                return invalid(format!("voter {v}: {reason}"), None);
+            }
+            if !ids.insert(v.id) {
+                return invalid(format!("voter id {} appears more than once", v.id), None);
+            }
+            // Host names are case-insensitive.
+            if !addresses.insert(v.address.to_ascii_lowercase()) {
+                return invalid(
+                    format!(
+                        "address {} appears more than once; each voter is a different broker",
+                        v.address
+                    ),
+                    None,
+                );
+            }
+        }
+        if !ids.contains(&self.node_id) {
+            let listed: Vec<String> = ids.iter().map(u64::to_string).collect();
+            return invalid(
+                format!(
+                    "node id {} is not among the voters (ids {}); list this broker in cluster.voters or give it \
+                     one of those ids (data-only brokers joining a cluster are a later feature)",
+                    self.node_id,
+                    listed.join(", ")
+                ),
+                Some("node_id"),
+            );
+        }
+        Ok(())
+    }
+
     /// Validates the config and converts it to the options the broker runs with.
     ///
     /// # Errors
@@ -574,6 +682,7 @@ impl Config {
         let t = &self.topic_defaults;
         Ok(BrokerOptions {
             node_id: self.node_id,
+            voters: self.cluster.voters.clone(),
             listen: l.listen,
             advertised_address: l.advertised_address.clone(),
             http: self.http.listen,
@@ -734,6 +843,48 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     } else {
         Err(format!("invalid boolean {s:?}: expected true or false"))
     }
+}
+
+/// Parses a voter list: comma-separated `ID@HOST:PORT` entries (spaces around entries and around
+/// `@` are ignored); an empty string is the empty list. Only the shape is checked here (one `@`,
+/// an integer id, something after the `@`); [`Config::validate`] checks ids, addresses and ports.
+///
+/// # Errors
+/// A message quoting the bad entry.
+pub fn parse_voters(s: &str) -> Result<Vec<Voter>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    let expected = "expected ID@HOST:PORT entries separated by commas, e.g. \"1@broker-1:9700,2@broker-2:9700\"";
+    s.split(',')
+        .map(|entry| {
+            let entry = entry.trim();
+            let Some((id, address)) = entry.split_once('@') else {
+                return Err(format!("invalid voter {entry:?}: {expected}"));
+            };
+            let id = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid voter {entry:?}: the id must be an integer; {expected}"))?;
+            let address = address.trim();
+            if address.is_empty() {
+                return Err(format!("invalid voter {entry:?}: no address; {expected}"));
+            }
+            if address.contains('@') {
+                return Err(format!("invalid voter {entry:?}: more than one @; {expected}"));
+            }
+            Ok(Voter {
+                id,
+                address: address.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Formats voters the way [`parse_voters`] reads them back: `1@a:9700,2@b:9700` (empty for none).
+pub fn format_voters(voters: &[Voter]) -> String {
+    voters.iter().map(Voter::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Formats a flush policy the way [`parse_flush`] reads it back.
@@ -897,6 +1048,22 @@ fn de_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Erro
     addr(&s).map_err(serde::de::Error::custom)
 }
 
+/// serde for voters: one `"ID@HOST:PORT,…"` string.
+mod voters {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::options::Voter;
+
+    pub fn serialize<S: Serializer>(v: &[Voter], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_voters(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Voter>, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_voters(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// serde for the flush policy: `"always"`, `"never"`, `"interval:<duration>"`.
 mod flush {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -983,6 +1150,23 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| unset_or(c.ready_file.as_ref().map(|p| p.display().to_string())),
+    },
+    Setting {
+        key: "cluster.voters",
+        env: "STRATA_CLUSTER_VOTERS",
+        env_alias: Some("STRATA_VOTERS"),
+        flag: Some("--voters"),
+        set: |c, v| {
+            c.cluster.voters = parse_voters(v)?;
+            Ok(())
+        },
+        get: |c| {
+            if c.cluster.voters.is_empty() {
+                "unset".into()
+            } else {
+                format_voters(&c.cluster.voters)
+            }
+        },
     },
     Setting {
         key: "listener.listen",
@@ -1202,6 +1386,11 @@ struct Cli {
     #[arg(long, value_name = "ID")]
     node_id: Option<u64>,
 
+    /// Metadata controller quorum: every voter (this broker too) as ID@HOST:PORT of its client listener,
+    /// comma-separated [default: none, a cluster of one] [env: STRATA_VOTERS]
+    #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voter_list)]
+    voters: Option<VoterList>,
+
     /// Data directory [default: strata-data] [env: STRATA_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -1239,6 +1428,15 @@ struct Cli {
     metrics_per_partition: Option<bool>,
 }
 
+/// `--voters`' value. A newtype because clap's derive reads an `Option<Vec<_>>` field as a flag
+/// taking several values.
+#[derive(Debug, Clone)]
+struct VoterList(Vec<Voter>);
+
+fn parse_voter_list(s: &str) -> Result<VoterList, String> {
+    parse_voters(s).map(VoterList)
+}
+
 impl Cli {
     /// Applies every flag given over `config`, recording each as the origin of its key.
     fn apply(self, config: &mut Config, origins: &mut BTreeMap<&'static str, Origin>) {
@@ -1248,6 +1446,9 @@ impl Cli {
         };
         if let Some(v) = self.node_id {
             set("node_id", "--node-id", &|c| c.node_id = v);
+        }
+        if let Some(VoterList(v)) = self.voters {
+            set("cluster.voters", "--voters", &|c| c.cluster.voters = v.clone());
         }
         if let Some(v) = self.data_dir {
             set("data_dir", "--data-dir", &|c| c.data_dir = v.clone());
@@ -1506,8 +1707,8 @@ impl ConfigError {
 /// ```
 ///
 /// Empty environment variables unset optional settings (`STRATA_READY_FILE=`,
-/// `STRATA_ADVERTISED_ADDRESS=`) and are an error for the others; `STRATA_CONFIG=` means no
-/// file. Values are trimmed.
+/// `STRATA_ADVERTISED_ADDRESS=`, `STRATA_VOTERS=`) and are an error for the others;
+/// `STRATA_CONFIG=` means no file. Values are trimmed.
 ///
 /// # Errors
 /// [`ConfigError::Cli`] for `--help`, `--version` and bad flags; the other variants name the
@@ -1628,6 +1829,13 @@ mod tests {
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| pairs.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    fn voter(id: u64, address: &str) -> Voter {
+        Voter {
+            id,
+            address: address.into(),
+        }
     }
 
     fn invalid_key(e: &ConfigError) -> &'static str {
@@ -1770,6 +1978,8 @@ mod tests {
             node_id = 7
             data_dir = "/var/lib/strata"
             ready_file = "/run/strata/ready"
+            [cluster]
+            voters = "7@broker-7.example.com:19700, 8@[fd00::8]:19700,9@10.0.0.9:19700"
             [listener]
             listen = "0.0.0.0:19700"
             advertised_address = "broker-7.example.com:19700"
@@ -1796,6 +2006,11 @@ mod tests {
         let o = c.to_options().unwrap();
         let expected = BrokerOptions {
             node_id: 7,
+            voters: vec![
+                voter(7, "broker-7.example.com:19700"),
+                voter(8, "[fd00::8]:19700"),
+                voter(9, "10.0.0.9:19700"),
+            ],
             listen: "0.0.0.0:19700".parse().unwrap(),
             advertised_address: Some("broker-7.example.com:19700".into()),
             http: "0.0.0.0:19701".parse().unwrap(),
@@ -1888,6 +2103,26 @@ mod tests {
             ("node_id", |c| c.node_id = 0),
             ("data_dir", |c| c.data_dir = PathBuf::new()),
             ("ready_file", |c| c.ready_file = Some(PathBuf::new())),
+            ("cluster.voters", |c| {
+                c.cluster.voters = vec![voter(1, "a:1"), voter(0, "b:1")]
+            }),
+            ("cluster.voters", |c| c.cluster.voters = vec![voter(1, "a")]),
+            ("cluster.voters", |c| c.cluster.voters = vec![voter(1, "a:0")]),
+            ("cluster.voters", |c| c.cluster.voters = vec![voter(1, "a:65536")]),
+            ("cluster.voters", |c| c.cluster.voters = vec![voter(1, ":9700")]),
+            ("cluster.voters", |c| c.cluster.voters = vec![voter(1, "::1:9700")]),
+            ("cluster.voters", |c| {
+                c.cluster.voters = vec![voter(1, "a:1"), voter(1, "b:1")]
+            }),
+            ("cluster.voters", |c| {
+                c.cluster.voters = vec![voter(1, "a:1"), voter(2, "A:1")]
+            }),
+            ("cluster.voters", |c| {
+                c.cluster.voters = (1..=10).map(|id| voter(id, &format!("b{id}:9700"))).collect()
+            }),
+            ("cluster.voters", |c| {
+                c.cluster.voters = vec![voter(2, "b:1"), voter(3, "c:1")]
+            }),
             ("listener.advertised_address", |c| {
                 c.listener.advertised_address = Some("nohost".into())
             }),
@@ -1997,6 +2232,7 @@ mod tests {
             ("STRATA_NODE_ID", "9"),
             ("STRATA_DATA_DIR", "/data"),
             ("STRATA_READY_FILE", "/tmp/ready"),
+            ("STRATA_CLUSTER_VOTERS", "9@b9:9700,10@b10:9700,11@b11:9700"),
             ("STRATA_LISTENER_LISTEN", "127.0.0.1:0"),
             ("STRATA_LISTENER_ADVERTISED_ADDRESS", "b9:9700"),
             ("STRATA_LISTENER_MAX_FRAME_BYTES", "8MiB"),
@@ -2019,6 +2255,10 @@ mod tests {
         assert_eq!(o.node_id, 9);
         assert_eq!(o.data_dir, PathBuf::from("/data"));
         assert_eq!(o.ready_file, Some(PathBuf::from("/tmp/ready")));
+        assert_eq!(
+            o.voters,
+            vec![voter(9, "b9:9700"), voter(10, "b10:9700"), voter(11, "b11:9700")]
+        );
         assert_eq!(o.listen.port(), 0);
         assert_eq!(o.advertised_address.as_deref(), Some("b9:9700"));
         assert_eq!(o.max_frame_bytes, 8 << 20);
@@ -2047,8 +2287,11 @@ mod tests {
             ("STRATA_LISTEN", "127.0.0.1:1700"),
             ("STRATA_ADVERTISED_ADDRESS", "b:1700"),
             ("STRATA_HTTP", "127.0.0.1:1701"),
+            ("STRATA_VOTERS", "1@b:1700,2@c:1700"),
         ]);
         let loaded = load(args(&[]), &env).unwrap();
+        assert_eq!(loaded.options.voters, vec![voter(1, "b:1700"), voter(2, "c:1700")]);
+        assert_eq!(loaded.origin("cluster.voters"), Origin::Env("STRATA_VOTERS"));
         assert_eq!(loaded.options.listen.port(), 1700);
         assert_eq!(loaded.options.advertised_address.as_deref(), Some("b:1700"));
         assert_eq!(loaded.options.http.port(), 1701);
@@ -2081,6 +2324,10 @@ mod tests {
             ("STRATA_RAFT_TICK", "100"),
             ("STRATA_TOPIC_DEFAULTS_FLUSH", "sometimes"),
             ("STRATA_METRICS_PER_PARTITION", "yes"),
+            ("STRATA_VOTERS", "1:b:9700"),
+            ("STRATA_CLUSTER_VOTERS", "one@b:9700"),
+            ("STRATA_VOTERS", "1@"),
+            ("STRATA_VOTERS", "1@a:9700,,2@b:9700"),
         ] {
             let e = load(args(&[]), &|k| (k == var).then(|| value.to_owned())).unwrap_err();
             assert!(matches!(e, ConfigError::Env { var: v, .. } if v == var), "{e:?}");
@@ -2097,6 +2344,7 @@ mod tests {
         let env = env_of(&[
             ("STRATA_ADVERTISED_ADDRESS", ""),
             ("STRATA_READY_FILE", " "),
+            ("STRATA_VOTERS", ""),
             ("STRATA_CONFIG", ""),
         ]);
         let loaded = load(args(&[]), &env).unwrap();
@@ -2109,6 +2357,8 @@ mod tests {
             args(&[
                 "--node-id",
                 "3",
+                "--voters",
+                "1@b1:9700,2@b2:9700,3@b3:9700",
                 "--data-dir",
                 "d3",
                 "--listen",
@@ -2133,6 +2383,10 @@ mod tests {
         .unwrap();
         let o = &loaded.options;
         assert_eq!(o.node_id, 3);
+        assert_eq!(
+            o.voters,
+            vec![voter(1, "b1:9700"), voter(2, "b2:9700"), voter(3, "b3:9700")]
+        );
         assert_eq!(o.data_dir, PathBuf::from("d3"));
         assert_eq!(o.listen, "127.0.0.1:0".parse::<SocketAddr>().unwrap());
         assert_eq!(o.advertised_address.as_deref(), Some("b3:9700"));
@@ -2171,6 +2425,7 @@ mod tests {
             &["--max-frame-bytes", "64XB"],
             &["--shutdown-timeout", "30"],
             &["--metrics-per-partition", "1"],
+            &["--voters", "1=b:9700"],
             &["--bogus"],
         ] {
             let e = load(args(bad), &no_env).unwrap_err();
@@ -2194,6 +2449,7 @@ mod tests {
         for flag in [
             "--config",
             "--node-id",
+            "--voters",
             "--data-dir",
             "--listen",
             "--advertised-address",
@@ -2240,6 +2496,109 @@ mod tests {
             ..Config::default()
         };
         assert!(c.to_string().contains("data_dir=\"my data\""));
+    }
+
+    #[test]
+    fn voters_parse_and_format() {
+        assert_eq!(parse_voters(""), Ok(vec![]));
+        assert_eq!(parse_voters("  "), Ok(vec![]));
+        assert_eq!(parse_voters("1@a:9700"), Ok(vec![voter(1, "a:9700")]));
+        assert_eq!(
+            parse_voters(" 1 @ a:9700 , 2@[::1]:9700,3@10.0.0.3:9700 "),
+            Ok(vec![
+                voter(1, "a:9700"),
+                voter(2, "[::1]:9700"),
+                voter(3, "10.0.0.3:9700")
+            ])
+        );
+        // Bounds are validate's business: id 0 and port 0 parse.
+        assert_eq!(parse_voters("0@a:0"), Ok(vec![voter(0, "a:0")]));
+        for (bad, entry) in [
+            ("a:9700", "a:9700"),
+            ("x@a:9700", "x@a:9700"),
+            ("-1@a:9700", "-1@a:9700"),
+            ("1@", "1@"),
+            ("1@a:1;2@b:1", "1@a:1;2@b:1"),
+            ("1@a:1,", ""),
+            ("1@a:1,,2@b:1", ""),
+            ("99999999999999999999@a:1", "99999999999999999999@a:1"),
+        ] {
+            let e = parse_voters(bad).unwrap_err();
+            assert!(e.contains(&format!("invalid voter {entry:?}")), "{bad}: {e}");
+            assert!(e.contains("ID@HOST:PORT"), "{bad}: {e}");
+        }
+        let list = vec![voter(1, "a:9700"), voter(2, "[::1]:9700")];
+        assert_eq!(format_voters(&list), "1@a:9700,2@[::1]:9700");
+        assert_eq!(parse_voters(&format_voters(&list)), Ok(list));
+    }
+
+    #[test]
+    fn voters_validation_messages() {
+        let three = || vec![voter(1, "a:9700"), voter(2, "b:9700"), voter(3, "c:9700")];
+        let message = |node_id: u64, voters: Vec<Voter>| {
+            let c = Config {
+                node_id,
+                cluster: ClusterConfig { voters },
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err();
+            assert_eq!(invalid_key(&e), "cluster.voters", "{e}");
+            e.to_string()
+        };
+        let m = message(4, three());
+        assert!(
+            m.starts_with("invalid cluster.voters = \"1@a:9700,2@b:9700,3@c:9700\": node id 4 is not among the voters (ids 1, 2, 3)"),
+            "{m}"
+        );
+        assert!(m.contains("data-only brokers"), "{m}");
+        let m = message(1, vec![voter(1, "a:9700"), voter(0, "b:9700")]);
+        assert!(m.contains("voter 0@b:9700: the id must be at least 1"), "{m}");
+        let m = message(1, vec![voter(1, "a:9700"), voter(1, "b:9700")]);
+        assert!(m.contains("voter id 1 appears more than once"), "{m}");
+        let m = message(1, vec![voter(1, "a:9700"), voter(2, "a:9700")]);
+        assert!(m.contains("address a:9700 appears more than once"), "{m}");
+        for (address, reason) in [
+            ("a:0", "port must be 1 ..= 65535"),
+            ("a:65536", "port must be 1 ..= 65535"),
+            ("a:x", "port must be 1 ..= 65535"),
+            ("a", "no port"),
+            (":1", "bad host"),
+        ] {
+            let m = message(1, vec![voter(1, address)]);
+            assert!(m.contains(&format!("voter 1@{address}: {reason}")), "{m}");
+        }
+        let ten: Vec<Voter> = (1..=10).map(|id| voter(id, &format!("b{id}:9700"))).collect();
+        let m = message(1, ten);
+        assert!(m.contains("10 voters; at most 9"), "{m}");
+
+        // In bounds: nine voters, one voter, DNS names and IPs, any position for this node.
+        let nine: Vec<Voter> = (1..=9).map(|id| voter(id, &format!("b{id}:9700"))).collect();
+        for (node_id, voters) in [(9, nine), (5, vec![voter(5, "[::1]:1")]), (3, three())] {
+            let c = Config {
+                node_id,
+                cluster: ClusterConfig { voters: voters.clone() },
+                ..Config::default()
+            };
+            assert_eq!(c.to_options().unwrap().voters, voters);
+        }
+    }
+
+    #[test]
+    fn voters_in_the_file() {
+        let c = Config::from_toml("node_id = 2\n[cluster]\nvoters = \"1@a:9700,2@b:9700,3@c:9700\"").unwrap();
+        assert_eq!(c.cluster.voters.len(), 3);
+        assert_eq!(Config::from_toml(&c.to_toml().unwrap()).unwrap(), c);
+        // "" is unset; so is a missing [cluster].
+        assert_eq!(
+            Config::from_toml("[cluster]\nvoters = \"\"").unwrap(),
+            Config::default()
+        );
+        let e = Config::from_toml("[cluster]\nvoters = \"1@a:9700,b:9700\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("voters") && e.contains("invalid voter \"b:9700\""), "{e}");
+        assert!(Config::from_toml("[cluster]\nvoters = [\"1@a:9700\"]").is_err());
+        assert!(Config::from_toml("[cluster]\nvoter = \"1@a:9700\"").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the broker library needs to run, already validated. The `config` module builds this from
 //! the TOML file, `STRATA_*` environment variables and flags; tests build it directly.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,11 +38,33 @@ impl Default for TopicDefaults {
     }
 }
 
+/// One member of the metadata controller quorum: a broker's node id and the `host:port` of its
+/// client listener (its `--listen` address, or the advertised one if that differs), where the
+/// other voters reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    /// The broker's node id (≥ 1), as its own `node_id`.
+    pub id: u64,
+    /// `host:port`; the host is a DNS name or an IP (IPv6 in brackets), the port 1 ..= 65535.
+    pub address: String,
+}
+
+/// `ID@HOST:PORT`, the form `--voters` takes.
+impl fmt::Display for Voter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.id, self.address)
+    }
+}
+
 /// Everything `run` needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerOptions {
     /// This broker's node id (≥ 1).
     pub node_id: u64,
+    /// The metadata controller quorum: every voter of the cluster, this broker among them, with
+    /// unique ids and addresses, at most 9. Default empty: a cluster of one, this broker its only
+    /// voter.
+    pub voters: Vec<Voter>,
     /// Client listener. Port 0 picks a free port; the bound address is reported once listening.
     pub listen: SocketAddr,
     /// `host:port` clients are told to connect to (default: the bound listen address).
@@ -76,6 +99,7 @@ impl Default for BrokerOptions {
     fn default() -> Self {
         Self {
             node_id: 1,
+            voters: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9700)),
             advertised_address: None,
             http: SocketAddr::from(([127, 0, 0, 1], 9701)),

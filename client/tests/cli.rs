@@ -279,7 +279,46 @@ fn topics_are_created_listed_described_and_deleted() {
     let text = b.ok(&["topic", "describe", "orders"]);
     assert!(text.starts_with("topic orders  partitions 3\n"), "{text}");
     assert!(text.contains("retention.ms=60000"), "{text}");
-    assert!(text.contains("HIGH-WATERMARK"), "{text}");
+    // One row per partition: leader, replicas, in-sync replicas, log start, high watermark.
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("PARTITION"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "PARTITION",
+            "LEADER",
+            "REPLICAS",
+            "IN-SYNC",
+            "LOG-START",
+            "HIGH-WATERMARK"
+        ],
+        "{text}"
+    );
+    assert_eq!(rows.len(), 4, "{text}");
+    for (i, row) in rows[1..].iter().enumerate() {
+        assert_eq!(*row, [i.to_string().as_str(), "1", "1", "1", "0", "0"], "{text}");
+    }
+
+    // The cluster: the one broker leads every partition and hosts every replica (3 + 1).
+    b.wait_for_leaders("events");
+    let c = b.json(&["cluster", "describe"]);
+    let brokers = c["brokers"].as_array().unwrap();
+    assert_eq!(brokers.len(), 1, "{c}");
+    assert_eq!(brokers[0]["leader_count"], 4, "{c}");
+    assert_eq!(brokers[0]["replica_count"], 4, "{c}");
+    let text = b.ok(&["cluster", "describe"]);
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["NODE", "ADDRESS", "LEADERS", "REPLICAS"],
+            vec!["1", b.addr.as_str(), "4", "4"]
+        ],
+        "{text}"
+    );
 
     // Failures: one line, exit 1.
     b.strata(&["topic", "create", "orders"]).fails_with(&[
@@ -316,8 +355,13 @@ fn topics_are_created_listed_described_and_deleted() {
     assert_eq!(c["controller"], 1);
     assert_eq!(c["brokers"][0]["node_id"], 1);
     assert_eq!(c["brokers"][0]["addr"], b.addr.as_str());
+    // Every topic is gone, and with it every partition.
+    assert_eq!(c["brokers"][0]["leader_count"], 0);
+    assert_eq!(c["brokers"][0]["replica_count"], 0);
     let text = b.ok(&["cluster", "describe"]);
     assert!(text.contains("controller 1") && text.contains(&b.addr), "{text}");
+    let last: Vec<&str> = text.lines().last().unwrap().split_whitespace().collect();
+    assert_eq!(last, ["1", b.addr.as_str(), "0", "0"], "{text}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use serde::Serialize;
 use strata_client::protocol::ErrorCode;
-use strata_client::{Admin, Error, NewTopic, TopicInfo};
+use strata_client::{Admin, ClusterMetadata, Error, NewTopic, TopicInfo};
 
 use crate::Global;
 use crate::output::Out;
@@ -47,7 +47,8 @@ pub enum TopicCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Describe the cluster: id, controller and brokers.
+    /// Describe the cluster: id, controller, and each broker with how many partitions it leads
+    /// and how many replicas it hosts.
     Describe,
 }
 
@@ -288,24 +289,60 @@ struct BrokerJson<'a> {
     host: &'a str,
     port: u16,
     addr: &'a str,
+    /// Partitions this broker leads.
+    leader_count: usize,
+    /// Partition replicas this broker hosts (led ones included).
+    replica_count: usize,
+}
+
+/// What one broker carries, counted over every partition of every topic.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Load {
+    leader_count: usize,
+    replica_count: usize,
+}
+
+/// Each broker's [`Load`], by node id, from the partitions' `leader` and `replicas`. Node ids that
+/// appear only in partitions (a broker missing from the metadata's broker list) get an entry too,
+/// though `cluster describe` lists only the brokers the metadata names.
+fn loads(metadata: &ClusterMetadata) -> BTreeMap<i32, Load> {
+    let mut loads: BTreeMap<i32, Load> = BTreeMap::new();
+    for p in metadata.topics.values().flat_map(|t| &t.partitions) {
+        if let Some(leader) = p.leader {
+            loads.entry(leader).or_default().leader_count += 1;
+        }
+        for &replica in &p.replicas {
+            loads.entry(replica).or_default().replica_count += 1;
+        }
+    }
+    loads
 }
 
 pub async fn cluster(global: &Global, out: &mut Out, cmd: ClusterCommand) -> anyhow::Result<()> {
     let ClusterCommand::Describe = cmd;
-    let admin = global.connect().await?.admin();
-    let c = admin.describe_cluster().await.context("cannot describe the cluster")?;
+    // One Metadata request for every topic: the brokers and controller, and the partitions'
+    // leaders and replicas to count.
+    let client = global.connect().await?;
+    let c = client
+        .refresh_metadata(None)
+        .await
+        .context("cannot describe the cluster")?;
+    let loads = loads(&c);
+    let load = |node_id: i32| loads.get(&node_id).copied().unwrap_or_default();
     if out.json() {
         return out.json_line(&ClusterJson {
             cluster_id: c.cluster_id.as_deref(),
             controller: c.controller_id,
             brokers: c
                 .brokers
-                .iter()
+                .values()
                 .map(|b| BrokerJson {
                     node_id: b.node_id,
                     host: &b.host,
                     port: b.port,
                     addr: &b.addr,
+                    leader_count: load(b.node_id).leader_count,
+                    replica_count: load(b.node_id).replica_count,
                 })
                 .collect(),
         });
@@ -315,12 +352,20 @@ pub async fn cluster(global: &Global, out: &mut Out, cmd: ClusterCommand) -> any
         c.cluster_id.as_deref().unwrap_or("-"),
         c.controller_id.map_or_else(|| "none".to_owned(), |id| id.to_string())
     ))?;
-    let rows: Vec<[String; 2]> = c
+    let rows: Vec<[String; 4]> = c
         .brokers
-        .iter()
-        .map(|b| [b.node_id.to_string(), b.addr.clone()])
+        .values()
+        .map(|b| {
+            let l = load(b.node_id);
+            [
+                b.node_id.to_string(),
+                b.addr.clone(),
+                l.leader_count.to_string(),
+                l.replica_count.to_string(),
+            ]
+        })
         .collect();
-    table(out, ["NODE", "ADDRESS"], &rows)
+    table(out, ["NODE", "ADDRESS", "LEADERS", "REPLICAS"], &rows)
 }
 
 #[cfg(test)]
@@ -332,5 +377,50 @@ mod tests {
         assert_eq!(parse_config("a.b=c=d"), Ok(("a.b".to_owned(), "c=d".to_owned())));
         assert!(parse_config("novalue").is_err());
         assert!(parse_config("=v").is_err());
+    }
+
+    #[test]
+    fn loads_count_leaders_and_replicas_per_broker() {
+        use std::sync::Arc;
+        use strata_client::PartitionInfo;
+
+        let partition = |partition: i32, leader: Option<i32>, replicas: &[i32]| PartitionInfo {
+            partition,
+            error: ErrorCode::None,
+            leader,
+            leader_term: 1,
+            replicas: replicas.to_vec(),
+            in_sync: replicas.to_vec(),
+            log_start_offset: 0,
+            high_watermark: 0,
+        };
+        let topic = |name: &str, partitions: Vec<PartitionInfo>| {
+            let t = TopicInfo::new(name.to_owned(), ErrorCode::None, partitions, BTreeMap::new());
+            (name.to_owned(), Arc::new(t))
+        };
+        let metadata = ClusterMetadata {
+            topics: BTreeMap::from([
+                topic(
+                    "a",
+                    vec![
+                        partition(0, Some(1), &[1, 2, 3]),
+                        partition(1, Some(2), &[2, 3, 1]),
+                        partition(2, None, &[3, 1, 2]),
+                    ],
+                ),
+                topic("b", vec![partition(0, Some(1), &[1, 4])]),
+            ]),
+            ..ClusterMetadata::default()
+        };
+        let l = loads(&metadata);
+        let load = |leader_count, replica_count| Load {
+            leader_count,
+            replica_count,
+        };
+        assert_eq!(
+            l,
+            BTreeMap::from([(1, load(2, 4)), (2, load(1, 3)), (3, load(0, 3)), (4, load(0, 1))])
+        );
+        assert!(loads(&ClusterMetadata::default()).is_empty());
     }
 }
