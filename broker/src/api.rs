@@ -17,11 +17,12 @@ use strata_protocol::{BatchIter, BatchLimits, DecodeError, ErrorCode, Offset};
 use strata_storage::Error as StorageError;
 use tokio::sync::oneshot;
 
+use crate::controller::MetadataCommand;
 use crate::driver::Command;
 use crate::metrics::{GaugeGuard, Metrics, count_records};
 use crate::partition::Partition;
 use crate::server::Broker;
-use crate::topics::{AdminError, MAX_PARTITIONS, TopicConfig, TopicMeta, partition_dir, validate_name};
+use crate::topics::{AdminError, MAX_PARTITIONS, TopicConfig, validate_name};
 
 /// Longest a fetch may long-poll, whatever it asks for.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
@@ -83,12 +84,57 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<Outgoing
         }
         Request::Fetch(r) => Response::Fetch(fetch(broker, r).await),
         Request::ListOffsets(r) => Response::ListOffsets(list_offsets(broker, r).await),
+        Request::RaftMessages(r) => {
+            raft_messages(broker, r);
+            return None;
+        }
     };
     respond(Ok(response))
 }
 
-fn leader_id(broker: &Broker, p: &Partition) -> i32 {
-    if p.is_leader() { broker.opts.node_id as i32 } else { -1 }
+/// Hands Raft messages from another broker to the driver (never answered). Messages from a node
+/// that is not a voter, or meant for another node, are dropped; so is everything when the
+/// driver's queue is full (Raft retransmits).
+pub(crate) fn raft_messages(broker: &Broker, req: RaftMessagesRequest) {
+    let me = broker.opts.node_id;
+    if req.to_node != me || req.from_node == me || !broker.voters.contains_key(&req.from_node) {
+        tracing::debug!(
+            from = req.from_node,
+            to = req.to_node,
+            "dropping raft messages not meant for this broker"
+        );
+        return;
+    }
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in req.messages {
+        // Entry data are slices of the frame, not copies.
+        let message: ::raft::eraftpb::Message = match protobuf::Message::parse_from_carllerche_bytes(&m.message) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(from = req.from_node, error = %e, "dropping an undecodable raft message");
+                continue;
+            }
+        };
+        messages.push(crate::driver::InboundMessage {
+            key: crate::partition::PartitionKey {
+                topic: m.topic,
+                partition: m.partition,
+            },
+            topic_id: m.topic_id,
+            message,
+        });
+    }
+    if !messages.is_empty() {
+        let _ = broker.driver.try_send(Command::Step {
+            from: req.from_node,
+            messages,
+        });
+    }
+}
+
+/// The partition's leader as this replica knows it (-1: none known).
+fn leader_id(_broker: &Broker, p: &Partition) -> i32 {
+    p.leader_id().map_or(-1, |id| id as i32)
 }
 
 fn not_leader(p: &Partition) -> ErrorCode {
@@ -97,12 +143,16 @@ fn not_leader(p: &Partition) -> ErrorCode {
     if p.is_failed() {
         return ErrorCode::StorageError;
     }
-    // With one voter, "not leader" only happens while the group elects itself.
-    if p.leader_term() == 0 {
+    // No leader known: an election is under way.
+    if p.leader_id().is_none() {
         ErrorCode::LeaderNotAvailable
     } else {
         ErrorCode::NotLeader
     }
+}
+
+fn ids(nodes: &[u64]) -> Vec<i32> {
+    nodes.iter().map(|&n| n as i32).collect()
 }
 
 fn log_start(p: &Partition) -> i64 {
@@ -125,24 +175,32 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
             Some(meta) => TopicMetadata {
                 error: ErrorCode::None,
                 partitions: (0..meta.partitions)
-                    .map(|i| match broker.partition(&name, i as i32) {
+                    .zip(&meta.replicas)
+                    .map(|(i, replicas)| match broker.partition(&name, i as i32) {
                         Some(p) => PartitionMetadata {
-                            error: if p.is_leader() { ErrorCode::None } else { not_leader(&p) },
+                            error: if p.leader_id().is_some() && !p.is_failed() {
+                                ErrorCode::None
+                            } else {
+                                not_leader(&p)
+                            },
                             partition: i as i32,
                             leader: leader_id(broker, &p),
                             leader_term: p.leader_term() as i64,
-                            replicas: vec![broker.opts.node_id as i32],
-                            in_sync: vec![broker.opts.node_id as i32],
+                            replicas: ids(replicas),
+                            in_sync: ids(&p.in_sync_replicas()),
                             log_start_offset: log_start(&p),
                             high_watermark: p.high_watermark() as i64,
                         },
+                        // Not hosted here: this broker does not follow the partition's Raft
+                        // group, so it names the preferred leader, which leads unless it failed
+                        // over (a produce there answers NOT_LEADER with the actual leader).
                         None => PartitionMetadata {
-                            error: ErrorCode::LeaderNotAvailable,
+                            error: ErrorCode::None,
                             partition: i as i32,
-                            leader: -1,
+                            leader: replicas.first().map_or(-1, |&l| l as i32),
                             leader_term: 0,
-                            replicas: vec![broker.opts.node_id as i32],
-                            in_sync: vec![],
+                            replicas: ids(replicas),
+                            in_sync: ids(replicas),
                             log_start_offset: -1,
                             high_watermark: -1,
                         },
@@ -159,15 +217,33 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
         })
         .collect();
     MetadataResponse {
-        brokers: vec![BrokerMetadata {
-            node_id: broker.opts.node_id as i32,
-            host: broker.advertised.0.clone(),
-            port: broker.advertised.1,
-        }],
-        controller_id: broker.opts.node_id as i32,
+        brokers: broker_list(broker),
+        controller_id: broker.controller_id().map_or(-1, |id| id as i32),
         cluster_id: Some("strata".into()),
         topics,
     }
+}
+
+/// Every broker of the cluster with the address clients should use: this one's advertised
+/// address, the others' voter addresses.
+pub(crate) fn broker_list(broker: &Broker) -> Vec<BrokerMetadata> {
+    broker
+        .voters
+        .iter()
+        .map(|(&id, addr)| {
+            let (host, port) = if id == broker.opts.node_id {
+                broker.advertised.clone()
+            } else {
+                let (h, p) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "0"));
+                (h.to_string(), p.parse().unwrap_or(0))
+            };
+            BrokerMetadata {
+                node_id: id as i32,
+                host,
+                port,
+            }
+        })
+        .collect()
 }
 
 fn topic_result(name: String, r: Result<(), AdminError>) -> TopicResult {
@@ -206,14 +282,24 @@ async fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> Create
     CreateTopicsResponse { topics: results }
 }
 
-/// Creates one topic (validation, then registry, then partitions), under the admin mutex. The
-/// binary protocol's CreateTopics and the HTTP admin API both call this.
+/// Creates one topic: validation, placement, then the controller commits it and every replica
+/// broker opens its replicas. Returns once this broker has applied it (and opened its own
+/// replicas). The binary protocol's CreateTopics and the HTTP admin API both call this.
 pub(crate) async fn create_topic(
     broker: &Arc<Broker>,
     t: CreatableTopic,
     validate_only: bool,
 ) -> Result<(), AdminError> {
     validate_name(&t.name)?;
+    if t.name.starts_with("__") {
+        return Err(AdminError::new(
+            ErrorCode::InvalidTopic,
+            format!(
+                "invalid topic name {:?}: names starting with \"__\" are internal",
+                t.name
+            ),
+        ));
+    }
     let defaults = &broker.opts.topic_defaults;
     let partitions = match t.num_partitions {
         -1 => defaults.partitions,
@@ -225,20 +311,25 @@ pub(crate) async fn create_topic(
             ));
         }
     };
-    match t.replication_factor {
-        -1 | 1 => {}
+    let brokers = crate::controller::brokers(broker);
+    let rf = match t.replication_factor {
+        -1 => brokers.len().min(3),
+        r if r >= 1 && r as usize <= brokers.len() => r as usize,
         r => {
             return Err(AdminError::new(
                 ErrorCode::InvalidReplicationFactor,
-                format!("replication factor {r} is larger than the 1 broker available (or below 1)"),
+                format!(
+                    "replication factor {r} is not between 1 and the {} broker{} available",
+                    brokers.len(),
+                    if brokers.len() == 1 { "" } else { "s" }
+                ),
             ));
         }
-    }
+    };
     let config = TopicConfig::from_defaults(defaults)
         .with_overrides(t.configs.iter().map(|c| (c.key.as_str(), c.value.as_str())))?;
-    let _admin = broker.admin.lock().await;
-    let mut registry = broker.registry.lock().await;
-    if registry.topics.contains_key(&t.name) {
+    // Refused here when already known; the controller refuses a create that races another.
+    if broker.registry.lock().await.topics.contains_key(&t.name) {
         return Err(AdminError::new(
             ErrorCode::TopicAlreadyExists,
             format!("topic {} already exists", t.name),
@@ -247,62 +338,35 @@ pub(crate) async fn create_topic(
     if validate_only {
         return Ok(());
     }
-    // Registry first, so a crash leaves no partition directory without its topic.
-    let mut next = registry.clone();
-    next.topics.insert(
-        t.name.clone(),
-        TopicMeta {
-            partitions,
-            config: config.clone(),
-        },
-    );
-    let data_dir = broker.opts.data_dir.clone();
-    let saved = next.clone();
-    tokio::task::spawn_blocking(move || saved.save(&data_dir))
-        .await
-        .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?
-        .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("saving the topic registry: {e}")))?;
-    *registry = next;
-    drop(registry);
-    for p in 0..partitions {
-        if let Err(e) = start_new_partition(broker, &t.name, p, &config).await {
-            // No half-created topic: undo everything (still under the admin lock), so the
-            // client can retry and a restart does not trip over it.
-            tracing::error!(topic = %t.name, partition = p, error = %e.message, "creating topic failed; rolling it back");
-            // Partitions first: stopping them frees the descriptors and space that saving the
-            // registry may need (the failure was likely one of those running out).
-            stop_partitions(broker, &t.name, partitions).await;
-            let outcome = match unregister_topic(broker, &t.name).await {
-                Ok(_) => "the topic was rolled back".to_string(),
-                Err(undo) => {
-                    tracing::error!(topic = %t.name, error = %undo.message, "rolling back a failed create failed");
-                    format!(
-                        "rolling the topic back failed too ({}); it exists without running partitions: delete it",
-                        undo.message
-                    )
-                }
+    let replicas = crate::controller::place(&brokers, &t.name, partitions, rf);
+    let name = t.name.clone();
+    let created = crate::controller::submit(broker, |request| MetadataCommand::CreateTopic {
+        request,
+        name,
+        config,
+        replicas,
+    })
+    .await;
+    match created {
+        Err(e) if e.code == ErrorCode::StorageError => {
+            // A replica here could not be opened: no half-created topic, so the client can
+            // retry once the cause is fixed.
+            tracing::error!(topic = %t.name, error = %e.message, "creating topic failed; rolling it back");
+            let outcome = match delete_topic(broker, &t.name).await {
+                Ok(()) => "the topic was rolled back".to_string(),
+                Err(undo) => format!(
+                    "rolling the topic back failed too ({}); it exists without running partitions: delete it",
+                    undo.message
+                ),
             };
-            return Err(AdminError::new(
-                e.code,
-                format!("creating partition {p} failed ({outcome}): {}", e.message),
-            ));
+            Err(AdminError::new(e.code, format!("{} ({outcome})", e.message)))
+        }
+        Err(e) => Err(e),
+        Ok(()) => {
+            tracing::info!(topic = %t.name, partitions, replication_factor = rf, "created topic");
+            Ok(())
         }
     }
-    tracing::info!(topic = %t.name, partitions, "created topic");
-    Ok(())
-}
-
-/// Opens and starts one partition of a topic being created.
-async fn start_new_partition(broker: &Arc<Broker>, name: &str, p: u32, config: &TopicConfig) -> Result<(), AdminError> {
-    let (b, name, cfg) = (broker.clone(), name.to_string(), config.clone());
-    let opened = tokio::task::spawn_blocking(move || b.open_partition(&name, p, &cfg))
-        .await
-        .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?
-        .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("{e:#}")))?;
-    broker
-        .start_partition(opened)
-        .await
-        .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("{e:#}")))
 }
 
 async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -314,66 +378,16 @@ async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> Delete
     DeleteTopicsResponse { topics: results }
 }
 
-/// Deletes one topic under the admin mutex (binary DeleteTopics and the HTTP admin API).
+/// Deletes one topic through the controller (binary DeleteTopics and the HTTP admin API);
+/// returns once this broker has applied it and removed its replicas.
 pub(crate) async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
-    let _admin = broker.admin.lock().await;
-    // Registry first (durably), so a crash leaves only stray directories, which startup removes.
-    let partitions = unregister_topic(broker, name).await?;
-    stop_partitions(broker, name, partitions).await;
+    if name == crate::controller::METADATA_TOPIC {
+        return Err(AdminError::new(ErrorCode::InvalidTopic, format!("{name} is internal")));
+    }
+    let n = name.to_string();
+    crate::controller::submit(broker, |request| MetadataCommand::DeleteTopic { request, name: n }).await?;
     tracing::info!(topic = %name, "deleted topic");
     Ok(())
-}
-
-/// Removes the topic from the registry (durably) and its metrics; returns its partition count.
-async fn unregister_topic(broker: &Arc<Broker>, name: &str) -> Result<u32, AdminError> {
-    let mut registry = broker.registry.lock().await;
-    let Some(meta) = registry.topics.get(name).cloned() else {
-        return Err(AdminError::new(
-            ErrorCode::UnknownTopicOrPartition,
-            format!("topic {name} does not exist"),
-        ));
-    };
-    let mut next = registry.clone();
-    next.topics.remove(name);
-    let (data_dir, saved) = (broker.opts.data_dir.clone(), next.clone());
-    tokio::task::spawn_blocking(move || saved.save(&data_dir))
-        .await
-        .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?
-        .map_err(|e| AdminError::new(ErrorCode::StorageError, format!("saving the topic registry: {e}")))?;
-    *registry = next;
-    // Still under the admin lock, so a re-creation of the name cannot interleave.
-    broker.metrics.remove_topic(name);
-    Ok(meta.partitions)
-}
-
-/// Stops partitions `0..count` of `name` hosted here and deletes their directories.
-async fn stop_partitions(broker: &Arc<Broker>, name: &str, count: u32) {
-    for p in 0..count {
-        let removed =
-            broker
-                .partitions
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&crate::partition::PartitionKey {
-                    topic: name.to_string(),
-                    partition: p,
-                });
-        if let Some(part) = removed {
-            let (tx, rx) = oneshot::channel();
-            if broker
-                .driver
-                .send(Command::Remove {
-                    key: part.key.clone(),
-                    reply: tx,
-                })
-                .await
-            {
-                let _ = rx.await;
-            }
-        }
-        let dir = partition_dir(&broker.opts.data_dir, name, p);
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-    }
 }
 
 fn produce_error(partition: i32, error: ErrorCode, message: String, leader_id: i32) -> ProducePartitionResponse {

@@ -33,13 +33,13 @@
 //! Proposals that arrive while a cycle runs wait in the channel and are appended by the next
 //! cycle, sharing whichever fsync follows.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use ::raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType};
-use ::raft::{Config as RaftConfig, RawNode, StateRole};
+use ::raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
+use ::raft::{Config as RaftConfig, RawNode, SnapshotStatus, StateRole};
 use bytes::Bytes;
 use protobuf::Message as _;
 use strata_protocol::api::Acks;
@@ -47,8 +47,10 @@ use strata_protocol::{BatchHeader, ErrorCode, Offset, RaftIndex};
 use strata_storage::{Retention, SyncDone, SyncJob};
 use tokio::sync::oneshot;
 
+use crate::controller::{Applied, MetadataCommand};
 use crate::metrics::{Metrics, StorageMetrics};
 use crate::partition::{LogState, Partition, PartitionKey};
+use crate::peer::{OutboundMessage, Peers};
 use crate::raft::PartitionRaftStorage;
 
 /// How a proposal ended.
@@ -93,11 +95,36 @@ pub enum Command {
         /// Bytes of entries the job made durable (for metrics).
         bytes: u64,
     },
+    /// Propose a metadata command (a record batch) to the metadata group. A follower forwards it
+    /// to the leader; the outcome arrives when the entry is applied (see `crate::controller`).
+    ProposeMetadata {
+        /// The command's batch.
+        data: Bytes,
+        /// Whether Raft took the proposal (it can still be lost with a leader change).
+        reply: oneshot::Sender<Result<(), (ErrorCode, String)>>,
+    },
+    /// Raft messages from another broker.
+    Step {
+        /// The sending broker.
+        from: u64,
+        /// The messages, by group.
+        messages: Vec<InboundMessage>,
+    },
     /// Sync everything and stop.
     Shutdown {
         /// Answered when done.
         reply: oneshot::Sender<()>,
     },
+}
+
+/// A Raft message from another broker for one of this broker's groups.
+pub struct InboundMessage {
+    /// The group.
+    pub key: PartitionKey,
+    /// The sender's topic id for the group (a mismatch means another topic of the same name).
+    pub topic_id: u64,
+    /// The message.
+    pub message: Message,
 }
 
 /// Handle for sending commands to the driver thread.
@@ -145,8 +172,15 @@ impl DriverHandle {
     }
 }
 
-/// Starts the driver thread, which updates `metrics` as it works.
-pub fn spawn(node_id: u64, tick: Duration, metrics: Arc<Metrics>) -> (DriverHandle, std::thread::JoinHandle<()>) {
+/// Starts the driver thread, which updates `metrics` as it works, sends Raft messages to other
+/// brokers through `peers`, and hands the metadata group's committed commands to `metadata`.
+pub fn spawn(
+    node_id: u64,
+    tick: Duration,
+    metrics: Arc<Metrics>,
+    peers: Option<Peers>,
+    metadata: tokio::sync::mpsc::UnboundedSender<Applied>,
+) -> (DriverHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::sync_channel(COMMAND_QUEUE);
     let alive = Arc::new(());
     let handles = Arc::downgrade(&alive);
@@ -163,6 +197,9 @@ pub fn spawn(node_id: u64, tick: Duration, metrics: Arc<Metrics>) -> (DriverHand
                 handles,
                 peeked: None,
                 next_incarnation: 0,
+                peers,
+                outbox: HashMap::new(),
+                metadata,
             };
             driver.run(rx);
         })
@@ -194,9 +231,14 @@ struct Group {
     /// something to look at (idle partitions cost nothing per loop).
     touched: bool,
     /// Readies handed back with `advance_append_async` and not yet reported persisted: their
-    /// number, and the last entry index that must be durable first (`None`: nothing to wait
-    /// for, e.g. no entries or a flush policy other than `always`).
-    unpersisted: VecDeque<(u64, Option<u64>)>,
+    /// number, the last entry index that must be durable first (`None`: nothing to wait for,
+    /// e.g. no entries or a flush policy other than `always`), and the messages raft-rs says
+    /// to send only once the Ready is persisted (e.g. a follower's append acknowledgements).
+    unpersisted: VecDeque<(u64, Option<u64>, Vec<Message>)>,
+    /// The group's topic name, shared by its outgoing messages.
+    topic: Arc<str>,
+    /// Whether this is the metadata group, whose committed commands go to the controller.
+    is_metadata: bool,
     /// The leader this replica last saw (`raft::INVALID_ID` for none), to count leader changes.
     leader_id: u64,
     /// Bytes of entries appended since the last group-commit fsync (for the synced-bytes count).
@@ -215,6 +257,12 @@ struct Driver {
     peeked: Option<Command>,
     /// The incarnation the next added group gets.
     next_incarnation: u64,
+    /// The transport to other brokers (`None` on a cluster of one).
+    peers: Option<Peers>,
+    /// Messages to other brokers gathered during a loop, sent together at its end.
+    outbox: HashMap<u64, Vec<OutboundMessage>>,
+    /// Where the metadata group's committed commands go.
+    metadata: tokio::sync::mpsc::UnboundedSender<Applied>,
 }
 
 /// Threads that run a cycle's fsyncs concurrently. A fixed pool: spawning a thread per dirty
@@ -372,6 +420,7 @@ impl Driver {
                 let took = started.elapsed().as_secs_f64();
                 self.metrics.raft.ready_loop_duration.observe(took);
             }
+            self.flush_outbox();
             busy = self.groups.values().any(|g| g.failed.is_none() && g.raw.has_ready());
             if now >= next_retention {
                 self.retention();
@@ -391,9 +440,41 @@ impl Driver {
                 let r = self.add(partition);
                 let _ = reply.send(r);
             }
+            Command::ProposeMetadata { data, reply } => {
+                let key = PartitionKey {
+                    topic: crate::controller::METADATA_TOPIC.to_string(),
+                    partition: 0,
+                };
+                let r = match self.groups.get_mut(&key) {
+                    None => Err((
+                        ErrorCode::BrokerShuttingDown,
+                        "the metadata group is not running".into(),
+                    )),
+                    Some(g) => g.raw.propose(Vec::new(), data.to_vec()).map_err(|e| {
+                        (
+                            ErrorCode::RequestTimedOut,
+                            format!("no controller leader to take the change ({e}); retry"),
+                        )
+                    }),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Step { from, messages } => {
+                for m in messages {
+                    let Some(g) = self.groups.get_mut(&m.key) else {
+                        continue;
+                    };
+                    if g.partition.topic_id != m.topic_id || g.failed.is_some() || m.message.from != from {
+                        continue;
+                    }
+                    if let Err(e) = g.raw.step(m.message) {
+                        tracing::debug!(topic = %m.key.topic, partition = m.key.partition, error = %e, "raft message refused");
+                    }
+                }
+            }
             Command::Remove { key, reply } => {
                 if let Some(mut g) = self.groups.remove(&key) {
-                    g.partition.set_leader(false, g.raw.raft.term);
+                    g.partition.set_leader(false, g.raw.raft.term, 0);
                     let _ = g.partition.storage.flush();
                     for (_, w) in std::mem::take(&mut g.waiters) {
                         let _ = w.reply.send(Err((
@@ -423,33 +504,50 @@ impl Driver {
     fn add(&mut self, partition: Arc<Partition>) -> Result<(), String> {
         let store = partition.storage.clone();
         let e = |e: crate::raft::storage::Error| e.to_string();
-        if !store.is_initialized().map_err(e)? {
+        if partition.replicas.is_empty() || !partition.replicas.contains(&self.node_id) {
+            return Err(format!(
+                "this broker ({}) is not among the replicas {:?}",
+                self.node_id, partition.replicas
+            ));
+        }
+        let fresh = !store.is_initialized().map_err(e)?;
+        if fresh {
             store
                 .initialize(ConfState {
-                    voters: vec![self.node_id],
+                    voters: partition.replicas.clone(),
                     ..Default::default()
                 })
                 .map_err(e)?;
         }
+        let is_metadata = partition.key.topic == crate::controller::METADATA_TOPIC;
         let cfg = RaftConfig {
             id: self.node_id,
+            // Election timeout 10..20 ticks (1-2 s at the default 100 ms tick): far above an
+            // fsync stall, which never blocks this thread anyway (fsyncs run on the pool).
             election_tick: 10,
-            heartbeat_tick: 1,
-            applied: store.applied().map_err(e)?,
+            heartbeat_tick: 2,
+            // The metadata log is replayed from its start at every restart (the controller keeps
+            // no other copy of its state); partitions' entries need no re-applying.
+            applied: if is_metadata { 0 } else { store.applied().map_err(e)? },
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
-            check_quorum: false,
+            // A leader that cannot hear a majority steps down, and pre-vote keeps a rejoining or
+            // partitioned replica from deposing a healthy leader with a higher term.
+            check_quorum: true,
             pre_vote: true,
             ..Default::default()
         };
         cfg.validate().map_err(|e| e.to_string())?;
         let mut raw = RawNode::new(&cfg, store, &logger()).map_err(|e| e.to_string())?;
-        // A single voter elects itself at once; with peers, elections follow the ticks.
-        if raw.raft.prs().conf().voters().ids().len() == 1 {
+        // A single voter elects itself at once; a new group's preferred leader campaigns at
+        // once too (the others would only wait out an election timeout to elect someone).
+        let single = raw.raft.prs().conf().voters().ids().len() == 1;
+        if single || (fresh && partition.replicas.first() == Some(&self.node_id)) {
             raw.campaign().map_err(|e| e.to_string())?;
         }
         partition.set_commit_index(raw.raft.raft_log.committed);
         let key = partition.key.clone();
+        let partition_topic = key.topic.clone();
         self.next_incarnation += 1;
         self.groups.insert(
             key,
@@ -465,6 +563,8 @@ impl Driver {
                 unpersisted: VecDeque::new(),
                 leader_id: ::raft::INVALID_ID,
                 unsynced_bytes: 0,
+                topic: Arc::from(partition_topic.as_str()),
+                is_metadata,
             },
         );
         Ok(())
@@ -536,16 +636,17 @@ impl Driver {
             worked = true;
             g.touched = true;
             let mut rd = g.raw.ready();
-            // Single node: there are no peers to send messages to.
-            let _ = rd.take_messages();
-            if let Err(e) = Self::persist_ready(g, &mut rd, m) {
+            // A leader's appends may go out before its own write (Raft thesis 10.2.1).
+            let early = rd.take_messages();
+            Self::post(&mut self.outbox, g, early);
+            if let Err(e) = Self::persist_ready(g, &mut rd, m, &self.metadata) {
                 Self::fail(g, m, format!("{e}"));
                 continue;
             }
             let always = g.partition.config.flush() == strata_storage::FlushPolicy::Always;
             let must_be_durable = rd.entries().last().map(|e| e.index).filter(|_| always);
-            g.unpersisted.push_back((rd.number(), must_be_durable));
-            let _ = rd.take_persisted_messages();
+            let after_persist = rd.take_persisted_messages();
+            g.unpersisted.push_back((rd.number(), must_be_durable, after_persist));
             g.raw.advance_append_async(rd);
             // The Ready's committed entries were applied in persist_ready.
             g.raw.advance_apply();
@@ -586,10 +687,42 @@ impl Driver {
         // commit cannot move without a Ready or an fsync completion).
         for g in self.groups.values_mut() {
             if std::mem::take(&mut g.touched) && g.failed.is_none() {
-                Self::settle(g, m);
+                Self::settle(g, m, &mut self.outbox);
             }
         }
         worked
+    }
+
+    /// Queues a group's messages for their brokers (sent at the end of the loop).
+    fn post(outbox: &mut HashMap<u64, Vec<OutboundMessage>>, g: &mut Group, msgs: Vec<Message>) {
+        for msg in msgs {
+            // Strata snapshots are only a new log start (no data to stream), so a snapshot is
+            // as good as delivered once handed to the transport; a lost one is resent when the
+            // follower answers the next append.
+            if msg.get_msg_type() == MessageType::MsgSnapshot {
+                g.raw.report_snapshot(msg.to, SnapshotStatus::Finish);
+            }
+            outbox.entry(msg.to).or_default().push(OutboundMessage {
+                topic: g.topic.clone(),
+                partition: g.partition.key.partition,
+                topic_id: g.partition.topic_id,
+                message: msg,
+            });
+        }
+    }
+
+    /// Hands the loop's messages to the transport, one batch per broker.
+    fn flush_outbox(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let Some(peers) = &self.peers else {
+            self.outbox.clear();
+            return;
+        };
+        for (to, msgs) in self.outbox.drain() {
+            peers.send(to, msgs);
+        }
     }
 
     /// Whether no command is waiting (one that is gets handled first by the next loop).
@@ -627,15 +760,16 @@ impl Driver {
 
     /// Tells Raft which handed-back Readies are now persisted (in order: a Ready is persisted
     /// only once every earlier one is), then publishes state and answers producers.
-    fn settle(g: &mut Group, m: &Metrics) {
+    fn settle(g: &mut Group, m: &Metrics, outbox: &mut HashMap<u64, Vec<OutboundMessage>>) {
         let durable = g.partition.storage.durable_index().map_or(0, |d| d.0);
         let mut persisted = None;
-        while let Some(&(number, must_be_durable)) = g.unpersisted.front() {
+        while let Some((number, must_be_durable, _)) = g.unpersisted.front() {
             if must_be_durable.is_some_and(|index| index >= durable) {
                 break;
             }
-            persisted = Some(number);
-            g.unpersisted.pop_front();
+            persisted = Some(*number);
+            let (_, _, msgs) = g.unpersisted.pop_front().expect("front exists");
+            Self::post(outbox, g, msgs);
         }
         if let Some(number) = persisted {
             g.raw.on_persist_ready(number);
@@ -646,12 +780,17 @@ impl Driver {
 
     /// Installs the Ready's snapshot, applies its committed entries, appends its entries and
     /// records its hard state.
-    fn persist_ready(g: &mut Group, rd: &mut ::raft::Ready, m: &Metrics) -> Result<(), crate::raft::storage::Error> {
+    fn persist_ready(
+        g: &mut Group,
+        rd: &mut ::raft::Ready,
+        m: &Metrics,
+        metadata: &tokio::sync::mpsc::UnboundedSender<Applied>,
+    ) -> Result<(), crate::raft::storage::Error> {
         let store = g.partition.storage.clone();
         if !rd.snapshot().is_empty() {
             store.apply_snapshot(rd.snapshot())?;
         }
-        Self::apply(g, rd.take_committed_entries())?;
+        Self::apply(g, rd.take_committed_entries(), metadata)?;
         let infos = if rd.entries().is_empty() {
             Vec::new()
         } else {
@@ -682,8 +821,18 @@ impl Driver {
     /// Publishes leadership after a Ready was handled or persisted.
     fn after_ready(g: &mut Group, m: &Metrics) {
         let leader = g.raw.raft.state == StateRole::Leader;
-        g.partition.set_leader(leader, g.raw.raft.term);
         let leader_id = g.raw.raft.leader_id;
+        g.partition.set_leader(leader, g.raw.raft.term, leader_id);
+        if leader {
+            // In sync: replicas whose log has everything committed.
+            let commit = g.raw.raft.raft_log.committed;
+            let prs = g.raw.raft.prs();
+            let mask = (0..64)
+                .zip(&g.partition.replicas)
+                .filter(|(_, id)| prs.get(**id).is_some_and(|p| p.matched >= commit))
+                .fold(0u64, |acc, (i, _)| acc | (1 << i));
+            g.partition.set_in_sync(mask);
+        }
         if leader_id != g.leader_id {
             // Losing a leader (an election starts) is not a change; electing one is.
             if leader_id != ::raft::INVALID_ID {
@@ -693,11 +842,26 @@ impl Driver {
         }
     }
 
-    fn apply(g: &mut Group, entries: Vec<Entry>) -> Result<(), crate::raft::storage::Error> {
+    fn apply(
+        g: &mut Group,
+        entries: Vec<Entry>,
+        metadata: &tokio::sync::mpsc::UnboundedSender<Applied>,
+    ) -> Result<(), crate::raft::storage::Error> {
         let Some(last) = entries.last().map(|e| e.index) else {
             return Ok(());
         };
-        for e in &entries {
+        if g.is_metadata {
+            let commands = entries
+                .iter()
+                .filter(|e| e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty())
+                .flat_map(|e| MetadataCommand::decode(&e.data).into_iter().map(move |c| (e.index, c)))
+                .collect();
+            let _ = metadata.send(Applied { index: last, commands });
+        }
+        // A configuration already recorded (the metadata log is replayed from its start) must
+        // not be applied again.
+        let conf_index = g.partition.storage.state()?.conf_index.0;
+        for e in entries.iter().filter(|e| e.index > conf_index) {
             match e.get_entry_type() {
                 EntryType::EntryConfChange => {
                     let mut cc = ConfChange::default();
@@ -801,7 +965,7 @@ impl Driver {
 
     fn fail(g: &mut Group, m: &Metrics, reason: String) {
         tracing::error!(topic = %g.partition.key.topic, partition = g.partition.key.partition, %reason, "partition failed; restart the broker to recover it");
-        g.partition.set_leader(false, g.raw.raft.term);
+        g.partition.set_leader(false, g.raw.raft.term, 0);
         g.partition.set_failed();
         for (_, w) in std::mem::take(&mut g.waiters) {
             // A failed replica commits nothing more.

@@ -11,11 +11,13 @@
 
 pub mod api;
 pub mod config;
+pub mod controller;
 pub mod driver;
 pub mod http;
 pub mod metrics;
 pub mod options;
 pub mod partition;
+pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod topics;

@@ -25,11 +25,21 @@ pub struct PartitionKey {
 pub struct Partition {
     /// Which partition.
     pub key: PartitionKey,
+    /// Its topic's id (the metadata log index of the topic's creation): tells this topic from an
+    /// earlier one of the same name, so stale Raft messages of a deleted topic are dropped.
+    pub topic_id: u64,
+    /// The partition's replicas (node ids), the preferred leader first.
+    pub replicas: Vec<u64>,
     /// Its topic's configuration when the replica was opened.
     pub config: TopicConfig,
     /// The log (read through `with_log`; the driver appends).
     pub storage: PartitionRaftStorage,
     is_leader: AtomicBool,
+    /// The leader's node id as this replica last saw it (0: none known).
+    leader_id: AtomicU64,
+    /// Which of `replicas` (bit i = `replicas[i]`) the leader sees caught up with its commit
+    /// index; only meaningful on the leader.
+    in_sync: AtomicU64,
     failed: AtomicBool,
     leader_term: AtomicU64,
     log_start: AtomicU64,
@@ -77,29 +87,25 @@ impl Partition {
     /// If the storage lock is poisoned.
     pub fn new(
         key: PartitionKey,
+        topic_id: u64,
+        replicas: Vec<u64>,
         config: TopicConfig,
         storage: PartitionRaftStorage,
         counters: TopicCounters,
     ) -> Result<Self, crate::raft::storage::Error> {
         let state = storage.with_log(LogState::of)?;
-        Ok(Self::with_state(key, config, storage, state, counters))
-    }
-
-    fn with_state(
-        key: PartitionKey,
-        config: TopicConfig,
-        storage: PartitionRaftStorage,
-        state: LogState,
-        counters: TopicCounters,
-    ) -> Self {
+        let high_watermark = state.log_start;
         // Nothing is known to be committed before the group runs: the high watermark starts at
         // the log start.
-        let high_watermark = state.log_start;
-        Self {
+        Ok(Self {
             key,
+            topic_id,
+            replicas,
             config,
             storage,
             is_leader: AtomicBool::new(false),
+            leader_id: AtomicU64::new(0),
+            in_sync: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             leader_term: AtomicU64::new(0),
             log_start: AtomicU64::new(state.log_start),
@@ -109,7 +115,7 @@ impl Partition {
             commit_index: AtomicU64::new(0),
             high_watermark: watch::Sender::new(high_watermark),
             counters,
-        }
+        })
     }
 
     /// Whether this broker leads the partition.
@@ -183,8 +189,32 @@ impl Partition {
         self.high_watermark.subscribe()
     }
 
-    pub(crate) fn set_leader(&self, leader: bool, term: u64) {
+    /// The leader's node id as this replica last saw it, if any.
+    pub fn leader_id(&self) -> Option<u64> {
+        Some(self.leader_id.load(Ordering::Acquire)).filter(|&id| id != 0)
+    }
+
+    /// The replicas the leader sees caught up (only this replica's own view; on a follower, the
+    /// replicas as assigned, since a follower cannot know).
+    pub fn in_sync_replicas(&self) -> Vec<u64> {
+        if !self.is_leader() {
+            return self.replicas.clone();
+        }
+        let mask = self.in_sync.load(Ordering::Acquire);
+        (0..)
+            .zip(&self.replicas)
+            .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    pub(crate) fn set_in_sync(&self, mask: u64) {
+        self.in_sync.store(mask, Ordering::Release);
+    }
+
+    pub(crate) fn set_leader(&self, leader: bool, term: u64, leader_id: u64) {
         self.leader_term.store(term, Ordering::Release);
+        self.leader_id.store(leader_id, Ordering::Release);
         self.is_leader.store(leader, Ordering::Release);
     }
 

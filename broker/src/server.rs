@@ -30,6 +30,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::controller::{self, Controller, METADATA_TOPIC, Voters};
 use crate::driver::{self, Command, DriverHandle};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::options::BrokerOptions;
@@ -37,15 +38,14 @@ use crate::partition::{Partition, PartitionKey};
 use crate::raft::PartitionRaftStorage;
 use crate::topics::{Registry, TopicConfig, partition_dir};
 
+/// Directory (under the data dir) of the metadata group's log.
+pub const METADATA_DIR: &str = "metadata";
+
 /// Shared broker state, as the request handlers see it.
 pub struct Broker {
     pub(crate) opts: BrokerOptions,
+    /// The cluster's topics as applied from the metadata log (see [`crate::controller`]).
     pub(crate) registry: tokio::sync::Mutex<Registry>,
-    /// Serializes whole admin operations (create, delete): registry update *and* the partition
-    /// directories and groups that follow, so a delete cannot remove the directories of a topic
-    /// re-created under the same name meanwhile. `registry` itself is held only briefly, so
-    /// Metadata is never stuck behind a long create.
-    pub(crate) admin: tokio::sync::Mutex<()>,
     pub(crate) partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     pub(crate) driver: DriverHandle,
     /// Host and port clients are told to use.
@@ -53,6 +53,12 @@ pub struct Broker {
     pub(crate) shutting_down: CancellationToken,
     /// Every Prometheus metric of this broker.
     pub(crate) metrics: Arc<Metrics>,
+    /// The controller voters (node id → client address); on a cluster of one, this broker.
+    pub(crate) voters: Voters,
+    /// Proposing metadata changes and waiting for them.
+    pub(crate) controller: Controller,
+    /// The metadata group's replica on this broker (its leadership is the controller's).
+    pub(crate) metadata: std::sync::OnceLock<Arc<Partition>>,
 }
 
 impl Broker {
@@ -67,14 +73,25 @@ impl Broker {
         .cloned()
     }
 
-    /// Opens a partition's storage (blocking: call from `spawn_blocking`) and starts its group.
+    /// The controller leader's node id, if known.
+    pub(crate) fn controller_id(&self) -> Option<u64> {
+        self.metadata.get().and_then(|p| p.leader_id())
+    }
+
+    /// Opens a partition replica's storage (blocking: call from `spawn_blocking`).
     pub(crate) fn open_partition(
         &self,
         topic: &str,
         partition: u32,
+        topic_id: u64,
+        replicas: Vec<u64>,
         config: &TopicConfig,
     ) -> anyhow::Result<Arc<Partition>> {
-        let dir = partition_dir(&self.opts.data_dir, topic, partition);
+        let dir = if topic == METADATA_TOPIC {
+            self.opts.data_dir.join(METADATA_DIR)
+        } else {
+            partition_dir(&self.opts.data_dir, topic, partition)
+        };
         let log_cfg = LogConfig {
             segment_bytes: config.segment_bytes,
             flush: config.flush(),
@@ -94,6 +111,8 @@ impl Broker {
                 topic: topic.to_string(),
                 partition,
             },
+            topic_id,
+            replicas,
             config.clone(),
             storage,
             self.metrics.topic_counters(topic),
@@ -102,6 +121,16 @@ impl Broker {
 
     /// Registers an opened partition with the driver and the handlers.
     pub(crate) async fn start_partition(&self, p: Arc<Partition>) -> anyhow::Result<()> {
+        self.start_group(p.clone()).await?;
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.key.clone(), p);
+        Ok(())
+    }
+
+    /// Starts a replica's Raft group in the driver.
+    async fn start_group(&self, p: Arc<Partition>) -> anyhow::Result<()> {
         let (tx, rx) = oneshot::channel();
         anyhow::ensure!(
             self.driver
@@ -114,12 +143,7 @@ impl Broker {
         );
         rx.await
             .context("the raft driver has stopped")?
-            .map_err(|e| anyhow::anyhow!("starting {}-{}: {e}", p.key.topic, p.key.partition))?;
-        self.partitions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(p.key.clone(), p);
-        Ok(())
+            .map_err(|e| anyhow::anyhow!("starting {}-{}: {e}", p.key.topic, p.key.partition))
     }
 }
 
@@ -151,8 +175,6 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     fs::create_dir_all(opts.data_dir.join("partitions"))
         .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
     let _lock = lock_data_dir(&opts.data_dir)?;
-    let registry = Registry::load(&opts.data_dir).map_err(|e| anyhow::anyhow!("loading the topic registry: {e}"))?;
-    remove_stray_partitions(&opts.data_dir, &registry);
 
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -164,16 +186,38 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     let http_bound = http_listener.local_addr()?;
     let advertised = advertised(&opts, bound)?;
     let metrics = Arc::new(Metrics::new(opts.metrics_per_partition).context("defining the metrics")?);
-    let (driver, driver_thread) = driver::spawn(opts.node_id, opts.raft_tick, metrics.clone());
+    let voters: Voters = if opts.voters.is_empty() {
+        [(opts.node_id, format!("{}:{}", advertised.0, advertised.1))].into()
+    } else {
+        opts.voters.iter().map(|v| (v.id, v.address.clone())).collect()
+    };
+    let peer_stop = CancellationToken::new();
+    let peers = (voters.len() > 1).then(|| {
+        let others = voters
+            .iter()
+            .filter(|(id, _)| **id != opts.node_id)
+            .map(|(id, a)| (*id, a.clone()))
+            .collect();
+        crate::peer::Peers::start(
+            opts.node_id,
+            others,
+            tokio::runtime::Handle::current(),
+            peer_stop.clone(),
+        )
+    });
+    let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (driver, driver_thread) = driver::spawn(opts.node_id, opts.raft_tick, metrics.clone(), peers, applied_tx);
     let broker = Arc::new(Broker {
         opts: opts.clone(),
-        registry: tokio::sync::Mutex::new(registry.clone()),
-        admin: tokio::sync::Mutex::new(()),
+        registry: tokio::sync::Mutex::new(Registry::default()),
         partitions: RwLock::new(HashMap::new()),
         driver: driver.clone(),
         advertised,
         shutting_down: CancellationToken::new(),
         metrics,
+        voters,
+        controller: Controller::new(opts.node_id),
+        metadata: std::sync::OnceLock::new(),
     });
     broker
         .metrics
@@ -187,23 +231,42 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     };
     let http_task = tokio::spawn(crate::http::serve(http_listener, http_state, http_stop.clone()));
 
-    // Recover every partition (blocking I/O, so off the async workers), then start its group.
-    for (name, meta) in &registry.topics {
-        for p in 0..meta.partitions {
-            let b = broker.clone();
-            let (name2, cfg) = (name.clone(), meta.config.clone());
-            let part = tokio::task::spawn_blocking(move || b.open_partition(&name2, p, &cfg)).await??;
-            broker.start_partition(part).await?;
-        }
-    }
-
-    if let Some(path) = &opts.ready_file {
-        let body =
-            serde_json::json!({ "listen": bound.to_string(), "http": http_bound.to_string(), "node_id": opts.node_id });
-        fs::write(path, body.to_string()).with_context(|| format!("writing ready file {}", path.display()))?;
-    }
-    readiness.set_ready();
-    tracing::info!(listen = %bound, http = %http_bound, advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1), data_dir = %opts.data_dir.display(), topics = registry.topics.len(), "strata-broker serving");
+    // The metadata group: its committed commands (replayed from the start of its log) open this
+    // broker's replicas as they are applied.
+    let reconciler = tokio::spawn(controller::reconcile(broker.clone(), applied_rx));
+    let metadata = {
+        let b = broker.clone();
+        let replicas: Vec<u64> = broker.voters.keys().copied().collect();
+        tokio::task::spawn_blocking(move || b.open_partition(METADATA_TOPIC, 0, 0, replicas, &metadata_config(&b.opts)))
+            .await??
+    };
+    let _ = broker.metadata.set(metadata.clone());
+    broker.start_group(metadata).await?;
+    // Ready once the metadata known committed is applied (every local replica it names is open).
+    // That needs a controller quorum, whose messages arrive through the listener: so serve first.
+    let ready_task = {
+        let (b, readiness) = (broker.clone(), readiness.clone());
+        let ready_file = opts.ready_file.clone();
+        tokio::spawn(async move {
+            let mut applied = b.controller.watch_applied();
+            loop {
+                let m = b.metadata.get().expect("set above");
+                if m.leader_id().is_some() && *applied.borrow_and_update() >= m.commit_index() {
+                    break;
+                }
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(50), applied.changed()).await;
+            }
+            if let Some(path) = &ready_file {
+                let body = serde_json::json!({ "listen": bound.to_string(), "http": http_bound.to_string(), "node_id": b.opts.node_id });
+                if let Err(e) = fs::write(path, body.to_string()) {
+                    tracing::error!(path = %path.display(), error = %e, "writing the ready file failed");
+                }
+            }
+            readiness.set_ready();
+            let topics = b.registry.lock().await.topics.len();
+            tracing::info!(listen = %bound, http = %http_bound, advertised = %format!("{}:{}", b.advertised.0, b.advertised.1), data_dir = %b.opts.data_dir.display(), topics, voters = ?b.voters, "strata-broker serving");
+        })
+    };
 
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(opts.max_connections));
@@ -241,6 +304,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     drop(listener);
+    ready_task.abort();
     readiness.set_stopping();
     broker.shutting_down.cancel();
     tracker.close();
@@ -255,6 +319,8 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         let _ = rx.await;
     }
     drop(driver);
+    peer_stop.cancel();
+    reconciler.abort();
     drop(broker);
     tokio::task::spawn_blocking(move || driver_thread.join())
         .await?
@@ -288,24 +354,16 @@ fn advertised(opts: &BrokerOptions, bound: SocketAddr) -> anyhow::Result<(String
     }
 }
 
-/// Removes partition directories of topics no longer in the registry (a crash during delete).
-fn remove_stray_partitions(data_dir: &Path, registry: &Registry) {
-    let Ok(entries) = fs::read_dir(data_dir.join("partitions")) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let known = name.rsplit_once('-').is_some_and(|(topic, p)| {
-            registry
-                .topics
-                .get(topic)
-                .is_some_and(|m| p.parse::<u32>().is_ok_and(|p| p < m.partitions))
-        });
-        if !known {
-            tracing::warn!(dir = %e.path().display(), "removing partition directory of a deleted topic");
-            let _ = fs::remove_dir_all(e.path());
-        }
-    }
+/// The metadata log's configuration: always synced before acknowledging, never deleted by age
+/// or size (it is replayed from its start), smallish segments.
+fn metadata_config(opts: &BrokerOptions) -> TopicConfig {
+    let mut c = TopicConfig::from_defaults(&opts.topic_defaults);
+    c.retention_bytes = None;
+    c.retention_ms = None;
+    c.segment_bytes = 64 << 20;
+    c.max_message_bytes = 1 << 20;
+    c.flush_policy = "always".into();
+    c
 }
 
 async fn shutdown_signal() {
@@ -354,6 +412,14 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
             req = framed.next(), if reading && in_flight.len() < max_in_flight => match req {
                 Some(Ok(incoming)) => {
                     idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    // Raft traffic from another broker: handed over at once, in arrival order,
+                    // and never answered.
+                    if let Ok(strata_protocol::api::Request::RaftMessages(_)) = &incoming.body {
+                        if let Ok(strata_protocol::api::Request::RaftMessages(r)) = incoming.body {
+                            crate::api::raft_messages(&broker, r);
+                        }
+                        continue;
+                    }
                     in_flight.push_back(crate::api::handle(broker.clone(), incoming));
                 }
                 Some(Err(e)) => {

@@ -1,10 +1,6 @@
-//! Topics: names, per-topic configuration, and the registry persisted in the data directory.
-//!
-//! The registry is one small file, `topics`, replaced atomically with
-//! [`strata_storage::durable::write_atomic`] (a JSON payload: readable when debugging, tiny). A
-//! topic is in the registry before any of its partition directories exist and is removed from it
-//! before they are deleted, so a crash at any point leaves at most stray directories, which
-//! startup removes.
+//! Topics: names, per-topic configuration, and the registry: the cluster's topics as this broker
+//! has applied them from the metadata log (see [`crate::controller`]). The registry is not
+//! persisted on its own: the metadata log is, and is replayed at startup.
 //!
 //! Topic config keys (Kafka's names where Kafka has the setting):
 //!
@@ -20,11 +16,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strata_protocol::{Compression, ErrorCode};
-use strata_storage::{FlushPolicy, durable};
+use strata_storage::FlushPolicy;
 
 use crate::options::TopicDefaults;
 
@@ -32,8 +29,6 @@ use crate::options::TopicDefaults;
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// Most partitions per topic.
 pub const MAX_PARTITIONS: u32 = 10_000;
-/// Name of the registry file in the data directory.
-pub const REGISTRY_FILE: &str = "topics";
 
 /// A rejected admin request: the wire code and a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,41 +227,21 @@ fn non_negative_or_unlimited(v: i64) -> Option<Option<u64>> {
 /// A topic in the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {
+    /// The topic's id: the metadata log index of its creation.
+    pub id: u64,
     /// Partition count.
     pub partitions: u32,
     /// Configuration.
     pub config: TopicConfig,
+    /// Replica node ids per partition, the preferred leader first.
+    pub replicas: Vec<Vec<u64>>,
 }
 
-/// The persisted set of topics.
+/// The cluster's topics, as applied from the metadata log.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
     /// Topics by name.
     pub topics: BTreeMap<String, TopicMeta>,
-}
-
-impl Registry {
-    /// Loads the registry from `data_dir` (empty if there is none yet).
-    ///
-    /// # Errors
-    /// I/O errors and damage, as text naming the file.
-    pub fn load(data_dir: &Path) -> Result<Self, String> {
-        let path = data_dir.join(REGISTRY_FILE);
-        durable::remove_stale_tmp(&path);
-        match durable::read(&path).map_err(|e| e.to_string())? {
-            None => Ok(Self::default()),
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
-        }
-    }
-
-    /// Writes the registry durably.
-    ///
-    /// # Errors
-    /// I/O errors, as text.
-    pub fn save(&self, data_dir: &Path) -> Result<(), String> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        durable::write_atomic(&data_dir.join(REGISTRY_FILE), &bytes).map_err(|e| e.to_string())
-    }
 }
 
 /// The directory of a partition.
@@ -323,21 +298,5 @@ mod tests {
                 "{k}={v}"
             );
         }
-    }
-
-    #[test]
-    fn registry_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Registry::load(dir.path()).unwrap(), Registry::default());
-        let mut r = Registry::default();
-        r.topics.insert(
-            "t".into(),
-            TopicMeta {
-                partitions: 3,
-                config: TopicConfig::from_defaults(&TopicDefaults::default()),
-            },
-        );
-        r.save(dir.path()).unwrap();
-        assert_eq!(Registry::load(dir.path()).unwrap(), r);
     }
 }

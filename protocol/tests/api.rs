@@ -115,7 +115,28 @@ fn request() -> impl Strategy<Value = Request> {
                 .prop_map(|(partition, timestamp)| ListOffsetsPartition { partition, timestamp })
         )
         .prop_map(|topics| Request::ListOffsets(ListOffsetsRequest { topics })),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(raft_message(), 0..6)
+        )
+            .prop_map(
+                |(from_node, to_node, messages)| Request::RaftMessages(RaftMessagesRequest {
+                    from_node,
+                    to_node,
+                    messages
+                })
+            ),
     ]
+}
+
+fn raft_message() -> impl Strategy<Value = RaftMessage> {
+    (name(), any::<u32>(), any::<u64>(), bytes_field()).prop_map(|(topic, partition, topic_id, message)| RaftMessage {
+        topic,
+        partition,
+        topic_id,
+        message,
+    })
 }
 
 fn partition_metadata() -> impl Strategy<Value = PartitionMetadata> {
@@ -253,6 +274,7 @@ fn response() -> impl Strategy<Value = Response> {
             )
         )
         .prop_map(|topics| Response::ListOffsets(ListOffsetsResponse { topics })),
+        Just(Response::RaftMessages(RaftMessagesResponse)),
     ]
 }
 
@@ -267,6 +289,37 @@ proptest! {
         let incoming = frame::parse_request(f).unwrap();
         prop_assert_eq!(incoming.header, header);
         prop_assert_eq!(incoming.body, Ok(req));
+    }
+
+    #[test]
+    fn raft_messages_encoder_writes_what_encode_request_writes(
+        from_node in any::<u64>(),
+        to_node in any::<u64>(),
+        messages in proptest::collection::vec(raft_message(), 0..6),
+        correlation_id in any::<i32>(),
+        client_id in proptest::option::of(name()),
+    ) {
+        let header = RequestHeader { api_key: ApiKey::RaftMessages as i16, api_version: 0, correlation_id, client_id };
+        let req = Request::RaftMessages(RaftMessagesRequest { from_node, to_node, messages: messages.clone() });
+        let mut want = BytesMut::new();
+        frame::encode_request(&mut want, &header, &req);
+
+        // Start after unrelated bytes, as a sender appending frames to one buffer does.
+        let mut out = BytesMut::from(&b"earlier frames"[..]);
+        let mut enc = RaftMessagesEncoder::begin(&mut out, &header, from_node, to_node);
+        for m in &messages {
+            enc.push(&mut out, &m.topic, m.partition, m.topic_id, |o| {
+                o.extend_from_slice(&m.message);
+                Ok::<(), ()>(())
+            }).unwrap();
+            // A failing message leaves nothing behind.
+            prop_assert_eq!(enc.push(&mut out, "x", 1, 2, |o| { o.extend_from_slice(b"partial"); Err("no") }), Err("no"));
+        }
+        prop_assert_eq!(enc.count(), messages.len());
+        prop_assert_eq!(enc.frame_bytes(&out), want.len());
+        enc.finish(&mut out);
+        prop_assert_eq!(&out[..14], &b"earlier frames"[..]);
+        prop_assert_eq!(&out[14..], &want[..]);
     }
 
     #[test]
@@ -413,10 +466,139 @@ fn api_keys_are_pinned() {
         (ApiKey::ApiVersions, 18),
         (ApiKey::CreateTopics, 19),
         (ApiKey::DeleteTopics, 20),
+        (ApiKey::RaftMessages, 1000),
     ];
     for (k, v) in pinned {
         assert_eq!(k as i16, v);
         assert_eq!(ApiKey::from_i16(v), Some(k));
     }
     assert_eq!(ApiVersionsResponse::supported().apis.len(), ApiKey::ALL.len());
+}
+
+fn raft_messages_frame(body: &[u8]) -> Result<Request, RequestError> {
+    let mut f = BytesMut::new();
+    f.extend_from_slice(&(ApiKey::RaftMessages as i16).to_be_bytes());
+    f.extend_from_slice(&0i16.to_be_bytes());
+    f.extend_from_slice(&9i32.to_be_bytes());
+    f.extend_from_slice(&(-1i16).to_be_bytes());
+    f.extend_from_slice(body);
+    frame::parse_request(f.freeze()).unwrap().body
+}
+
+#[test]
+fn raft_message_bytes_are_slices_of_the_frame() {
+    let req = Request::RaftMessages(RaftMessagesRequest {
+        from_node: 1,
+        to_node: 2,
+        messages: vec![
+            RaftMessage {
+                topic: "orders".into(),
+                partition: u32::MAX,
+                topic_id: 42,
+                message: Bytes::from_static(b"first"),
+            },
+            RaftMessage {
+                topic: "audit".into(),
+                partition: 0,
+                topic_id: 7,
+                message: Bytes::new(),
+            },
+        ],
+    });
+    let mut body = BytesMut::new();
+    req.encode(0, &mut body);
+    let body = body.freeze();
+    let Ok(Request::RaftMessages(got)) = Request::decode(ApiKey::RaftMessages, 0, body.clone()) else {
+        panic!("decodes");
+    };
+    assert_eq!(Request::RaftMessages(got.clone()), req);
+    let frame = body.as_ptr_range();
+    assert!(frame.contains(&got.messages[0].message.as_ptr()), "zero-copy");
+    // The partition travels as an unsigned 32-bit number.
+    assert_eq!(got.messages[0].partition, u32::MAX);
+}
+
+#[test]
+fn malformed_raft_messages_are_invalid_requests() {
+    let nodes = [&1u64.to_be_bytes()[..], &2u64.to_be_bytes()[..]].concat();
+    let with = |rest: &[u8]| [&nodes[..], rest].concat();
+    let entry = |topic_len: i16, msg_len: i32, msg: &[u8]| {
+        let mut e = Vec::new();
+        e.extend_from_slice(&topic_len.to_be_bytes());
+        e.extend_from_slice(b"t");
+        e.extend_from_slice(&3u32.to_be_bytes());
+        e.extend_from_slice(&4u64.to_be_bytes());
+        e.extend_from_slice(&msg_len.to_be_bytes());
+        e.extend_from_slice(msg);
+        e
+    };
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("empty body", vec![]),
+        ("no message array", nodes.clone()),
+        ("huge count", with(&i32::MAX.to_be_bytes())),
+        ("negative count", with(&(-2i32).to_be_bytes())),
+        ("null array", with(&(-1i32).to_be_bytes())),
+        // One entry claimed; the bytes present could hold one, but its message runs past the end.
+        (
+            "message past the end",
+            with(&[&1i32.to_be_bytes()[..], &entry(1, 1000, b"xx")].concat()),
+        ),
+        (
+            "null message",
+            with(&[&1i32.to_be_bytes()[..], &entry(1, -1, b"")].concat()),
+        ),
+        (
+            "negative message length",
+            with(&[&1i32.to_be_bytes()[..], &entry(1, -5, b"")].concat()),
+        ),
+        (
+            "null topic",
+            with(&[&1i32.to_be_bytes()[..], &entry(-1, 0, b"")].concat()),
+        ),
+        (
+            "two claimed, one present",
+            with(&[&2i32.to_be_bytes()[..], &entry(1, 2, b"ok")].concat()),
+        ),
+        (
+            "trailing bytes",
+            with(&[&1i32.to_be_bytes()[..], &entry(1, 2, b"ok"), &[0]].concat()),
+        ),
+    ];
+    for (what, body) in bad {
+        let err = raft_messages_frame(&body).expect_err(what);
+        assert_eq!(err.code, ErrorCode::InvalidRequest, "{what}");
+    }
+    let ok = raft_messages_frame(&with(&[&1i32.to_be_bytes()[..], &entry(1, 2, b"ok")].concat())).unwrap();
+    let Request::RaftMessages(r) = ok else { panic!() };
+    assert_eq!((r.from_node, r.to_node, r.messages.len()), (1, 2, 1));
+    assert_eq!(
+        (
+            r.messages[0].topic.as_str(),
+            r.messages[0].partition,
+            r.messages[0].topic_id
+        ),
+        ("t", 3, 4)
+    );
+    assert_eq!(&r.messages[0].message[..], b"ok");
+}
+
+#[test]
+fn raft_messages_v1_is_unsupported() {
+    let header = RequestHeader {
+        api_key: ApiKey::RaftMessages as i16,
+        api_version: 1,
+        correlation_id: 3,
+        client_id: None,
+    };
+    let mut out = BytesMut::new();
+    frame::encode_request(
+        &mut out,
+        &header,
+        &Request::RaftMessages(RaftMessagesRequest::default()),
+    );
+    let f = frame::split_frame(&mut out, 1 << 20).unwrap().unwrap();
+    assert_eq!(
+        frame::parse_request(f).unwrap().body.unwrap_err().code,
+        ErrorCode::UnsupportedVersion
+    );
 }

@@ -7,7 +7,7 @@
 //! fails. The data dir is `<dir>/data`, so a restart on the same `dir` recovers the same log.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
@@ -40,6 +40,18 @@ impl BrokerProcess {
         Self::spawn(binary.as_ref(), dir, &[], None)
     }
 
+    /// Starts a broker listening on `listen` (a cluster member's fixed address, see
+    /// [`free_port`]) with more flags after the standard ones, without waiting for it: a cluster
+    /// member is ready only once a quorum of its peers runs, so start them all, then
+    /// [`Starting::wait`] for each.
+    ///
+    /// # Panics
+    ///
+    /// If the process cannot be spawned.
+    pub fn launch(binary: impl AsRef<Path>, dir: &Path, listen: SocketAddr, extra_args: &[&str]) -> Starting {
+        Self::launch_inner(binary.as_ref(), dir, &listen.to_string(), extra_args, None)
+    }
+
     /// As [`BrokerProcess::start`], with more flags after the standard ones.
     ///
     /// # Panics
@@ -60,6 +72,16 @@ impl BrokerProcess {
     }
 
     fn spawn(binary: &Path, dir: &Path, extra_args: &[&str], nofile: Option<libc::rlim_t>) -> BrokerProcess {
+        Self::launch_inner(binary, dir, "127.0.0.1:0", extra_args, nofile).wait()
+    }
+
+    fn launch_inner(
+        binary: &Path,
+        dir: &Path,
+        listen: &str,
+        extra_args: &[&str],
+        nofile: Option<libc::rlim_t>,
+    ) -> Starting {
         let ready = dir.join("ready.json");
         // A restart in the same dir must not read the previous process's ready file.
         let _ = std::fs::remove_file(&ready);
@@ -88,22 +110,57 @@ impl BrokerProcess {
                 });
             }
         }
-        cmd.args([
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--shutdown-timeout",
-            "10s",
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .args(extra_args)
-        .env("STRATA_RAFT_TICK", "20ms")
-        .env_remove("STRATA_CONFIG");
-        let mut process = LoggedChild::spawn("broker", &mut cmd, log.clone());
+        cmd.args(["--listen", listen, "--http", "127.0.0.1:0", "--shutdown-timeout", "10s"])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra_args)
+            .env("STRATA_RAFT_TICK", "20ms")
+            .env_remove("STRATA_CONFIG");
+        let process = LoggedChild::spawn("broker", &mut cmd, log.clone());
+        Starting { process, ready, log }
+    }
+
+    /// The process id (to send signals such as SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+}
+
+/// A broker process started by [`BrokerProcess::launch`], not yet known to be ready.
+pub struct Starting {
+    process: LoggedChild,
+    ready: PathBuf,
+    log: PathBuf,
+}
+
+/// A free TCP port on 127.0.0.1 for a broker that must know its peers' addresses before they
+/// start (the port is released before returning, so another process could take it first; the
+/// kernel hands ports out round-robin, which makes that unlikely).
+///
+/// # Panics
+///
+/// If no port can be bound.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding an ephemeral port")
+}
+
+impl Starting {
+    /// Waits up to 30 s for the broker's ready file.
+    ///
+    /// # Panics
+    ///
+    /// If the broker exits before it is ready or is not ready in time; the message includes its
+    /// log.
+    pub fn wait(self) -> BrokerProcess {
+        let Starting {
+            mut process,
+            ready,
+            log,
+        } = self;
         let (addr, http) = wait::until(
             DEADLINE,
             Duration::from_millis(10),
@@ -120,7 +177,9 @@ impl BrokerProcess {
         );
         BrokerProcess { addr, http, process }
     }
+}
 
+impl BrokerProcess {
     /// Everything the broker has logged so far.
     pub fn logs(&self) -> String {
         self.process.logs()

@@ -30,7 +30,7 @@ pub mod http;
 pub mod process;
 pub mod wait;
 
-pub use broker::BrokerProcess;
+pub use broker::{BrokerProcess, Starting, free_port};
 pub use process::LoggedChild;
 
 use std::path::PathBuf;

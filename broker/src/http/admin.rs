@@ -44,7 +44,6 @@ use crate::topics::AdminError;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Replicas per partition: one until brokers form clusters (the binary protocol refuses any
 /// other replication factor).
-const REPLICATION_FACTOR: u32 = 1;
 /// The cluster id, as the binary protocol's Metadata reports it.
 const CLUSTER_ID: &str = "strata";
 
@@ -257,8 +256,8 @@ pub struct ClusterView {
 /// The cluster's controller.
 #[derive(Debug, Serialize)]
 pub struct ControllerView {
-    /// Its node id.
-    pub node_id: u64,
+    /// The controller leader's node id (`null` while the controller quorum elects one).
+    pub node_id: Option<u64>,
 }
 
 /// One broker.
@@ -285,6 +284,9 @@ pub struct TopicSummary {
     pub partitions: u32,
     /// Replicas per partition.
     pub replication_factor: u32,
+    /// The replica sets (for the console; not in the JSON).
+    #[serde(skip)]
+    pub replicas: Vec<Vec<u64>>,
 }
 
 /// `GET /api/v1/topics/{name}`.
@@ -335,18 +337,26 @@ pub struct PartitionView {
 
 pub(crate) fn cluster_view(s: &AdminState) -> ClusterView {
     let b = s.broker();
-    let node_id = b.opts.node_id;
+    let me = b.opts.node_id;
     ClusterView {
         cluster_id: CLUSTER_ID,
         version: crate::VERSION,
-        controller: ControllerView { node_id },
-        brokers: vec![BrokerView {
-            node_id,
-            host: b.advertised.0.clone(),
-            port: b.advertised.1,
-            http: s.http_addr.map(|a| a.to_string()),
-            this_broker: true,
-        }],
+        controller: ControllerView {
+            node_id: b.controller_id(),
+        },
+        brokers: crate::api::broker_list(b)
+            .into_iter()
+            .map(|m| {
+                let this = m.node_id as u64 == me;
+                BrokerView {
+                    node_id: m.node_id as u64,
+                    host: m.host,
+                    port: m.port,
+                    http: if this { s.http_addr.map(|a| a.to_string()) } else { None },
+                    this_broker: this,
+                }
+            })
+            .collect(),
     }
 }
 
@@ -358,7 +368,8 @@ pub(crate) async fn topic_summaries(broker: &Broker) -> Vec<TopicSummary> {
         .map(|(name, meta)| TopicSummary {
             name: name.clone(),
             partitions: meta.partitions,
-            replication_factor: REPLICATION_FACTOR,
+            replication_factor: meta.replicas.first().map_or(0, |r| r.len() as u32),
+            replicas: meta.replicas.clone(),
         })
         .collect()
 }
@@ -380,14 +391,13 @@ pub(crate) fn hosted_partitions(broker: &Broker, topic: &str, count: u32) -> Vec
 }
 
 /// A partition's view, from the atomics the driver publishes (`hosted`: the replica, if open).
-pub(crate) fn partition_view(broker: &Broker, partition: u32, hosted: Option<&Partition>) -> PartitionView {
-    let node = broker.opts.node_id;
+pub(crate) fn partition_view(partition: u32, replicas: &[u64], hosted: Option<&Partition>) -> PartitionView {
     let Some(p) = hosted else {
         return PartitionView {
             partition,
             leader: None,
             leader_term: 0,
-            replicas: vec![node],
+            replicas: replicas.to_vec(),
             in_sync_replicas: vec![],
             log_start_offset: None,
             high_watermark: None,
@@ -398,14 +408,13 @@ pub(crate) fn partition_view(broker: &Broker, partition: u32, hosted: Option<&Pa
             status: "offline",
         };
     };
-    let (leader, failed) = (p.is_leader(), p.is_failed());
+    let (leader, failed) = (p.leader_id(), p.is_failed());
     PartitionView {
         partition,
-        leader: leader.then_some(node),
+        leader,
         leader_term: p.leader_term(),
-        replicas: vec![node],
-        // As Metadata reports it: the only replica is always in sync with itself.
-        in_sync_replicas: vec![node],
+        replicas: replicas.to_vec(),
+        in_sync_replicas: p.in_sync_replicas(),
         log_start_offset: Some(p.log_start()),
         high_watermark: Some(p.high_watermark()),
         log_end_offset: Some(p.log_end()),
@@ -414,7 +423,7 @@ pub(crate) fn partition_view(broker: &Broker, partition: u32, hosted: Option<&Pa
         failed,
         status: if failed {
             "failed"
-        } else if leader {
+        } else if leader.is_some() {
             "online"
         } else {
             "electing"
@@ -424,19 +433,20 @@ pub(crate) fn partition_view(broker: &Broker, partition: u32, hosted: Option<&Pa
 
 async fn topic_view(s: &AdminState, name: &str) -> Option<TopicView> {
     let broker = s.broker();
-    let (count, configs) = {
+    let (count, configs, replicas) = {
         let registry = broker.registry.lock().await;
         let meta = registry.topics.get(name)?;
-        (meta.partitions, meta.config.entries())
+        (meta.partitions, meta.config.entries(), meta.replicas.clone())
     };
     let partitions = (0..)
         .zip(hosted_partitions(broker, name, count))
-        .map(|(i, p)| partition_view(broker, i, p.as_deref()))
+        .zip(&replicas)
+        .map(|((i, p), r)| partition_view(i, r, p.as_deref()))
         .collect();
     Some(TopicView {
         name: name.to_string(),
         partition_count: count,
-        replication_factor: REPLICATION_FACTOR,
+        replication_factor: replicas.first().map_or(0, |r| r.len() as u32),
         configs: configs.into_iter().collect(),
         partitions,
     })

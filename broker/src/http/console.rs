@@ -109,8 +109,8 @@ async fn page(State(s): State<AdminState>) -> Response {
         let shown = t.partitions.min(u32::try_from(room).unwrap_or(u32::MAX));
         hidden_partitions += u64::from(t.partitions - shown);
         let hosted = admin::hosted_partitions(broker, &t.name, shown);
-        for (i, p) in (0..).zip(hosted) {
-            rows.push((t.name.as_str(), admin::partition_view(broker, i, p.as_deref())));
+        for ((i, p), r) in (0..).zip(hosted).zip(&t.replicas) {
+            rows.push((t.name.as_str(), admin::partition_view(i, r, p.as_deref())));
         }
     }
 
@@ -127,7 +127,7 @@ async fn page(State(s): State<AdminState>) -> Response {
          <span>broker {} is <b class=\"{state}\" id=\"readiness\">{state}</b></span></header>\n<main>\n",
         escape(cluster.cluster_id),
         escape(cluster.version),
-        cluster.brokers.first().map_or(0, |b| b.node_id),
+        broker.opts.node_id,
     );
 
     h.push_str(
@@ -135,7 +135,7 @@ async fn page(State(s): State<AdminState>) -> Response {
          <th>HTTP</th><th>role</th></tr></thead>\n<tbody>\n",
     );
     for b in &cluster.brokers {
-        let role = if b.node_id == cluster.controller.node_id {
+        let role = if Some(b.node_id) == cluster.controller.node_id {
             "controller"
         } else {
             "broker"

@@ -311,6 +311,8 @@ impl Conn {
             Request::ListOffsets(r) => Response::ListOffsets(self.list_offsets(r)),
             Request::CreateTopics(r) => Response::CreateTopics(self.create_topics(r)),
             Request::DeleteTopics(r) => Response::DeleteTopics(self.delete_topics(r)),
+            // Broker-to-broker only, never answered.
+            Request::RaftMessages(_) => return None,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod raft_messages;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -25,6 +26,7 @@ pub use fetch::{FetchPartition, FetchPartitionResponse, FetchRequest, FetchRespo
 pub use list_offsets::{ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse};
 pub use metadata::{BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata};
 pub use produce::{Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse};
+pub use raft_messages::{RaftMessage, RaftMessagesEncoder, RaftMessagesRequest, RaftMessagesResponse};
 
 /// A message body with a versioned encoding.
 pub trait Body: Sized {
@@ -37,7 +39,8 @@ pub trait Body: Sized {
     fn decode(version: i16, r: &mut Reader) -> Result<Self, DecodeError>;
 }
 
-/// The API a request is for. Numbers match Kafka's for the same operation.
+/// The API a request is for. Numbers match Kafka's for the same operation; internal
+/// (broker-to-broker) APIs start at 1000, far from Kafka's range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i16)]
 pub enum ApiKey {
@@ -55,11 +58,14 @@ pub enum ApiKey {
     CreateTopics = 19,
     /// Delete topics.
     DeleteTopics = 20,
+    /// Internal, broker-to-broker only: Raft messages for many partitions' groups. Never
+    /// answered.
+    RaftMessages = 1000,
 }
 
 impl ApiKey {
     /// Every API.
-    pub const ALL: [ApiKey; 7] = [
+    pub const ALL: [ApiKey; 8] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -67,6 +73,7 @@ impl ApiKey {
         ApiKey::ApiVersions,
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
+        ApiKey::RaftMessages,
     ];
 
     /// Parses the wire value.
@@ -89,6 +96,7 @@ impl ApiKey {
             ApiKey::ApiVersions => "api_versions",
             ApiKey::CreateTopics => "create_topics",
             ApiKey::DeleteTopics => "delete_topics",
+            ApiKey::RaftMessages => "raft_messages",
         }
     }
 }
@@ -104,6 +112,7 @@ pub enum Request {
     Produce(ProduceRequest),
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
+    RaftMessages(RaftMessagesRequest),
 }
 
 /// A decoded response body.
@@ -117,6 +126,8 @@ pub enum Response {
     Produce(ProduceResponse),
     Fetch(FetchResponse),
     ListOffsets(ListOffsetsResponse),
+    /// Never sent: brokers do not answer RaftMessages.
+    RaftMessages(RaftMessagesResponse),
 }
 
 macro_rules! dispatch {
@@ -154,7 +165,8 @@ dispatch!(
     DeleteTopics,
     Produce,
     Fetch,
-    ListOffsets
+    ListOffsets,
+    RaftMessages
 );
 dispatch!(
     Response,
@@ -164,7 +176,8 @@ dispatch!(
     DeleteTopics,
     Produce,
     Fetch,
-    ListOffsets
+    ListOffsets,
+    RaftMessages
 );
 
 /// Per-topic grouping used by produce, fetch and list-offsets: a topic name and its partitions'

@@ -1,0 +1,597 @@
+//! The metadata controller: a Raft group of the voter brokers whose log holds the cluster's
+//! metadata (topics, their configs and replica sets), applied by every broker into its local view
+//! (the [`Registry`]) and turned into local replicas.
+//!
+//! The metadata group is driven by the same per-broker Raft driver as the partitions and stored
+//! the same way (its log *is* its Raft log, in `DATA_DIR/metadata`): it is partition 0 of the
+//! internal topic [`METADATA_TOPIC`]. Each entry is a record batch with one record whose value is
+//! a [`MetadataCommand`] in JSON (small, rare, and readable with any batch dumper).
+//!
+//! - **Proposing**: any voter proposes through its own Raft node; Raft forwards a follower's
+//!   proposal to the leader. The command carries a [`RequestId`] (node, sequence); when a broker
+//!   applies a command it proposed, it answers the waiting request with the outcome of applying it.
+//! - **Applying** is deterministic: every broker applies the same commands in the same order to
+//!   the same state and gets the same outcome (a duplicate name is refused identically everywhere).
+//!   Placement is decided by the proposer and carried in the command, so it does not depend on the
+//!   hash function of the binary that applies it.
+//! - **Replay**: the metadata log is replayed from its start at every restart (it is small: one
+//!   entry per admin change); nothing else about topics is persisted.
+//! - **Local replicas** ([`reconcile`]): after applying, each broker opens the partitions assigned
+//!   to it that are not open and removes those no longer assigned. A partition directory records
+//!   its topic id (the index of the entry that created the topic) in [`TOPIC_ID_FILE`], so a
+//!   replay that passes through an older topic of the same name never opens or deletes the newer
+//!   one's data, and a directory is deleted only by the delete of its own topic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use strata_protocol::{BatchBuilder, BatchLimits, BatchOptions, ErrorCode, RecordBatch};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::driver::Command;
+use crate::partition::PartitionKey;
+use crate::server::Broker;
+use crate::topics::{AdminError, Registry, TopicConfig, TopicMeta, partition_dir};
+
+/// The internal topic whose partition 0 is the metadata Raft group.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+/// File in a partition directory holding its topic id (decimal).
+pub const TOPIC_ID_FILE: &str = "topic-id";
+/// How long an admin change waits to be committed and applied.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Identifies a proposal: the proposing broker and its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    /// Proposing broker.
+    pub node: u64,
+    /// Its sequence number (unique per broker process run, with `nonce`).
+    pub seq: u64,
+    /// Random per process run, so a restarted broker never mistakes an old entry for its own.
+    pub nonce: u64,
+}
+
+/// One change to the cluster metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataCommand {
+    /// Create a topic with these replica sets (one per partition, preferred leader first).
+    CreateTopic {
+        /// The proposal.
+        request: RequestId,
+        /// Topic name.
+        name: String,
+        /// Its configuration.
+        config: TopicConfig,
+        /// Replica node ids per partition.
+        replicas: Vec<Vec<u64>>,
+    },
+    /// Delete a topic.
+    DeleteTopic {
+        /// The proposal.
+        request: RequestId,
+        /// Topic name.
+        name: String,
+    },
+}
+
+impl MetadataCommand {
+    fn request(&self) -> RequestId {
+        match self {
+            Self::CreateTopic { request, .. } | Self::DeleteTopic { request, .. } => *request,
+        }
+    }
+
+    /// The command as a record batch (the Raft entry's data).
+    ///
+    /// # Errors
+    /// If the batch cannot be built (a command larger than a batch may be).
+    pub fn encode(&self) -> Result<Bytes, AdminError> {
+        let json =
+            serde_json::to_vec(self).map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?;
+        let mut b = BatchBuilder::new(BatchOptions::default());
+        let err = |e: strata_protocol::BuildError| AdminError::new(ErrorCode::InvalidRequest, e.to_string());
+        b.append(0, None, Some(&json), &[]).map_err(err)?;
+        b.finish().map_err(err)
+    }
+
+    /// The commands in an entry's data (a batch as proposed or as stored). Unknown or damaged
+    /// commands are skipped with an error log: every broker skips the same ones.
+    pub fn decode(data: &Bytes) -> Vec<Self> {
+        let limits = BatchLimits {
+            max_batch_bytes: 64 << 20,
+            ..BatchLimits::default()
+        };
+        let batch = match RecordBatch::validate(data.clone(), &limits) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "skipping an unreadable metadata entry");
+                return Vec::new();
+            }
+        };
+        let Ok(records) = batch.records() else {
+            return Vec::new();
+        };
+        records
+            .filter_map(|r| {
+                let value = r.ok()?.value?;
+                serde_json::from_slice(&value)
+                    .map_err(|e| tracing::error!(error = %e, "skipping an unknown metadata command"))
+                    .ok()
+            })
+            .collect()
+    }
+}
+
+/// Committed metadata entries, from the Raft driver to the [`reconcile`] task, in log order.
+#[derive(Debug)]
+pub struct Applied {
+    /// The last Raft index these cover (no-op entries move it too).
+    pub index: u64,
+    /// Commands with the index of their entry.
+    pub commands: Vec<(u64, MetadataCommand)>,
+}
+
+/// The proposal side of the controller, shared by the request handlers.
+pub struct Controller {
+    node_id: u64,
+    nonce: u64,
+    seq: AtomicU64,
+    waiting: Mutex<HashMap<RequestId, oneshot::Sender<Result<(), AdminError>>>>,
+    /// The last metadata index applied to the registry and local replicas.
+    applied: watch::Sender<u64>,
+}
+
+impl Controller {
+    /// A controller for broker `node_id`.
+    pub fn new(node_id: u64) -> Self {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        Self {
+            node_id,
+            nonce,
+            seq: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+            applied: watch::Sender::new(0),
+        }
+    }
+
+    /// The last metadata index applied here.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Sees every change of [`applied_index`](Self::applied_index).
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    fn next_request(&self) -> RequestId {
+        RequestId {
+            node: self.node_id,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            nonce: self.nonce,
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, oneshot::Sender<Result<(), AdminError>>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Proposes the command `make` builds and waits until this broker has applied it (and opened or
+/// removed its local replicas), returning the outcome of applying it.
+///
+/// # Errors
+/// The command's own outcome (e.g. `TOPIC_ALREADY_EXISTS`), `REQUEST_TIMED_OUT` when there is no
+/// controller leader or the change did not commit in time (it may still be applied later).
+pub(crate) async fn submit(broker: &Broker, make: impl FnOnce(RequestId) -> MetadataCommand) -> Result<(), AdminError> {
+    let c = &broker.controller;
+    let request = c.next_request();
+    let data = make(request).encode()?;
+    let (tx, rx) = oneshot::channel();
+    c.waiting().insert(request, tx);
+    let forget = || {
+        c.waiting().remove(&request);
+    };
+    let (ptx, prx) = oneshot::channel();
+    let sent = broker.driver.send(Command::ProposeMetadata { data, reply: ptx }).await;
+    let proposed = if sent {
+        prx.await.unwrap_or(Err((
+            ErrorCode::BrokerShuttingDown,
+            "the broker is shutting down".into(),
+        )))
+    } else {
+        Err((ErrorCode::BrokerShuttingDown, "the broker is shutting down".into()))
+    };
+    if let Err((code, message)) = proposed {
+        forget();
+        return Err(AdminError::new(code, message));
+    }
+    match tokio::time::timeout(COMMIT_TIMEOUT, rx).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(AdminError::new(
+            ErrorCode::BrokerShuttingDown,
+            "the broker is shutting down",
+        )),
+        Err(_) => {
+            forget();
+            Err(AdminError::new(
+                ErrorCode::RequestTimedOut,
+                format!(
+                    "the metadata change was not committed within {COMMIT_TIMEOUT:?} (is a majority of the controller voters up?); it may still be applied"
+                ),
+            ))
+        }
+    }
+}
+
+/// Applies one command to the metadata view. Deterministic: every broker gets the same outcome.
+pub fn apply(registry: &mut Registry, index: u64, cmd: &MetadataCommand) -> Result<(), AdminError> {
+    match cmd {
+        MetadataCommand::CreateTopic {
+            name, config, replicas, ..
+        } => {
+            if registry.topics.contains_key(name) {
+                return Err(AdminError::new(
+                    ErrorCode::TopicAlreadyExists,
+                    format!("topic {name} already exists"),
+                ));
+            }
+            if replicas.is_empty() || replicas.iter().any(Vec::is_empty) {
+                return Err(AdminError::new(
+                    ErrorCode::InvalidRequest,
+                    "a partition without replicas",
+                ));
+            }
+            registry.topics.insert(
+                name.clone(),
+                TopicMeta {
+                    id: index,
+                    partitions: replicas.len() as u32,
+                    config: config.clone(),
+                    replicas: replicas.clone(),
+                },
+            );
+            Ok(())
+        }
+        MetadataCommand::DeleteTopic { name, .. } => match registry.topics.remove(name) {
+            Some(_) => Ok(()),
+            None => Err(AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic {name} does not exist"),
+            )),
+        },
+    }
+}
+
+/// Stable 64-bit FNV-1a, for placement (the same on every platform and build).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Final avalanche (splitmix64), so nearby inputs score independently.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Replica sets for a new topic by rendezvous hashing: for each partition, the `rf` brokers with
+/// the highest score for (topic, partition, broker), best first (the preferred leader). Adding a
+/// broker moves only the replicas it now wins.
+pub fn place(brokers: &[u64], topic: &str, partitions: u32, rf: usize) -> Vec<Vec<u64>> {
+    (0..partitions)
+        .map(|p| {
+            let mut scored: Vec<(u64, u64)> = brokers
+                .iter()
+                .map(|&b| (fnv1a(&[topic.as_bytes(), &p.to_be_bytes(), &b.to_be_bytes()]), b))
+                .collect();
+            scored.sort_unstable_by(|a, b| b.cmp(a));
+            scored.into_iter().take(rf).map(|(_, b)| b).collect()
+        })
+        .collect()
+}
+
+/// Reads the topic id recorded in a partition directory (`Ok(None)`: none recorded).
+///
+/// # Errors
+/// An unreadable or damaged file: the directory's owner is unknown, so it must be left alone.
+fn dir_topic_id(dir: &Path) -> Result<Option<u64>, String> {
+    let path = dir.join(TOPIC_ID_FILE);
+    let Some(bytes) = strata_storage::durable::read(&path).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| format!("{}: not a topic id", path.display()))
+}
+
+/// Whether a directory is missing or has no entries.
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
+}
+
+/// Applies committed metadata as it arrives from the driver: updates the registry, answers this
+/// broker's waiting proposals, and opens or removes local replicas. Runs until the driver stops.
+pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Applied>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let mut outcomes = Vec::new();
+        let mut deleted = Vec::new();
+        let last = batch.last().map_or(0, |a| a.index);
+        let desired = {
+            let mut registry = broker.registry.lock().await;
+            for a in &batch {
+                for (index, cmd) in &a.commands {
+                    if let MetadataCommand::DeleteTopic { name, .. } = cmd
+                        && let Some(meta) = registry.topics.get(name)
+                    {
+                        deleted.push((name.clone(), meta.id, meta.partitions));
+                    }
+                    let outcome = apply(&mut registry, *index, cmd);
+                    match &outcome {
+                        Ok(()) => tracing::info!(index, command = ?cmd, "applied metadata"),
+                        Err(e) => {
+                            tracing::debug!(index, code = %e.code, message = %e.message, "metadata command refused")
+                        }
+                    }
+                    outcomes.push((cmd.request(), cmd.clone(), outcome));
+                }
+            }
+            registry.clone()
+        };
+        // Deleted topics first (their partitions may be re-created under the same name below).
+        for (name, id, partitions) in deleted {
+            broker.metrics.remove_topic(&name);
+            remove_topic_replicas(&broker, &name, id, partitions).await;
+        }
+        let failures = open_assigned(&broker, &desired).await;
+        for (request, cmd, mut outcome) in outcomes {
+            if request.node != broker.controller.node_id || request.nonce != broker.controller.nonce {
+                continue;
+            }
+            if let (Ok(()), MetadataCommand::CreateTopic { name, .. }) = (&outcome, &cmd)
+                && let Some((p, e)) = failures.iter().find(|(k, _)| &k.topic == name)
+            {
+                outcome = Err(AdminError::new(
+                    ErrorCode::StorageError,
+                    format!("creating partition {} failed: {e}", p.partition),
+                ));
+            }
+            if let Some(tx) = broker.controller.waiting().remove(&request) {
+                let _ = tx.send(outcome);
+            }
+        }
+        broker.controller.applied.send_replace(last);
+    }
+}
+
+/// Stops and deletes this broker's replicas of a deleted topic (only directories of that topic
+/// id or older: a newer topic of the same name may already have its own).
+async fn remove_topic_replicas(broker: &Arc<Broker>, name: &str, id: u64, partitions: u32) {
+    for p in 0..partitions {
+        let key = PartitionKey {
+            topic: name.to_string(),
+            partition: p,
+        };
+        let open = broker
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(part) = open.filter(|part| part.topic_id <= id) {
+            broker
+                .partitions
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            let (tx, rx) = oneshot::channel();
+            if broker
+                .driver
+                .send(Command::Remove {
+                    key: part.key.clone(),
+                    reply: tx,
+                })
+                .await
+            {
+                let _ = rx.await;
+            }
+        }
+        let dir = partition_dir(&broker.opts.data_dir, name, p);
+        let _ = tokio::task::spawn_blocking(move || {
+            let owned = match dir_topic_id(&dir) {
+                Ok(Some(d)) => d <= id,
+                // Created, but the marker not yet written when the broker stopped.
+                Ok(None) => is_empty_dir(&dir),
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "not deleting a partition directory of unknown topic id");
+                    false
+                }
+            };
+            if owned
+                && dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(&dir)
+            {
+                tracing::error!(dir = %dir.display(), error = %e, "deleting a partition directory failed");
+            }
+        })
+        .await;
+    }
+}
+
+/// Opens every partition assigned to this broker that is not open; returns the ones that failed.
+async fn open_assigned(broker: &Arc<Broker>, registry: &Registry) -> Vec<(PartitionKey, String)> {
+    let me = broker.opts.node_id;
+    let mut failures = Vec::new();
+    for (name, meta) in &registry.topics {
+        for (p, replicas) in (0u32..).zip(&meta.replicas) {
+            if !replicas.contains(&me) {
+                continue;
+            }
+            let key = PartitionKey {
+                topic: name.clone(),
+                partition: p,
+            };
+            if broker
+                .partitions
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&key)
+            {
+                continue;
+            }
+            if let Err(e) = open_replica(broker, name, p, meta, replicas).await {
+                tracing::error!(topic = %name, partition = p, error = %e, "opening a replica failed");
+                failures.push((key, e));
+            }
+        }
+    }
+    failures
+}
+
+async fn open_replica(
+    broker: &Arc<Broker>,
+    name: &str,
+    p: u32,
+    meta: &TopicMeta,
+    replicas: &[u64],
+) -> Result<(), String> {
+    let dir = partition_dir(&broker.opts.data_dir, name, p);
+    let id = meta.id;
+    let prepared = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+        match dir_topic_id(&dir)? {
+            // A newer topic of this name owns the directory: this one is being replayed past.
+            Some(d) if d > id => return Ok(false),
+            Some(d) if d == id => return Ok(true),
+            // An older topic's leftovers (its delete was interrupted).
+            Some(_) => std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?,
+            None if is_empty_dir(&dir) => {}
+            None => {
+                return Err(format!(
+                    "{} holds data but no {TOPIC_ID_FILE} (written by an older Strata?); move it away to create the replica",
+                    dir.display()
+                ));
+            }
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        strata_storage::durable::write_atomic(&dir.join(TOPIC_ID_FILE), id.to_string().as_bytes())
+            .map_err(|e| e.to_string())?;
+        Ok(true)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    if !prepared {
+        return Ok(());
+    }
+    let (b, n, cfg, reps) = (broker.clone(), name.to_string(), meta.config.clone(), replicas.to_vec());
+    let part = tokio::task::spawn_blocking(move || b.open_partition(&n, p, id, reps, &cfg))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+    broker.start_partition(part).await.map_err(|e| format!("{e:#}"))
+}
+
+/// The brokers placement may use: the controller voters (data-only brokers are later work).
+pub(crate) fn brokers(broker: &Broker) -> Vec<u64> {
+    broker.voters.keys().copied().collect()
+}
+
+/// Voter node ids and their addresses.
+pub type Voters = BTreeMap<u64, String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_round_trip_through_a_batch() {
+        let cmd = MetadataCommand::DeleteTopic {
+            request: RequestId {
+                node: 2,
+                seq: 7,
+                nonce: 9,
+            },
+            name: "orders".into(),
+        };
+        let data = cmd.encode().unwrap();
+        assert_eq!(MetadataCommand::decode(&data), vec![cmd]);
+        assert!(MetadataCommand::decode(&Bytes::from_static(b"garbage")).is_empty());
+    }
+
+    #[test]
+    fn placement_is_stable_spread_and_distinct() {
+        let brokers = [1, 2, 3];
+        let a = place(&brokers, "t", 300, 3);
+        assert_eq!(a, place(&brokers, "t", 300, 3));
+        let mut leaders = BTreeMap::new();
+        for r in &a {
+            let mut s = r.clone();
+            s.sort_unstable();
+            s.dedup();
+            assert_eq!(s, vec![1, 2, 3]);
+            *leaders.entry(r[0]).or_insert(0) += 1;
+        }
+        // Preferred leaders spread: each broker leads roughly a third.
+        for n in leaders.values() {
+            assert!((70..=130).contains(n), "{leaders:?}");
+        }
+        // Adding a broker moves only what it wins.
+        let b = place(&[1, 2, 3, 4], "t", 300, 1);
+        let moved = a.iter().zip(&b).filter(|(x, y)| x[0] != y[0]).count();
+        assert!(b.iter().zip(&a).all(|(y, x)| y[0] == x[0] || y[0] == 4));
+        assert!((40..=110).contains(&moved), "{moved}");
+    }
+
+    #[test]
+    fn apply_is_deterministic_and_refuses_duplicates() {
+        let mut r = Registry::default();
+        let req = RequestId {
+            node: 1,
+            seq: 0,
+            nonce: 0,
+        };
+        let create = MetadataCommand::CreateTopic {
+            request: req,
+            name: "t".into(),
+            config: TopicConfig::from_defaults(&crate::options::TopicDefaults::default()),
+            replicas: vec![vec![1, 2, 3]],
+        };
+        apply(&mut r, 5, &create).unwrap();
+        assert_eq!(r.topics["t"].id, 5);
+        assert_eq!(
+            apply(&mut r, 6, &create).unwrap_err().code,
+            ErrorCode::TopicAlreadyExists
+        );
+        let delete = MetadataCommand::DeleteTopic {
+            request: req,
+            name: "t".into(),
+        };
+        apply(&mut r, 7, &delete).unwrap();
+        assert_eq!(
+            apply(&mut r, 8, &delete).unwrap_err().code,
+            ErrorCode::UnknownTopicOrPartition
+        );
+    }
+}

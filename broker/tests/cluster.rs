@@ -1,0 +1,281 @@
+//! Three real `strata-broker` processes on 127.0.0.1 forming one cluster: the controller quorum
+//! commits topics that every broker applies, partitions are replicated by their own Raft groups,
+//! and killing a partition's leader with `kill -9` loses no write acknowledged with `acks=all`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use strata_protocol::ErrorCode;
+use strata_protocol::api::*;
+use strata_testkit::{BrokerProcess, free_port};
+
+mod common;
+use common::{BROKER, Client, batch, values};
+
+/// A cluster of `n` brokers, each in its own directory, all voters.
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    addrs: Vec<SocketAddr>,
+    voters: String,
+    brokers: Vec<Option<BrokerProcess>>,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Self {
+        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
+        let voters = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}@{a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut c = Cluster {
+            dirs,
+            addrs,
+            voters,
+            brokers: (0..n).map(|_| None).collect(),
+        };
+        let starting: Vec<_> = (0..n).map(|i| c.launch(i)).collect();
+        for (i, s) in starting.into_iter().enumerate() {
+            c.brokers[i] = Some(s.wait());
+        }
+        c
+    }
+
+    fn launch(&self, i: usize) -> strata_testkit::Starting {
+        let id = (i + 1).to_string();
+        BrokerProcess::launch(
+            BROKER,
+            self.dirs[i].path(),
+            self.addrs[i],
+            &["--node-id", &id, "--voters", &self.voters],
+        )
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.brokers[i] = Some(self.launch(i).wait());
+    }
+
+    fn kill9(&mut self, i: usize) {
+        self.brokers[i].take().expect("running").kill9();
+    }
+
+    fn addr_of(&self, node: i32) -> SocketAddr {
+        self.addrs[node as usize - 1]
+    }
+
+    fn logs(&self) -> String {
+        self.brokers
+            .iter()
+            .flatten()
+            .map(|b| b.logs())
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    }
+}
+
+async fn create(c: &mut Client, name: &str, partitions: i32, rf: i16) -> TopicResult {
+    let Response::CreateTopics(r) = c
+        .call(Request::CreateTopics(CreateTopicsRequest {
+            topics: vec![CreatableTopic {
+                name: name.into(),
+                num_partitions: partitions,
+                replication_factor: rf,
+                configs: vec![],
+            }],
+            timeout_ms: 10_000,
+            validate_only: false,
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("not a create response")
+    };
+    r.topics.into_iter().next().unwrap()
+}
+
+/// Polls metadata through `c` until `ok` accepts the topic's, for up to 20 s.
+async fn wait_metadata(c: &mut Client, topic: &str, what: &str, ok: impl Fn(&TopicMetadata) -> bool) -> TopicMetadata {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = c.metadata(topic).await;
+        if ok(&t) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last metadata: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn all_led(t: &TopicMetadata) -> bool {
+    t.error == ErrorCode::None && !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader > 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_created_anywhere_are_replicated_everywhere_and_deleted_everywhere() {
+    let cluster = Cluster::start(3);
+    let mut c2 = Client::connect(cluster.addrs[1]).await;
+    let created = create(&mut c2, "orders", 6, 3).await;
+    assert_eq!(created.error, ErrorCode::None, "{created:?}\n{}", cluster.logs());
+    // A second create of the name, through another broker, is refused by the controller.
+    let mut c3 = Client::connect(cluster.addrs[2]).await;
+    assert_eq!(
+        create(&mut c3, "orders", 1, 3).await.error,
+        ErrorCode::TopicAlreadyExists
+    );
+    assert_eq!(
+        create(&mut c3, "too-many", 1, 4).await.error,
+        ErrorCode::InvalidReplicationFactor
+    );
+
+    let mut views = Vec::new();
+    for addr in &cluster.addrs {
+        let mut c = Client::connect(*addr).await;
+        let t = wait_metadata(&mut c, "orders", "leaders everywhere", all_led).await;
+        assert_eq!(t.partitions.len(), 6);
+        for p in &t.partitions {
+            let mut r = p.replicas.clone();
+            r.sort_unstable();
+            assert_eq!(r, vec![1, 2, 3], "{p:?}");
+        }
+        views.push(t.partitions.iter().map(|p| p.replicas.clone()).collect::<Vec<_>>());
+    }
+    assert!(
+        views.windows(2).all(|w| w[0] == w[1]),
+        "brokers disagree on replicas: {views:?}"
+    );
+    // Preferred leaders are spread: not every partition led by one broker.
+    let leaders: std::collections::BTreeSet<i32> = views[0].iter().map(|r| r[0]).collect();
+    assert!(leaders.len() >= 2, "{views:?}");
+
+    let Response::Metadata(m) = c2
+        .call(Request::Metadata(MetadataRequest { topics: None }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(m.brokers.len(), 3);
+    assert!(m.controller_id >= 1);
+
+    let Response::DeleteTopics(d) = c3
+        .call(Request::DeleteTopics(DeleteTopicsRequest {
+            names: vec!["orders".into()],
+            timeout_ms: 10_000,
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(d.topics[0].error, ErrorCode::None, "{d:?}");
+    for addr in &cluster.addrs {
+        let mut c = Client::connect(*addr).await;
+        wait_metadata(&mut c, "orders", "the delete everywhere", |t| {
+            t.error == ErrorCode::UnknownTopicOrPartition
+        })
+        .await;
+    }
+}
+
+/// Produces `n` single-record batches with `acks=all` to the partition's current leader, learnt
+/// through `meta`; returns the values acknowledged. Stops early (returning what was acked) when
+/// the leader stops answering.
+async fn produce_acked(cluster: &Cluster, meta: &mut Client, topic: &str, from: usize, n: usize) -> Vec<String> {
+    let t = wait_metadata(meta, topic, "a leader", all_led).await;
+    let leader = t.partitions[0].leader;
+    let mut c = Client::connect(cluster.addr_of(leader)).await;
+    let mut acked = Vec::new();
+    for i in from..from + n {
+        let v = format!("v{i}");
+        match c.try_produce(topic, 0, batch(&[&v], 1), -1).await {
+            Some(r) if r.error == ErrorCode::None => acked.push(v),
+            Some(r) => panic!("produce {v} failed: {r:?}"),
+            None => break,
+        }
+    }
+    acked
+}
+
+/// Reads partition 0 from its leader from offset 0 up to the high watermark.
+async fn read_all(cluster: &Cluster, meta: &mut Client, topic: &str) -> Vec<String> {
+    let t = wait_metadata(meta, topic, "a leader", all_led).await;
+    let mut c = Client::connect(cluster.addr_of(t.partitions[0].leader)).await;
+    let mut out = Vec::new();
+    let mut offset = 0i64;
+    loop {
+        let f = c.fetch(topic, 0, offset, 0, 0).await;
+        assert_eq!(f.error, ErrorCode::None, "{f:?}");
+        let got = values(f.records);
+        if got.is_empty() {
+            assert_eq!(offset, f.high_watermark, "stopped before the high watermark");
+            return out;
+        }
+        for (o, v) in got {
+            assert_eq!(o as i64, offset, "offsets are dense");
+            offset += 1;
+            out.push(v);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3);
+    let mut meta = Client::connect(cluster.addrs[0]).await;
+    assert_eq!(create(&mut meta, "ledger", 1, 3).await.error, ErrorCode::None);
+    let mut acked = produce_acked(&cluster, &mut meta, "ledger", 0, 200).await;
+    assert_eq!(acked.len(), 200);
+
+    let t = wait_metadata(&mut meta, "ledger", "a leader", all_led).await;
+    let old = t.partitions[0].leader;
+    cluster.kill9(old as usize - 1);
+    let survivor = cluster.addrs[if old == 1 { 1 } else { 0 }];
+    let mut meta = Client::connect(survivor).await;
+    let started = Instant::now();
+    let t = wait_metadata(&mut meta, "ledger", "a new leader", |t| {
+        all_led(t) && t.partitions[0].leader != old
+    })
+    .await;
+    eprintln!(
+        "new leader {} elected {:?} after the kill",
+        t.partitions[0].leader,
+        started.elapsed()
+    );
+    acked.extend(produce_acked(&cluster, &mut meta, "ledger", 200, 100).await);
+    assert_eq!(acked.len(), 300);
+    assert_eq!(
+        read_all(&cluster, &mut meta, "ledger").await,
+        acked,
+        "{}",
+        cluster.logs()
+    );
+
+    // The killed broker comes back, catches up from the leader, and is in sync again.
+    cluster.restart(old as usize - 1);
+    acked.extend(produce_acked(&cluster, &mut meta, "ledger", 300, 50).await);
+    wait_metadata(&mut meta, "ledger", "all replicas in sync", |t| {
+        all_led(t) && t.partitions[0].in_sync.len() == 3
+    })
+    .await;
+    // Kill the current leader too: the restarted broker's copy must be complete.
+    let t = wait_metadata(&mut meta, "ledger", "a leader", all_led).await;
+    let second = t.partitions[0].leader;
+    cluster.kill9(second as usize - 1);
+    let alive = (1..=3).find(|&n| n != second).unwrap();
+    let mut meta = Client::connect(cluster.addr_of(alive)).await;
+    wait_metadata(&mut meta, "ledger", "a third leader", |t| {
+        all_led(t) && t.partitions[0].leader != second
+    })
+    .await;
+    assert_eq!(
+        read_all(&cluster, &mut meta, "ledger").await,
+        acked,
+        "{}",
+        cluster.logs()
+    );
+}
