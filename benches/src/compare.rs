@@ -26,6 +26,7 @@ const ROWS: &[(&str, &str)] = &[
     ("partitions", "/config/partitions"),
     ("rate", "/config/rate"),
     ("acks", "/config/acks"),
+    ("idempotence", "/config/idempotence"),
     ("compression", "/config/compression"),
     ("version", "/version"),
 ];

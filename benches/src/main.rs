@@ -149,6 +149,10 @@ struct RunArgs {
     /// Acknowledgement level.
     #[arg(long, value_enum, default_value_t = AcksArg::All)]
     acks: AcksArg,
+    /// Idempotent producer (retries never duplicate records); needs `--acks all`. Default: true
+    /// with `--acks all`, false otherwise.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    idempotence: Option<bool>,
     /// Total records/s over all producers, open loop; 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     rate: u64,
@@ -306,7 +310,12 @@ struct Ctx {
     stop_consumers: AtomicBool,
 }
 
-async fn run(mode: Mode, args: RunArgs) -> Result<i32> {
+async fn run(mode: Mode, mut args: RunArgs) -> Result<i32> {
+    // Resolved here so the report's config shows the value used.
+    let idempotence = *args.idempotence.get_or_insert(args.acks == AcksArg::All);
+    if idempotence && args.acks != AcksArg::All {
+        bail!("--idempotence true needs --acks all");
+    }
     if args.producers == 0 || args.consumers == 0 {
         bail!("--producers and --consumers must be at least 1");
     }
@@ -382,6 +391,7 @@ fn producer_config(args: &RunArgs) -> ProducerConfig {
             AcksArg::Leader => Acks::Leader,
             AcksArg::None => Acks::None,
         },
+        idempotence: args.idempotence.unwrap_or(args.acks == AcksArg::All),
         compression: match args.compression {
             CompressionArg::None => Compression::None,
             CompressionArg::Lz4 => Compression::Lz4,

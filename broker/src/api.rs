@@ -84,6 +84,7 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<Outgoing
         }
         Request::Fetch(r) => Response::Fetch(fetch(broker, r).await),
         Request::ListOffsets(r) => Response::ListOffsets(list_offsets(broker, r).await),
+        Request::InitProducerId(r) => Response::InitProducerId(init_producer_id(broker, r).await),
         Request::RaftMessages(r) => {
             raft_messages(broker, r);
             return None;
@@ -129,6 +130,42 @@ pub(crate) fn raft_messages(broker: &Broker, req: RaftMessagesRequest) {
             from: req.from_node,
             messages,
         });
+    }
+}
+
+/// Producer ids a broker takes from the controller at a time.
+const PRODUCER_ID_BLOCK: u64 = 1000;
+
+/// Hands out a producer id (epoch 0) from this broker's block, taking a new block from the
+/// controller when it runs out.
+async fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let fail = |error, message: String| InitProducerIdResponse {
+        error,
+        message: Some(message),
+        ..InitProducerIdResponse::default()
+    };
+    if req.transactional_id.is_some() {
+        return fail(ErrorCode::InvalidRequest, "transactions are not supported".into());
+    }
+    let mut ids = broker.producer_ids.lock().await;
+    if ids.0 >= ids.1 {
+        let count = PRODUCER_ID_BLOCK;
+        match crate::controller::submit(broker, |request| MetadataCommand::AllocateProducerIds {
+            request,
+            count,
+        })
+        .await
+        {
+            Ok(first) => *ids = (first, first + count),
+            Err(e) => return fail(e.code, format!("allocating producer ids: {}", e.message)),
+        }
+    }
+    let id = ids.0;
+    ids.0 += 1;
+    InitProducerIdResponse {
+        producer_id: id as i64,
+        producer_epoch: 0,
+        ..InitProducerIdResponse::default()
     }
 }
 
@@ -362,7 +399,7 @@ pub(crate) async fn create_topic(
             Err(AdminError::new(e.code, format!("{} ({outcome})", e.message)))
         }
         Err(e) => Err(e),
-        Ok(()) => {
+        Ok(_) => {
             tracing::info!(topic = %t.name, partitions, replication_factor = rf, "created topic");
             Ok(())
         }

@@ -79,12 +79,21 @@ pub enum MetadataCommand {
         /// Topic name.
         name: String,
     },
+    /// Hand the proposing broker the next `count` producer ids (the outcome is the first).
+    AllocateProducerIds {
+        /// The proposal.
+        request: RequestId,
+        /// How many.
+        count: u64,
+    },
 }
 
 impl MetadataCommand {
     fn request(&self) -> RequestId {
         match self {
-            Self::CreateTopic { request, .. } | Self::DeleteTopic { request, .. } => *request,
+            Self::CreateTopic { request, .. }
+            | Self::DeleteTopic { request, .. }
+            | Self::AllocateProducerIds { request, .. } => *request,
         }
     }
 
@@ -143,7 +152,7 @@ pub struct Controller {
     node_id: u64,
     nonce: u64,
     seq: AtomicU64,
-    waiting: Mutex<HashMap<RequestId, oneshot::Sender<Result<(), AdminError>>>>,
+    waiting: Mutex<HashMap<RequestId, oneshot::Sender<Result<u64, AdminError>>>>,
     /// The last metadata index applied to the registry and local replicas.
     applied: watch::Sender<u64>,
 }
@@ -182,18 +191,22 @@ impl Controller {
         }
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, oneshot::Sender<Result<(), AdminError>>>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, oneshot::Sender<Result<u64, AdminError>>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// Proposes the command `make` builds and waits until this broker has applied it (and opened or
-/// removed its local replicas), returning the outcome of applying it.
+/// removed its local replicas), returning the outcome of applying it (a value for commands that
+/// produce one, such as the first of the producer ids allocated; 0 otherwise).
 ///
 /// # Errors
 /// The command's own outcome (e.g. `TOPIC_ALREADY_EXISTS`), `REQUEST_TIMED_OUT` when there is no
 /// controller leader or the change did not commit in time (it may still be applied later).
-pub(crate) async fn submit(broker: &Broker, make: impl FnOnce(RequestId) -> MetadataCommand) -> Result<(), AdminError> {
+pub(crate) async fn submit(
+    broker: &Broker,
+    make: impl FnOnce(RequestId) -> MetadataCommand,
+) -> Result<u64, AdminError> {
     let c = &broker.controller;
     let request = c.next_request();
     let data = make(request).encode()?;
@@ -235,7 +248,7 @@ pub(crate) async fn submit(broker: &Broker, make: impl FnOnce(RequestId) -> Meta
 }
 
 /// Applies one command to the metadata view. Deterministic: every broker gets the same outcome.
-pub fn apply(registry: &mut Registry, index: u64, cmd: &MetadataCommand) -> Result<(), AdminError> {
+pub fn apply(registry: &mut Registry, index: u64, cmd: &MetadataCommand) -> Result<u64, AdminError> {
     match cmd {
         MetadataCommand::CreateTopic {
             name, config, replicas, ..
@@ -261,10 +274,19 @@ pub fn apply(registry: &mut Registry, index: u64, cmd: &MetadataCommand) -> Resu
                     replicas: replicas.clone(),
                 },
             );
-            Ok(())
+            Ok(0)
+        }
+        MetadataCommand::AllocateProducerIds { count, .. } => {
+            let first = registry.next_producer_id.max(1);
+            let end = first
+                .checked_add(*count)
+                .filter(|&e| e <= i64::MAX as u64)
+                .ok_or_else(|| AdminError::new(ErrorCode::UnknownServerError, "producer ids exhausted"))?;
+            registry.next_producer_id = end;
+            Ok(first)
         }
         MetadataCommand::DeleteTopic { name, .. } => match registry.topics.remove(name) {
-            Some(_) => Ok(()),
+            Some(_) => Ok(0),
             None => Err(AdminError::new(
                 ErrorCode::UnknownTopicOrPartition,
                 format!("topic {name} does not exist"),
@@ -351,7 +373,7 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
                     }
                     let outcome = apply(&mut registry, *index, cmd);
                     match &outcome {
-                        Ok(()) => tracing::info!(index, command = ?cmd, "applied metadata"),
+                        Ok(_) => tracing::info!(index, command = ?cmd, "applied metadata"),
                         Err(e) => {
                             tracing::debug!(index, code = %e.code, message = %e.message, "metadata command refused")
                         }
@@ -371,7 +393,7 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
             if request.node != broker.controller.node_id || request.nonce != broker.controller.nonce {
                 continue;
             }
-            if let (Ok(()), MetadataCommand::CreateTopic { name, .. }) = (&outcome, &cmd)
+            if let (Ok(_), MetadataCommand::CreateTopic { name, .. }) = (&outcome, &cmd)
                 && let Some((p, e)) = failures.iter().find(|(k, _)| &k.topic == name)
             {
                 outcome = Err(AdminError::new(

@@ -51,6 +51,7 @@ use crate::controller::{Applied, MetadataCommand};
 use crate::metrics::{Metrics, StorageMetrics};
 use crate::partition::{LogState, Partition, PartitionKey};
 use crate::peer::{OutboundMessage, Peers};
+use crate::producers::{Check, Producers, SCAN_ENTRIES, Stamp};
 use crate::raft::PartitionRaftStorage;
 
 /// How a proposal ended.
@@ -211,6 +212,9 @@ struct Waiter {
     first_index: u64,
     last_index: u64,
     base_offset: Option<Offset>,
+    /// The offset to answer with instead of `base_offset`: a retry whose first batches were
+    /// already in the log reports the first one's original offset.
+    reported_base: Option<Offset>,
     acks: Acks,
     reply: oneshot::Sender<ProposeResult>,
 }
@@ -239,6 +243,13 @@ struct Group {
     topic: Arc<str>,
     /// Whether this is the metadata group, whose committed commands go to the controller.
     is_metadata: bool,
+    /// Idempotent producers' state (kept only while leader; rebuilt from the log on becoming
+    /// leader, see [`crate::producers`]).
+    producers: Producers,
+    /// Whether `producers` reflects the log (false until rebuilt after becoming leader).
+    producers_ready: bool,
+    /// Retried batches already in the log, waiting for the original to commit.
+    dup_waiters: Vec<Waiter>,
     /// The leader this replica last saw (`raft::INVALID_ID` for none), to count leader changes.
     leader_id: u64,
     /// Bytes of entries appended since the last group-commit fsync (for the synced-bytes count).
@@ -565,6 +576,9 @@ impl Driver {
                 unsynced_bytes: 0,
                 topic: Arc::from(partition_topic.as_str()),
                 is_metadata,
+                producers: Producers::default(),
+                producers_ready: false,
+                dup_waiters: Vec::new(),
             },
         );
         Ok(())
@@ -592,6 +606,60 @@ impl Driver {
             )));
             return;
         }
+        // Idempotent producers: every batch is checked before any is proposed.
+        if !g.producers_ready {
+            Self::rebuild_producers(g);
+        }
+        // A retried request may start with batches already in the log (all of them, or a prefix
+        // a failed leader replicated before it died); those are not appended again.
+        let mut proposed: Vec<(i64, Option<(i16, i32)>)> = Vec::new();
+        let mut duplicates: Vec<crate::producers::SeqBatch> = Vec::new();
+        for (i, b) in batches.iter().enumerate() {
+            let Some(stamp) = BatchHeader::parse(b).ok().and_then(|h| Stamp::of(&h)) else {
+                continue;
+            };
+            let refused = match g.producers.check(&stamp) {
+                Check::Accept => {
+                    proposed.push((stamp.producer_id, g.producers.propose(&stamp)));
+                    None
+                }
+                Check::Duplicate(original) if duplicates.len() == i => {
+                    duplicates.push(original);
+                    None
+                }
+                Check::Duplicate(_) => Some((
+                    ErrorCode::OutOfOrderSequenceNumber,
+                    "a retried batch after new ones in the same request".to_string(),
+                )),
+                Check::Refuse(code, message) => Some((code, message)),
+            };
+            if let Some(err) = refused {
+                for (id, previous) in proposed.into_iter().rev() {
+                    g.producers.restore_pending(id, previous);
+                }
+                dropped.inc_by(batches.len() as u64);
+                let _ = reply.send(Err(err));
+                return;
+            }
+        }
+        let original_base = duplicates.first().map(|d| d.base_offset);
+        if let (Some(first), Some(last)) = (duplicates.first(), duplicates.last())
+            && duplicates.len() == batches.len()
+        {
+            // Entirely in the log: answer with the original offset once it is committed (or
+            // durable, for acks=leader), as the original request would have been.
+            g.dup_waiters.push(Waiter {
+                first_index: first.index,
+                last_index: last.index,
+                base_offset: Some(first.base_offset),
+                reported_base: None,
+                acks,
+                reply,
+            });
+            g.touched = true;
+            return;
+        }
+        let batches = &batches[duplicates.len()..];
         let first_index = g.raw.raft.raft_log.last_index() + 1;
         let counters = &g.partition.counters;
         for (i, b) in batches.iter().enumerate() {
@@ -616,6 +684,7 @@ impl Driver {
                 first_index,
                 last_index,
                 base_offset: None,
+                reported_base: original_base,
                 acks,
                 reply,
             },
@@ -803,7 +872,11 @@ impl Driver {
             g.unsynced_bytes = g.unsynced_bytes.saturating_add(bytes as u64);
             infos
         };
+        let track = g.producers_ready && g.raw.raft.state == StateRole::Leader;
         for (e, info) in rd.entries().iter().zip(&infos) {
+            if track && let Some(stamp) = BatchHeader::parse(&e.data).ok().and_then(|h| Stamp::of(&h)) {
+                g.producers.appended(&stamp, info.base_offset, e.index);
+            }
             g.next_offsets.insert(e.index, info.next_offset);
             if let Some(w) = g.waiters.range_mut(e.index..).next().map(|(_, w)| w)
                 && w.first_index == e.index
@@ -811,6 +884,7 @@ impl Driver {
                 w.base_offset = Some(info.base_offset);
             }
         }
+        g.producers.clear_pending();
         // After the entries: a hard state's commit may name entries this Ready appends.
         if let Some(hs) = rd.hs() {
             store.set_hard_state(hs)?;
@@ -823,6 +897,11 @@ impl Driver {
         let leader = g.raw.raft.state == StateRole::Leader;
         let leader_id = g.raw.raft.leader_id;
         g.partition.set_leader(leader, g.raw.raft.term, leader_id);
+        if !leader && g.producers_ready {
+            // A follower keeps no producer state; the next leadership rebuilds it from the log.
+            g.producers.clear();
+            g.producers_ready = false;
+        }
         if leader {
             // In sync: replicas whose log has everything committed.
             let commit = g.raw.raft.raft_log.committed;
@@ -920,7 +999,7 @@ impl Driver {
             .collect();
         for idx in ready {
             let w = g.waiters.remove(&idx).expect("collected above");
-            let r = w.base_offset.ok_or((
+            let r = w.reported_base.or(w.base_offset).ok_or((
                 ErrorCode::UnknownServerError,
                 "offset of an appended batch is unknown".into(),
             ));
@@ -928,6 +1007,27 @@ impl Driver {
         }
         // Entries truncated away (a new leader overwrote them) will never commit.
         let last = g.raw.raft.raft_log.last_index();
+        if !g.dup_waiters.is_empty() {
+            let waiting = std::mem::take(&mut g.dup_waiters);
+            for w in waiting {
+                let done = match w.acks {
+                    Acks::All | Acks::None => w.last_index <= commit,
+                    Acks::Leader => !always || w.last_index <= durable,
+                };
+                if w.last_index > last {
+                    let _ = w.reply.send(Err((
+                        ErrorCode::NotLeader,
+                        "leadership changed before the batch committed".into(),
+                    )));
+                } else if done {
+                    let _ = w
+                        .reply
+                        .send(w.base_offset.ok_or((ErrorCode::UnknownServerError, String::new())));
+                } else {
+                    g.dup_waiters.push(w);
+                }
+            }
+        }
         let lost: Vec<u64> = g.waiters.range(last + 1..).map(|(i, _)| *i).collect();
         for idx in lost {
             if let Some(w) = g.waiters.remove(&idx) {
@@ -939,6 +1039,43 @@ impl Driver {
                 )));
             }
         }
+    }
+
+    /// Rebuilds the idempotent producers' state from the newest entries of the log (at most
+    /// [`SCAN_ENTRIES`]), as a new leader must before taking a proposal.
+    fn rebuild_producers(g: &mut Group) {
+        g.producers.clear();
+        let scanned = g.partition.storage.with_log(|l| {
+            let (first, last) = (l.first_index().0, l.last_index().0);
+            let mut next = first.max(last.saturating_sub(SCAN_ENTRIES - 1)).max(1);
+            let mut out = Vec::new();
+            while next <= last {
+                let Ok(batches) = l.entries(RaftIndex(next), RaftIndex(last + 1), 16 << 20) else {
+                    break;
+                };
+                let Some(end) = batches.last().map(|b| b.header.raft_index.0) else {
+                    break;
+                };
+                out.extend(
+                    batches
+                        .iter()
+                        .filter_map(|b| Some((Stamp::of(&b.header)?, b.header.base_offset, b.header.raft_index.0))),
+                );
+                next = end + 1;
+            }
+            out
+        });
+        match scanned {
+            Ok(found) => {
+                for (stamp, base_offset, index) in found {
+                    g.producers.appended(&stamp, base_offset, index);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(topic = %g.partition.key.topic, partition = g.partition.key.partition, error = %e, "reading producer state from the log failed; starting without it")
+            }
+        }
+        g.producers_ready = true;
     }
 
     fn offset_after(g: &Group, index: u64) -> Option<Offset> {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod options;
 pub mod partition;
 pub mod peer;
+pub mod producers;
 pub mod raft;
 pub mod server;
 pub mod topics;

@@ -615,7 +615,7 @@ const PARTITION_GAUGES: &[PartitionGauge] = &[
 ];
 
 /// Broker-wide partition counts, exported whatever `per_partition` says.
-const PARTITION_COUNTS: [(&str, &str); 3] = [
+const PARTITION_COUNTS: [(&str, &str); 6] = [
     ("strata_partitions", "Partition replicas hosted on this broker."),
     (
         "strata_partitions_leader",
@@ -624,6 +624,34 @@ const PARTITION_COUNTS: [(&str, &str); 3] = [
     (
         "strata_partitions_failed",
         "Partition replicas on this broker that failed on an I/O error and serve nothing until restart.",
+    ),
+    (
+        "strata_partitions_under_replicated",
+        "Partitions led by this broker with a replica that is not caught up with the commit index.",
+    ),
+    (
+        "strata_controller_active",
+        "1 if this broker leads the controller quorum (the metadata Raft group), else 0.",
+    ),
+    (
+        "strata_raft_peers_connected",
+        "Other brokers this broker has an open Raft connection to.",
+    ),
+];
+
+/// Counters of the Raft transport to other brokers (read from its atomics at scrape time).
+const PEER_COUNTERS: [(&str, &str); 3] = [
+    (
+        "strata_raft_peer_messages_sent_total",
+        "Raft messages written to other brokers' connections.",
+    ),
+    (
+        "strata_raft_peer_messages_dropped_total",
+        "Raft messages dropped (peer down, queue full, write failed); Raft retransmits.",
+    ),
+    (
+        "strata_raft_peer_connect_failures_total",
+        "Failed connection attempts to other brokers.",
     ),
 ];
 
@@ -639,8 +667,8 @@ struct PartitionCollector {
 impl PartitionCollector {
     fn new(broker: Weak<Broker>, per_partition: bool) -> prometheus::Result<Self> {
         let mut descs = Vec::new();
-        for (name, help) in PARTITION_COUNTS {
-            descs.push(Desc::new(name.into(), help.into(), vec![], HashMap::new())?);
+        for (name, help) in PARTITION_COUNTS.iter().chain(&PEER_COUNTERS) {
+            descs.push(Desc::new((*name).into(), (*help).into(), vec![], HashMap::new())?);
         }
         if per_partition {
             for g in PARTITION_GAUGES {
@@ -701,15 +729,36 @@ impl Collector for PartitionCollector {
             .values()
             .cloned()
             .collect();
+        let controller = broker.metadata.get().is_some_and(|m| m.is_leader());
+        let peers = broker.peers.as_ref().map(|p| (p.connected_count(), p.stats()));
         drop(broker);
         parts.sort_by(|a, b| a.key.cmp(&b.key));
         let leaders = parts.iter().filter(|p| p.is_leader()).count();
         let failed = parts.iter().filter(|p| p.is_failed()).count();
+        let under = parts
+            .iter()
+            .filter(|p| p.is_leader() && p.in_sync_replicas().len() < p.replicas.len())
+            .count();
+        let connected = peers.map_or(0, |(c, _)| c);
         let mut out: Vec<MetricFamily> = PARTITION_COUNTS
             .iter()
-            .zip([parts.len(), leaders, failed])
+            .zip([parts.len(), leaders, failed, under, usize::from(controller), connected])
             .map(|((name, help), n)| gauge_family(name, help, vec![gauge(vec![], n as u64)]))
             .collect();
+        let stats = peers.map(|(_, s)| s).unwrap_or_default();
+        for ((name, help), n) in
+            PEER_COUNTERS
+                .iter()
+                .zip([stats.messages_sent, stats.messages_dropped, stats.connect_failures])
+        {
+            let mut c = proto::Counter::default();
+            c.set_value(n as f64);
+            let mut m = proto::Metric::default();
+            m.set_counter(c);
+            let mut f = gauge_family(name, help, vec![m]);
+            f.set_field_type(MetricType::COUNTER);
+            out.push(f);
+        }
         if self.per_partition {
             for g in PARTITION_GAUGES {
                 let metrics = parts

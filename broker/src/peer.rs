@@ -209,6 +209,15 @@ impl Peers {
             .is_some_and(|l| l.connected.load(Ordering::Relaxed))
     }
 
+    /// How many peers have an open connection.
+    pub fn connected_count(&self) -> usize {
+        self.inner
+            .links
+            .values()
+            .filter(|l| l.connected.load(Ordering::Relaxed))
+            .count()
+    }
+
     /// Counters for metrics.
     pub fn stats(&self) -> PeerStats {
         let c = &self.inner.counters;

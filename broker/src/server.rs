@@ -59,6 +59,10 @@ pub struct Broker {
     pub(crate) controller: Controller,
     /// The metadata group's replica on this broker (its leadership is the controller's).
     pub(crate) metadata: std::sync::OnceLock<Arc<Partition>>,
+    /// The Raft transport to the other brokers (`None` on a cluster of one), for metrics.
+    pub(crate) peers: Option<crate::peer::Peers>,
+    /// The producer ids this broker may hand out: `[next, end)`, a block from the controller.
+    pub(crate) producer_ids: tokio::sync::Mutex<(u64, u64)>,
 }
 
 impl Broker {
@@ -206,7 +210,8 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         )
     });
     let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (driver, driver_thread) = driver::spawn(opts.node_id, opts.raft_tick, metrics.clone(), peers, applied_tx);
+    let (driver, driver_thread) =
+        driver::spawn(opts.node_id, opts.raft_tick, metrics.clone(), peers.clone(), applied_tx);
     let broker = Arc::new(Broker {
         opts: opts.clone(),
         registry: tokio::sync::Mutex::new(Registry::default()),
@@ -218,6 +223,8 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         voters,
         controller: Controller::new(opts.node_id),
         metadata: std::sync::OnceLock::new(),
+        producer_ids: tokio::sync::Mutex::new((0, 0)),
+        peers,
     });
     broker
         .metrics

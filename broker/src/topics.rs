@@ -237,11 +237,14 @@ pub struct TopicMeta {
     pub replicas: Vec<Vec<u64>>,
 }
 
-/// The cluster's topics, as applied from the metadata log.
+/// The cluster's metadata, as applied from the metadata log.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
     /// Topics by name.
     pub topics: BTreeMap<String, TopicMeta>,
+    /// The next producer id the controller hands out (ids start at 1).
+    #[serde(default)]
+    pub next_producer_id: u64,
 }
 
 /// The directory of a partition.

@@ -40,6 +40,7 @@ async fn keyed_records_keep_their_order_per_key_and_come_back_intact() {
                 acks,
                 compression,
                 linger: Duration::from_millis(2),
+                idempotence: acks == Acks::All,
                 ..ProducerConfig::default()
             })
             .unwrap();

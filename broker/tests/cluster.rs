@@ -161,6 +161,21 @@ async fn topics_created_anywhere_are_replicated_everywhere_and_deleted_everywher
     };
     assert_eq!(m.brokers.len(), 3);
     assert!(m.controller_id >= 1);
+    // Every broker exports its links to the other two; exactly one leads the controller.
+    let mut active = 0;
+    for b in cluster.brokers.iter().flatten() {
+        let text = strata_testkit::http::get(b.http, "/metrics").unwrap().body;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in the scrape"))
+        };
+        assert_eq!(value("strata_raft_peers_connected"), 2.0);
+        assert!(value("strata_raft_peer_messages_sent_total") > 0.0);
+        assert_eq!(value("strata_partitions"), 6.0);
+        active += value("strata_controller_active") as u32;
+    }
+    assert_eq!(active, 1);
 
     let Response::DeleteTopics(d) = c3
         .call(Request::DeleteTopics(DeleteTopicsRequest {
@@ -231,8 +246,31 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     let mut acked = produce_acked(&cluster, &mut meta, "ledger", 0, 200).await;
     assert_eq!(acked.len(), 200);
 
+    // An idempotent producer's batch, acknowledged by the old leader...
     let t = wait_metadata(&mut meta, "ledger", "a leader", all_led).await;
     let old = t.partitions[0].leader;
+    let mut at_leader = Client::connect(cluster.addr_of(old)).await;
+    let Response::InitProducerId(id) = at_leader
+        .call(Request::InitProducerId(InitProducerIdRequest::default()))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(id.error, ErrorCode::None, "{id:?}");
+    let stamped = {
+        let mut b = strata_protocol::BatchBuilder::new(strata_protocol::BatchOptions {
+            producer_id: id.producer_id,
+            producer_epoch: id.producer_epoch,
+            base_sequence: 0,
+            ..Default::default()
+        });
+        b.append(1, None, Some(b"v200"), &[]).unwrap();
+        b.finish().unwrap()
+    };
+    let r = at_leader.produce("ledger", 0, stamped.clone(), -1).await;
+    assert_eq!((r.error, r.base_offset), (ErrorCode::None, 200), "{r:?}");
+    acked.push("v200".into());
     cluster.kill9(old as usize - 1);
     let survivor = cluster.addrs[if old == 1 { 1 } else { 0 }];
     let mut meta = Client::connect(survivor).await;
@@ -246,8 +284,12 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
         t.partitions[0].leader,
         started.elapsed()
     );
-    acked.extend(produce_acked(&cluster, &mut meta, "ledger", 200, 100).await);
-    assert_eq!(acked.len(), 300);
+    // ...and retried at the new leader after the failover is not written twice.
+    let mut at_new = Client::connect(cluster.addr_of(t.partitions[0].leader)).await;
+    let r = at_new.produce("ledger", 0, stamped, -1).await;
+    assert_eq!((r.error, r.base_offset), (ErrorCode::None, 200), "{r:?}");
+    acked.extend(produce_acked(&cluster, &mut meta, "ledger", 201, 100).await);
+    assert_eq!(acked.len(), 301);
     assert_eq!(
         read_all(&cluster, &mut meta, "ledger").await,
         acked,
@@ -257,7 +299,7 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
 
     // The killed broker comes back, catches up from the leader, and is in sync again.
     cluster.restart(old as usize - 1);
-    acked.extend(produce_acked(&cluster, &mut meta, "ledger", 300, 50).await);
+    acked.extend(produce_acked(&cluster, &mut meta, "ledger", 301, 50).await);
     wait_metadata(&mut meta, "ledger", "all replicas in sync", |t| {
         all_led(t) && t.partitions[0].in_sync.len() == 3
     })

@@ -42,8 +42,9 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use strata_protocol::api::{
     ApiKey, ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, Request, Response,
+    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, Request, Response,
 };
 use strata_protocol::codec::{ClientCodec, OutgoingRequest};
 use strata_protocol::frame::{RawResponse, RequestHeader};
@@ -101,6 +102,7 @@ api_request!(
     Produce: ProduceRequest => ProduceResponse,
     Fetch: FetchRequest => FetchResponse,
     ListOffsets: ListOffsetsRequest => ListOffsetsResponse,
+    InitProducerId: InitProducerIdRequest => InitProducerIdResponse,
 );
 
 type ResponseTx = oneshot::Sender<Result<RawResponse>>;

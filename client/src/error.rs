@@ -84,7 +84,7 @@ pub enum Error {
     #[error("{what} timed out after {after:?} ({broker})")]
     Timeout {
         /// What timed out: an API name (`produce`, `fetch`, …), `connect`, `delivery`,
-        /// `metadata`, `buffer memory`.
+        /// `metadata`, `buffer memory`, `init producer id`.
         what: &'static str,
         /// The broker involved, or `-` when none is.
         broker: String,

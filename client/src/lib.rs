@@ -9,7 +9,8 @@
 //! - [`metadata`]: [`ClusterMetadata`], the immutable snapshot of brokers, topics and
 //!   partitions the cache hands out.
 //! - [`producer`]: [`Producer`] — per-partition batching by size and linger, compression, acks,
-//!   ordered retries, bounded memory with back-pressure.
+//!   ordered retries that never duplicate (idempotent producer), bounded memory with
+//!   back-pressure.
 //! - [`partitioner`]: key hashing (Kafka-compatible murmur2) and keyless strategies (sticky,
 //!   round-robin, least-loaded).
 //! - [`consumer`]: [`Consumer`] — assignment, seeking, `poll` and `Stream`, prefetch.

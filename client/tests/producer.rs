@@ -271,6 +271,7 @@ async fn acks_none_resolves_without_offsets() {
         1,
         ProducerConfig {
             acks: Acks::None,
+            idempotence: false,
             ..fast()
         },
     )
@@ -464,4 +465,216 @@ async fn many_concurrent_senders_over_several_partitions() {
     }
     let total: usize = (0..4).map(|p| broker.records("t", p).len()).sum();
     assert_eq!(total, 800);
+}
+
+/// The batches the fake broker received for partition `p` of `t`: (producer id, epoch, base
+/// sequence, record count).
+fn produced(broker: &FakeBroker, p: i32) -> Vec<(i64, i16, i32, u32)> {
+    broker.with(|s| {
+        s.produced
+            .iter()
+            .filter(|b| b.topic == "t" && b.partition == p)
+            .map(|b| (b.producer_id, b.producer_epoch, b.base_sequence, b.record_count))
+            .collect()
+    })
+}
+
+#[tokio::test]
+async fn idempotent_batches_carry_the_producer_id_and_sequences_counting_records_per_partition() {
+    let (broker, producer) = setup(
+        2,
+        ProducerConfig {
+            batch_size: 256,
+            ..fast()
+        },
+    )
+    .await;
+    let mut deliveries = Vec::new();
+    for round in 0..4 {
+        for i in 0..=round * 3 {
+            for p in 0..2 {
+                let record = ProducerRecord::new("t", format!("{round}-{i:02}-{p}")).partition(p);
+                deliveries.push(producer.enqueue(record).await.unwrap());
+            }
+        }
+        producer.flush().await;
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    assert_eq!(
+        broker.count(ApiKey::InitProducerId),
+        1,
+        "one producer id for all partitions"
+    );
+    for p in 0..2 {
+        let batches = produced(&broker, p);
+        assert!(batches.len() >= 4, "{batches:?}");
+        let mut next = 0;
+        for &(id, epoch, base_sequence, count) in &batches {
+            assert_eq!((id, epoch), (common::FIRST_PRODUCER_ID, 0));
+            assert_eq!(base_sequence, next, "partition {p}: {batches:?}");
+            next += i32::try_from(count).unwrap();
+        }
+        assert_eq!(next, 1 + 4 + 7 + 10, "every record counted once");
+        assert_eq!(values(&broker, p as usize).len(), 22);
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_a_lost_response_reuses_the_sequence_and_is_not_appended_twice() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            linger: Duration::from_millis(20),
+            ..fast()
+        },
+    )
+    .await;
+    // The broker appends the first produce request, then closes the connection unanswered.
+    broker.with(|s| s.close_after_produce = 1);
+    let mut deliveries = Vec::new();
+    for v in ["a", "b", "c"] {
+        deliveries.push(producer.enqueue(ProducerRecord::new("t", v)).await.unwrap());
+    }
+    for (i, d) in deliveries.into_iter().enumerate() {
+        assert_eq!(d.await.unwrap().offset, Some(Offset(i as u64)), "the original offsets");
+    }
+    let id = common::FIRST_PRODUCER_ID;
+    assert_eq!(
+        produced(&broker, 0),
+        [(id, 0, 0, 3), (id, 0, 0, 3)],
+        "the retry is the same batch, same sequence"
+    );
+    assert_eq!(values(&broker, 0), ["a", "b", "c"], "appended once");
+    // The partition goes on from there.
+    let meta = producer.send(ProducerRecord::new("t", "d")).await.unwrap();
+    assert_eq!(meta.offset, Some(Offset(3)));
+    assert_eq!(produced(&broker, 0).last(), Some(&(id, 0, 3, 1)));
+}
+
+#[tokio::test]
+async fn without_idempotence_a_retry_after_a_lost_response_duplicates_records() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            idempotence: false,
+            ..fast()
+        },
+    )
+    .await;
+    broker.with(|s| s.close_after_produce = 1);
+    producer.send(ProducerRecord::new("t", "twice")).await.unwrap();
+    assert_eq!(broker.count(ApiKey::InitProducerId), 0);
+    assert_eq!(produced(&broker, 0), [(-1, -1, -1, 1), (-1, -1, -1, 1)]);
+    assert_eq!(values(&broker, 0), ["twice", "twice"]);
+}
+
+#[tokio::test]
+async fn idempotence_needs_acks_all() {
+    let (_broker, client) = common::topic_t_and_client(1).await;
+    for acks in [Acks::Leader, Acks::None] {
+        let r = client.producer(ProducerConfig { acks, ..fast() });
+        let Err(Error::Config { key, reason }) = r else {
+            panic!("{acks:?}: {r:?}")
+        };
+        assert_eq!(key, "idempotence");
+        assert!(reason.contains("acks = all"), "{reason}");
+        client
+            .producer(ProducerConfig {
+                acks,
+                idempotence: false,
+                ..fast()
+            })
+            .unwrap();
+    }
+    let default = client.producer(ProducerConfig::default()).unwrap();
+    assert!(default.config().idempotence && default.config().acks == Acks::All);
+}
+
+#[tokio::test]
+async fn a_refused_sequence_fails_the_batch_and_later_records_go_under_a_new_producer_id() {
+    for (code, tamper) in [
+        (
+            ErrorCode::OutOfOrderSequenceNumber,
+            // As if the broker had appended 10 more records from this producer: a gap.
+            (|e: &mut common::ProducerEntry| e.last_sequence += 10) as fn(&mut common::ProducerEntry),
+        ),
+        // As if another instance with a newer epoch had written: fenced.
+        (ErrorCode::InvalidProducerEpoch, |e| e.epoch = 5),
+    ] {
+        let (broker, producer) = setup(1, fast()).await;
+        producer.send(ProducerRecord::new("t", "first")).await.unwrap();
+        broker.with(|s| {
+            let entry = s.producers.get_mut(&("t".to_owned(), 0, common::FIRST_PRODUCER_ID));
+            tamper(entry.expect("the broker tracks the producer"));
+            // Slow answers, so records queue up behind the refused one.
+            s.produce_delay = Duration::from_millis(100);
+        });
+        let refused = producer.enqueue(ProducerRecord::new("t", "refused")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let later = producer.enqueue(ProducerRecord::new("t", "later")).await.unwrap();
+        let r = refused.await;
+        assert!(
+            matches!(&r, Err(e) if e.code() == Some(code) && !e.is_retriable()),
+            "{r:?}"
+        );
+        assert_eq!(
+            later.await.unwrap().offset,
+            Some(Offset(1)),
+            "{code}: later records go on"
+        );
+        assert_eq!(values(&broker, 0), ["first", "later"]);
+        assert_eq!(
+            broker.count(ApiKey::Produce),
+            3,
+            "{code}: the refused batch is not retried"
+        );
+        assert_eq!(broker.count(ApiKey::InitProducerId), 2, "{code}: a new producer id");
+        assert_eq!(
+            produced(&broker, 0).last(),
+            Some(&(common::FIRST_PRODUCER_ID + 1, 0, 0, 1)),
+            "{code}: the new id starts at sequence 0"
+        );
+    }
+}
+
+#[tokio::test]
+async fn init_producer_id_is_retried_while_the_broker_cannot_answer() {
+    let (broker, producer) = setup(1, fast()).await;
+    let init = ApiKey::InitProducerId as i16;
+    broker.with(|s| s.reject.insert(init, ErrorCode::LeaderNotAvailable));
+    let pending = tokio::spawn({
+        let producer = producer.clone();
+        async move { producer.send(ProducerRecord::new("t", "waits for an id")).await }
+    });
+    assert!(common::eventually(Duration::from_secs(5), || broker.count(ApiKey::InitProducerId) >= 3).await);
+    assert_eq!(broker.count(ApiKey::Produce), 0, "nothing sent without an id");
+    broker.with(|s| s.reject.remove(&init));
+    let meta = pending.await.unwrap().unwrap();
+    assert_eq!(meta.offset, Some(Offset(0)));
+    assert_eq!(produced(&broker, 0), [(common::FIRST_PRODUCER_ID, 0, 0, 1)]);
+}
+
+#[tokio::test]
+async fn a_non_retriable_init_producer_id_error_fails_the_records() {
+    let (broker, producer) = setup(1, fast()).await;
+    broker.with(|s| {
+        s.reject
+            .insert(ApiKey::InitProducerId as i16, ErrorCode::InvalidRequest)
+    });
+    let r = producer.send(ProducerRecord::new("t", "x")).await;
+    assert!(
+        matches!(
+            &r,
+            Err(Error::Request {
+                api: ApiKey::InitProducerId,
+                code: ErrorCode::InvalidRequest,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(broker.count(ApiKey::InitProducerId), 1);
+    assert_eq!(broker.count(ApiKey::Produce), 0);
 }

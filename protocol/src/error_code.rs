@@ -48,6 +48,12 @@ pub enum ErrorCode {
     InvalidRequest = 42,
     /// The broker is shutting down and does not take new work. Retriable (on another broker).
     BrokerShuttingDown = 43,
+    /// An idempotent producer's batch does not follow its previous one (a gap in sequence
+    /// numbers): an earlier batch was lost. Not retriable as is.
+    OutOfOrderSequenceNumber = 45,
+    /// An idempotent producer's epoch is older than the partition has seen: another producer
+    /// instance took over the id (fenced).
+    InvalidProducerEpoch = 47,
     /// The storage engine failed (disk full, I/O error, failed log). Retriable elsewhere.
     StorageError = 56,
     /// The batch uses a compression codec the topic does not allow.
@@ -56,7 +62,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::UnknownServerError,
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
@@ -76,6 +82,8 @@ impl ErrorCode {
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidRequest,
         ErrorCode::BrokerShuttingDown,
+        ErrorCode::OutOfOrderSequenceNumber,
+        ErrorCode::InvalidProducerEpoch,
         ErrorCode::StorageError,
         ErrorCode::UnsupportedCompressionType,
     ];
@@ -136,6 +144,8 @@ impl ErrorCode {
             ErrorCode::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
             ErrorCode::StorageError => "STORAGE_ERROR",
             ErrorCode::UnsupportedCompressionType => "UNSUPPORTED_COMPRESSION_TYPE",
+            ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
         }
     }
 }
@@ -172,6 +182,8 @@ mod tests {
             (ErrorCode::InvalidConfig, 40),
             (ErrorCode::InvalidRequest, 42),
             (ErrorCode::BrokerShuttingDown, 43),
+            (ErrorCode::OutOfOrderSequenceNumber, 45),
+            (ErrorCode::InvalidProducerEpoch, 47),
             (ErrorCode::StorageError, 56),
             (ErrorCode::UnsupportedCompressionType, 76),
         ];

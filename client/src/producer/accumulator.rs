@@ -2,8 +2,9 @@
 //! budget.
 //!
 //! - **Encoding.** A record is encoded into its partition's open batch as it is enqueued
-//!   ([`BatchBuilder`]); no per-record copy is kept. A batch is *sealed* (compressed, header and
-//!   CRC written) once, when first drained, and resent byte for byte on retry.
+//!   ([`BatchBuilder`]); no per-record copy is kept. A batch is *sealed* (compressed, header —
+//!   with the idempotent producer's id, epoch and base sequence — and CRC written) once, by the
+//!   sender when first drained, and resent byte for byte on retry.
 //! - **Batching.** A partition's batches become sendable when the front batch is full
 //!   (`batch_size`), more than one batch is queued, the front batch is older than `linger`, or
 //!   someone is flushing, closing or waiting for memory.
@@ -11,6 +12,11 @@
 //!   error goes back to the *front* of its queue, ahead of anything enqueued meanwhile, and
 //!   nothing else is sent for the partition until it succeeds or fails for good — so records
 //!   reach the log in the order they were enqueued.
+//! - **Retries resend the same request.** The sealed batches of a failed send stay together at
+//!   the front of the queue and are drained again as one send, alone: never split, never joined
+//!   by newer (unsealed) batches. A retry therefore carries exactly the batches — and sequence
+//!   numbers — of the attempt it repeats, which is what lets the broker recognise it as a
+//!   duplicate. They also expire together.
 //! - **Memory.** Every record reserves its encoded size (an upper bound,
 //!   [`BatchBuilder::record_size`]) from a semaphore of `buffer_memory` permits before it is
 //!   appended, and its batch returns them when it completes. `enqueue` waits while the budget
@@ -45,6 +51,9 @@ pub(crate) struct AccumulatorConfig {
     pub compression: Compression,
     pub buffer_memory: usize,
     pub delivery_timeout: Duration,
+    /// Most batches in one partition's send (the idempotent producer's limit: the broker
+    /// recognises a retry only among a producer's last few batches per partition).
+    pub max_batches_per_send: usize,
 }
 
 /// Memory reserved for one record; returned to the pool if dropped unused.
@@ -67,12 +76,24 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// The idempotent producer's stamp on a batch: who sent it and the sequence number of its first
+/// record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchSequence {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
 /// A batch being filled, queued, or in flight.
 pub(crate) struct ProducerBatch {
     id: u64,
     /// The encoder while the batch is open; `None` once sealed.
     builder: Option<BatchBuilder>,
     sealed: Option<Bytes>,
+    compression: Compression,
+    /// The producer id and sequence sealed into the batch, if idempotent.
+    sequence: Option<BatchSequence>,
     /// What the batch's records' deliveries wait on.
     outcome: Arc<BatchOutcome>,
     /// Records appended so far (the next record's index in the batch).
@@ -96,20 +117,49 @@ impl ProducerBatch {
         }
     }
 
-    /// Compresses and finishes the batch if that has not been done, returning its bytes.
+    /// Records in the batch.
+    pub(crate) fn record_count(&self) -> u32 {
+        self.records
+    }
+
+    /// Whether the batch's bytes are final (it has been sent, or tried to be).
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed.is_some()
+    }
+
+    /// The producer id and sequence sealed into the batch (`None` if not idempotent or not
+    /// sealed yet).
+    pub(crate) fn sequence(&self) -> Option<BatchSequence> {
+        self.sequence
+    }
+
+    /// Compresses and finishes the batch, stamping `sequence` into its header, if that has not
+    /// been done; returns its bytes. A sealed batch keeps its bytes (`sequence` is then
+    /// ignored): a retry resends them unchanged.
     ///
     /// # Errors
-    /// [`Error::Build`] if the builder fails (compression error, size overflow).
-    pub(crate) fn seal(&mut self) -> Result<Bytes> {
+    /// [`Error::Build`] if the builder fails (compression error, size overflow); the batch is
+    /// then not sealed.
+    pub(crate) fn seal(&mut self, sequence: Option<BatchSequence>) -> Result<Bytes> {
         if let Some(b) = &self.sealed {
             return Ok(b.clone());
         }
         let Some(builder) = self.builder.as_mut() else {
             return Err(Error::Build(strata_protocol::BuildError::Empty));
         };
+        if let Some(seq) = sequence {
+            builder.set_options(BatchOptions {
+                compression: self.compression,
+                producer_id: seq.producer_id,
+                producer_epoch: seq.producer_epoch,
+                base_sequence: seq.base_sequence,
+                ..BatchOptions::default()
+            });
+        }
         let bytes = builder.finish()?;
         self.builder = None;
         self.sealed = Some(bytes.clone());
+        self.sequence = sequence;
         Ok(bytes)
     }
 }
@@ -349,6 +399,8 @@ impl Accumulator {
                 id: next_id,
                 builder: Some(BatchBuilder::new(options)),
                 sealed: None,
+                compression: self.config.compression,
+                sequence: None,
                 outcome: Arc::new(BatchOutcome::default()),
                 records: 0,
                 reserved: 0,
@@ -404,9 +456,11 @@ impl Accumulator {
         Ok(delivery)
     }
 
-    /// Takes out everything sendable at `now`, at most `max_request_size` bytes per partition
-    /// (but always at least one batch), for partitions whose leader `leader_of` knows. Expires
-    /// batches older than the delivery timeout that are not in flight.
+    /// Takes out everything sendable at `now`, at most `max_request_size` bytes and
+    /// `max_batches_per_send` batches per partition (but always at least one batch), for
+    /// partitions whose leader `leader_of` knows. A retried send (sealed batches) comes out
+    /// whole and alone. Expires batches older than the delivery timeout that are not in flight
+    /// (a retried send's batches all together).
     pub(crate) fn drain(
         &self,
         now: Instant,
@@ -423,13 +477,21 @@ impl Accumulator {
                 if queue.in_flight {
                     continue;
                 }
-                while queue
-                    .batches
-                    .front()
-                    .is_some_and(|b| now.saturating_duration_since(b.created) >= self.config.delivery_timeout)
+                let expired =
+                    |b: &ProducerBatch| now.saturating_duration_since(b.created) >= self.config.delivery_timeout;
+                while let Some(front) = queue.batches.front()
+                    && expired(front)
                 {
+                    let sealed = front.is_sealed();
                     if let Some(b) = queue.batches.pop_front() {
                         out.expired.push(b);
+                    }
+                    // A retried send expires as a whole: the rest of it alone would not be the
+                    // request it repeats.
+                    while sealed && queue.batches.front().is_some_and(ProducerBatch::is_sealed) {
+                        if let Some(b) = queue.batches.pop_front() {
+                            out.expired.push(b);
+                        }
                     }
                 }
                 let Some(front) = queue.batches.front() else {
@@ -460,8 +522,18 @@ impl Accumulator {
                 };
                 let mut batches = Vec::new();
                 let mut bytes = 0usize;
+                // Sealed batches at the front are a failed send coming back: resend exactly
+                // those (they fitted the limits the first time). Otherwise fill up to the limits
+                // with open batches.
+                let retry = front.is_sealed();
                 while let Some(b) = queue.batches.front() {
-                    if !batches.is_empty() && bytes + b.size() > max_request_size {
+                    if b.is_sealed() != retry {
+                        break;
+                    }
+                    if !retry
+                        && !batches.is_empty()
+                        && (bytes + b.size() > max_request_size || batches.len() >= self.config.max_batches_per_send)
+                    {
                         break;
                     }
                     bytes += b.size();
@@ -644,6 +716,7 @@ mod tests {
             compression: Compression::None,
             buffer_memory: 1 << 20,
             delivery_timeout: Duration::from_secs(60),
+            max_batches_per_send: usize::MAX,
         }
     }
 
@@ -670,7 +743,7 @@ mod tests {
     fn values(send: &mut PartitionSend) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for b in &mut send.batches {
-            let bytes = b.seal().unwrap();
+            let bytes = b.seal(None).unwrap();
             let batch = RecordBatch::validate(bytes, &BatchLimits::default()).unwrap();
             for r in batch.records().unwrap() {
                 out.push(r.unwrap().value.unwrap().to_vec());
@@ -767,6 +840,61 @@ mod tests {
             assert_eq!(meta.offset, Some(strata_protocol::Offset(i as u64)));
         }
         assert!(acc.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_retried_send_comes_back_whole_and_alone_and_sends_are_capped_in_batches() {
+        let acc = Accumulator::new(AccumulatorConfig {
+            max_batches_per_send: 2,
+            ..config()
+        });
+        for i in 0..10u8 {
+            drop(append(&acc, 0, &[i; 100]).await);
+        }
+        let now = Instant::now();
+        let mut first = acc.drain(now, 1 << 20, &leader).ready.pop().unwrap();
+        assert_eq!(first.batches.len(), 2, "capped at max_batches_per_send");
+        let sent: Vec<Bytes> = first.batches.iter_mut().map(|b| b.seal(None).unwrap()).collect();
+        acc.requeue(first, now);
+        // The retry is the same two sealed batches, though more would fit.
+        let mut retry = acc.drain(now, 1 << 20, &leader).ready.pop().unwrap();
+        let resent: Vec<Bytes> = retry.batches.iter_mut().map(|b| b.seal(None).unwrap()).collect();
+        assert_eq!(resent, sent);
+        // Even under a request size limit smaller than both: they were one request before.
+        acc.requeue(retry, now);
+        let retry = acc.drain(now, 1, &leader).ready.pop().unwrap();
+        assert_eq!(retry.batches.len(), 2);
+        assert!(retry.batches.iter().all(ProducerBatch::is_sealed));
+        acc.complete(retry, Ok(Some(0)));
+        let next = acc.drain(now, 1 << 20, &leader).ready.pop().unwrap();
+        assert!(next.batches.iter().all(|b| !b.is_sealed()), "then open batches");
+    }
+
+    #[tokio::test]
+    async fn a_retried_send_expires_as_a_whole() {
+        let acc = Accumulator::new(AccumulatorConfig {
+            delivery_timeout: Duration::from_millis(200),
+            ..config()
+        });
+        for i in 0..2u8 {
+            drop(append(&acc, 0, &[i; 150]).await);
+        }
+        let t0 = Instant::now();
+        let mut send = acc
+            .drain(t0 + Duration::from_millis(60), 1 << 20, &leader)
+            .ready
+            .pop()
+            .unwrap();
+        assert_eq!(send.batches.len(), 2, "a 150-byte record per 300-byte batch");
+        for b in &mut send.batches {
+            b.seal(None).unwrap();
+        }
+        // Only the first batch is past the timeout, but the second goes with it.
+        send.batches[1].created = t0 + Duration::from_millis(150);
+        acc.requeue(send, t0 + Duration::from_millis(250));
+        let d = acc.drain(t0 + Duration::from_millis(250), 1 << 20, &leader);
+        assert_eq!(d.expired.len(), 2);
+        assert!(d.ready.is_empty());
     }
 
     #[tokio::test]

@@ -16,13 +16,37 @@
 //!    `UNKNOWN_TOPIC_OR_PARTITION` and the like. Only one send per partition is ever in flight,
 //!    so a retry can never be overtaken: records reach the log in enqueue order.
 //!
+//! # Idempotence
+//!
+//! On by default ([`ProducerConfig::idempotence`], Kafka's `enable.idempotence`): before its
+//! first batch the producer gets a producer id and epoch (`InitProducerId`, from any broker),
+//! and every batch carries them plus a sequence number per partition — the first record's, 0
+//! for a partition's first batch, then counting records, wrapping from `i32::MAX` to 0. A batch
+//! gets its sequence when it is sealed for its first send, and a retry resends the very same
+//! bytes. A partition's leader appends a batch only if it follows the previous one and answers
+//! a repeat of a recent batch with the original offset, so retries neither duplicate nor
+//! reorder records.
+//!
+//! - `OUT_OF_ORDER_SEQUENCE_NUMBER` (a batch does not follow: one before it was lost) and
+//!   `INVALID_PRODUCER_EPOCH` (fenced) are not retried: the batch's records fail with that
+//!   error. So does any batch that fails for good after being sent (retries or delivery
+//!   timeout exhausted, a non-retriable error): the broker may or may not have it, so the
+//!   partition's sequence can no longer be trusted. In every such case the producer drops its
+//!   id and gets a new one before sealing more batches; batches enqueued later are sent under
+//!   the new id, starting again at sequence 0 (a broker accepts any first sequence from an id
+//!   it does not know). Records that failed are not resent: the application decides.
+//! - A send carries at most 5 batches per partition (the broker recognises repeats among a
+//!   producer's last 5 batches per partition), and a retry is exactly the send it repeats.
+//! - Requires `acks = all` and a broker with `InitProducerId`; set `idempotence: false` for
+//!   `acks = leader`/`none`.
+//!
 //! # Guarantees and limits
 //!
 //! - Per-partition order: records from one task, enqueued one after the other, are appended in
 //!   that order.
-//! - Retries are at-least-once: a request that timed out may have been applied, and its retry
-//!   then duplicates it. (Idempotent producers — producer id and sequence numbers, which the
-//!   batch format already carries — are future work.)
+//! - Retries are exactly-once per record with idempotence (the default): a request that timed
+//!   out may have been applied, and the broker drops its retry. Without idempotence they are
+//!   at-least-once: the retry duplicates it.
 //! - Every record resolves: with its offset, with the broker's error, or with
 //!   [`Error::Timeout`] once `delivery_timeout` passes.
 //! - Memory is bounded by `buffer_memory` (plus per-batch headers), in-flight requests by one
@@ -30,6 +54,7 @@
 
 mod accumulator;
 mod delivery;
+mod idempotence;
 mod sender;
 
 pub use delivery::Delivery;
@@ -53,8 +78,15 @@ pub(crate) use accumulator::{Accumulator, AccumulatorConfig, RecordParts};
 pub struct ProducerConfig {
     /// When the broker acknowledges: [`Acks::All`] (committed by the partition's Raft group,
     /// default), [`Acks::Leader`], or [`Acks::None`] (no response; deliveries resolve with no
-    /// offset once the request is written).
+    /// offset once the request is written). Anything but `All` needs `idempotence: false`.
     pub acks: Acks,
+    /// Idempotent producer (Kafka's `enable.idempotence`): batches carry a producer id and
+    /// per-partition sequence numbers, so retries never duplicate or reorder records (see the
+    /// [module docs](self#idempotence)). Requires `acks = all`: [`Producer::new`] refuses
+    /// another `acks` with [`Error::Config`] naming `idempotence` rather than quietly changing
+    /// either setting. Default `true` (with the default `acks = all`); set `false` to use
+    /// `acks = leader` or `none`, or with a broker that lacks `InitProducerId`.
+    pub idempotence: bool,
     /// Whole-batch compression. Default none.
     pub compression: Compression,
     /// A partition's batch is sent once it holds this many bytes (uncompressed, header
@@ -92,6 +124,7 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         Self {
             acks: Acks::All,
+            idempotence: true,
             compression: Compression::None,
             batch_size: 16 << 10,
             linger: Duration::from_millis(5),
@@ -118,6 +151,15 @@ impl ProducerConfig {
     /// # Errors
     /// [`Error::Config`] naming the first bad field.
     pub fn validate(&self, max_frame_bytes: usize) -> Result<()> {
+        if self.idempotence && self.acks != Acks::All {
+            return Err(Error::config(
+                "idempotence",
+                format!(
+                    "requires acks = all, not {}; set idempotence to false to use another acks",
+                    format!("{:?}", self.acks).to_lowercase()
+                ),
+            ));
+        }
         if self.batch_size <= HEADER_LEN {
             return Err(Error::config(
                 "batch_size",
@@ -304,6 +346,11 @@ impl Producer {
             compression: config.compression,
             buffer_memory: config.buffer_memory,
             delivery_timeout: config.delivery_timeout,
+            max_batches_per_send: if config.idempotence {
+                idempotence::MAX_BATCHES_PER_SEND
+            } else {
+                usize::MAX
+            },
         }));
         let partitioner = config
             .partitioner

@@ -1,8 +1,14 @@
-//! The producer's sender task: drains the accumulator, sends one produce request per leader,
-//! and turns responses into completions, retries and metadata refreshes.
+//! The producer's sender task: drains the accumulator, seals batches (stamping the idempotent
+//! producer's id and sequence numbers), sends one produce request per leader, and turns
+//! responses into completions, retries and metadata refreshes.
 //!
-//! The loop never blocks on the network: requests in flight live in a `FuturesUnordered` and a
-//! metadata refresh in an optional future, all raced in one `select!` with the accumulator's
+//! With idempotence on, a send whose batches are not sealed yet waits for a producer id: the
+//! first such send starts one `InitProducerId` request (with its own retries) and every send
+//! drained meanwhile waits for the same answer. Retried sends are sealed already and go at once.
+//!
+//! The loop never blocks on the network: requests in flight live in a `FuturesUnordered`, a
+//! metadata refresh and the producer id request in optional futures, all raced in one `select!`
+//! with the accumulator's
 //! wake-up and the next linger/backoff deadline. Every branch is cancellation-safe: dropping a
 //! `Notified`, a `Sleep` or a `next()` loses nothing, because state lives in the accumulator and
 //! in the futures themselves, not in the branch.
@@ -17,11 +23,13 @@ use futures::FutureExt;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use strata_protocol::ErrorCode;
 use strata_protocol::api::{Acks, ApiKey, ProducePartition, ProduceRequest, TopicData};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::ProducerConfig;
-use super::accumulator::{Accumulator, PartitionSend};
+use super::accumulator::{Accumulator, PartitionSend, ProducerBatch};
+use super::idempotence::{ProducerIdentity, Sequencer, init_producer_id};
 use crate::client::Client;
 use crate::error::{Error, Result};
 
@@ -41,6 +49,10 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
     let mut want_metadata: BTreeSet<String> = BTreeSet::new();
     let mut next_refresh = Instant::now();
     let refresh_backoff = client.config().metadata_refresh_backoff;
+    let mut sequencer = Sequencer::default();
+    // Sends waiting for a producer id (idempotence on, none yet), and the request for one.
+    let mut awaiting_id: Vec<PartitionSend> = Vec::new();
+    let mut init: Option<BoxFuture<'static, Result<ProducerIdentity>>> = None;
     loop {
         let now = Instant::now();
         let metadata = client.metadata();
@@ -55,6 +67,7 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
                 broker: "-".to_owned(),
                 after: config.delivery_timeout,
             };
+            forget_identity_if_sequenced(&mut sequencer, &drained.expired, &error);
             acc.complete_batches(drained.expired, Err(error));
         }
         want_metadata.extend(drained.need_metadata);
@@ -76,9 +89,41 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
                 next_check = Some(next_check.map_or(next_refresh, |t| t.min(next_refresh)));
             }
         }
-        let mut by_leader: BTreeMap<i32, Vec<PartitionSend>> = BTreeMap::new();
-        for send in drained.ready {
-            by_leader.entry(send.leader).or_default().push(send);
+        let mut ready = drained.ready;
+        if config.idempotence {
+            if sequencer.identity().is_some() {
+                ready.append(&mut awaiting_id);
+            } else {
+                // Open batches get their sequence numbers when sealed, which needs the id.
+                let (wait, go): (Vec<_>, Vec<_>) = ready
+                    .into_iter()
+                    .partition(|s| s.batches.first().is_some_and(|b| !b.is_sealed()));
+                ready = go;
+                awaiting_id.extend(wait);
+                if !awaiting_id.is_empty() && init.is_none() {
+                    // Bounded by the delivery timeout of the oldest record waiting.
+                    let oldest = awaiting_id.iter().filter_map(PartitionSend::created).min();
+                    let deadline = oldest.unwrap_or(now) + config.delivery_timeout;
+                    init = Some(
+                        init_producer_id(client.clone(), deadline, config.retry_backoff, config.retry_backoff_max)
+                            .boxed(),
+                    );
+                }
+            }
+        }
+        let mut by_leader: BTreeMap<i32, Vec<(PartitionSend, Bytes)>> = BTreeMap::new();
+        for mut send in ready {
+            let (records, failed) = record_set(&mut send, &mut sequencer);
+            if let Some((batches, error)) = failed {
+                // Not sealed, so no sequence number was used up.
+                debug!(topic = %send.topic, partition = send.partition, error = %error, "cannot seal batch");
+                acc.complete_batches(batches, Err(error));
+            }
+            match records {
+                Some(records) => by_leader.entry(send.leader).or_default().push((send, records)),
+                // Nothing left to send (the batches failed above): frees the partition.
+                None => acc.complete(send, Ok(None)),
+            }
         }
         for (leader, sends) in by_leader {
             in_flight.push(send_to_leader(client.clone(), leader, sends, config.acks, config.request_timeout).boxed());
@@ -90,9 +135,21 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
             () = acc.wait_for_work() => {}
             () = sleep_until(next_check) => {}
             Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
-                handle_outcome(&acc, &config, outcome, &mut want_metadata);
+                handle_outcome(&acc, &config, outcome, &mut want_metadata, &mut sequencer);
             }
             () = maybe(&mut refresh) => refresh = None,
+            result = maybe(&mut init) => {
+                init = None;
+                match result {
+                    Ok(identity) => sequencer.set_identity(identity),
+                    Err(error) => {
+                        debug!(error = %error, "no producer id");
+                        // Retried (after a backoff, with a new request) while in time.
+                        let outcome = awaiting_id.drain(..).map(|s| (s, Err(error.clone()))).collect();
+                        handle_outcome(&acc, &config, outcome, &mut want_metadata, &mut sequencer);
+                    }
+                }
+            }
         }
     }
     debug!("producer sender finished");
@@ -105,8 +162,45 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Forgets the producer id if `batches`, failing for good with `error`, carry sequence numbers
+/// under it: whether the broker appended them is unknown, so the partition's next sequence is
+/// too. Later batches are sealed under a new id (see the `idempotence` module).
+fn forget_identity_if_sequenced(sequencer: &mut Sequencer, batches: &[ProducerBatch], error: &Error) {
+    let Some(sequence) = batches
+        .iter()
+        .filter_map(ProducerBatch::sequence)
+        .find(|s| sequencer.is_current(s))
+    else {
+        return;
+    };
+    if matches!(
+        error.code(),
+        Some(ErrorCode::OutOfOrderSequenceNumber | ErrorCode::InvalidProducerEpoch)
+    ) {
+        warn!(
+            producer_id = sequence.producer_id,
+            base_sequence = sequence.base_sequence,
+            error = %error,
+            "broker refused the producer's sequence; getting a new producer id"
+        );
+    } else {
+        debug!(
+            producer_id = sequence.producer_id,
+            error = %error,
+            "a sequenced batch failed; getting a new producer id"
+        );
+    }
+    sequencer.reset();
+}
+
 /// Completes, retries or fails each partition's send.
-fn handle_outcome(acc: &Accumulator, config: &ProducerConfig, outcome: Outcome, want_metadata: &mut BTreeSet<String>) {
+fn handle_outcome(
+    acc: &Accumulator,
+    config: &ProducerConfig,
+    outcome: Outcome,
+    want_metadata: &mut BTreeSet<String>,
+    sequencer: &mut Sequencer,
+) {
     let now = Instant::now();
     for (send, result) in outcome {
         let error = match result {
@@ -134,46 +228,69 @@ fn handle_outcome(acc: &Accumulator, config: &ProducerConfig, outcome: Outcome, 
             acc.requeue(send, retry_at);
         } else {
             debug!(topic = %send.topic, partition = send.partition, error = %error, "produce failed");
+            forget_identity_if_sequenced(sequencer, &send.batches, &error);
             acc.complete(send, Err(error));
         }
     }
 }
 
-/// Seals a send's batches and returns its record set: the batches back to back.
-fn record_set(send: &mut PartitionSend) -> Result<Bytes> {
-    if let [only] = send.batches.as_mut_slice() {
-        return only.seal();
-    }
+/// Seals a send's batches — stamping open ones with the partition's next sequence numbers if
+/// the sequencer has a producer id — and returns its record set: the batches back to back.
+/// Sealed batches (a retry) keep their bytes.
+///
+/// A batch that fails to seal is split off with every batch after it, and returned with the
+/// error (its sequence is not used up, so the next batch takes it); the record set holds the
+/// batches before it, `None` if there are none.
+fn record_set(
+    send: &mut PartitionSend,
+    sequencer: &mut Sequencer,
+) -> (Option<Bytes>, Option<(Vec<ProducerBatch>, Error)>) {
     let mut sealed = Vec::with_capacity(send.batches.len());
-    for b in &mut send.batches {
-        sealed.push(b.seal()?);
+    let mut failure = None;
+    for (i, b) in send.batches.iter_mut().enumerate() {
+        let sequence = if b.is_sealed() {
+            None
+        } else {
+            sequencer.peek(&send.topic, send.partition)
+        };
+        match b.seal(sequence) {
+            Ok(bytes) => {
+                if sequence.is_some() {
+                    sequencer.advance(&send.topic, send.partition, b.record_count());
+                }
+                sealed.push(bytes);
+            }
+            Err(e) => {
+                failure = Some((i, e));
+                break;
+            }
+        }
     }
-    let mut out = BytesMut::with_capacity(sealed.iter().map(Bytes::len).sum());
-    for b in sealed {
-        out.extend_from_slice(&b);
-    }
-    Ok(out.freeze())
+    let failed = failure.map(|(i, e)| (send.batches.split_off(i), e));
+    let records = match sealed.len() {
+        0 => None,
+        1 => sealed.pop(),
+        _ => {
+            let mut out = BytesMut::with_capacity(sealed.iter().map(Bytes::len).sum());
+            for b in sealed {
+                out.extend_from_slice(&b);
+            }
+            Some(out.freeze())
+        }
+    };
+    (records, failed)
 }
 
-/// Sends one produce request to `leader` for all of `sends` and maps the response back.
+/// Sends one produce request to `leader` with every send's sealed record set and maps the
+/// response back.
 async fn send_to_leader(
     client: Client,
     leader: i32,
-    sends: Vec<PartitionSend>,
+    ready: Vec<(PartitionSend, Bytes)>,
     acks: Acks,
     request_timeout: Duration,
 ) -> Outcome {
     let mut done = Vec::new();
-    let mut ready = Vec::new();
-    for mut send in sends {
-        match record_set(&mut send) {
-            Ok(records) => ready.push((send, records)),
-            Err(e) => done.push((send, Err(e))),
-        }
-    }
-    if ready.is_empty() {
-        return done;
-    }
     let conn = match client.broker_connection(leader).await {
         Ok(c) => c,
         Err(e) => {

@@ -1,11 +1,17 @@
 //! A tiny in-process fake broker for the client's tests.
 //!
 //! It speaks the real protocol through `Framed<TcpStream, ServerCodec>` on `127.0.0.1:0` and
-//! answers ApiVersions, Metadata, Produce, Fetch, ListOffsets, CreateTopics and DeleteTopics
-//! plausibly: appended batches are kept in memory with the broker-owned prefix written (base
-//! offset, term, index), fetches long-poll, offsets are dense. Faults are injected through
-//! [`State`]: errors for the next produce attempts, APIs it never answers, APIs that close the
-//! connection, a produce delay, malformed responses.
+//! answers ApiVersions, Metadata, Produce, Fetch, ListOffsets, CreateTopics, DeleteTopics and
+//! InitProducerId plausibly: appended batches are kept in memory with the broker-owned prefix
+//! written (base offset, term, index), fetches long-poll, offsets are dense. Producer ids are
+//! 1000, 1001, … (epoch 0), and produce applies the idempotence rules per partition and
+//! producer id: a repeat of one of the producer's last 5 batches is not appended again but
+//! answered with its original offset, a batch that does not follow the previous one gets
+//! `OUT_OF_ORDER_SEQUENCE_NUMBER`, an older epoch `INVALID_PRODUCER_EPOCH`, and an unknown
+//! producer may start at any sequence. Faults are injected through [`State`]: errors for the
+//! next produce attempts, APIs it never answers, APIs that close the connection, produce
+//! requests applied but never answered (the connection closes), a produce delay, malformed
+//! responses.
 //!
 //! Like a real broker it answers each connection's requests in order, one at a time.
 
@@ -23,9 +29,9 @@ use strata_protocol::api::list_offsets::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use strata_protocol::api::{
     ApiKey, ApiVersionRange, ApiVersionsResponse, BrokerMetadata, ConfigEntry, CreateTopicsRequest,
     CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, FetchPartitionResponse, FetchRequest,
-    FetchResponse, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, PartitionMetadata, ProducePartitionResponse, ProduceRequest, ProduceResponse, Request, Response,
-    TopicData, TopicMetadata, TopicResult,
+    FetchResponse, InitProducerIdResponse, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, PartitionMetadata, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+    Request, Response, TopicData, TopicMetadata, TopicResult,
 };
 use strata_protocol::batch::BatchHeader;
 use strata_protocol::codec::{OutgoingResponse, ServerCodec};
@@ -40,6 +46,64 @@ use tokio_util::codec::Framed;
 use tokio_util::task::AbortOnDropHandle;
 
 pub const NODE_ID: i32 = 1;
+/// The first producer id the fake hands out.
+pub const FIRST_PRODUCER_ID: i64 = 1000;
+/// How many of a producer's batches per partition the fake remembers to drop repeats.
+const PRODUCER_BATCHES_REMEMBERED: usize = 5;
+
+/// One batch as a produce request carried it (whether or not it was appended).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducedBatch {
+    pub topic: String,
+    pub partition: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: u32,
+}
+
+/// What the fake knows of one producer on one partition.
+#[derive(Debug, Clone)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    /// Sequence of the last record appended.
+    pub last_sequence: i32,
+    /// The last few batches appended: (first sequence, last sequence, base offset).
+    pub recent: VecDeque<(i32, i32, u64)>,
+}
+
+/// `seq + n` in the wrapping sequence space (0..=i32::MAX).
+fn sequence_add(seq: i32, n: i64) -> i32 {
+    i32::try_from((i64::from(seq) + n).rem_euclid(1 << 31)).unwrap()
+}
+
+/// What to do with one idempotent batch.
+enum Verdict {
+    Append,
+    Duplicate(u64),
+    Refuse(ErrorCode),
+}
+
+fn verdict(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Verdict {
+    let first = h.base_sequence;
+    let last = sequence_add(first, i64::from(h.record_count) - 1);
+    let Some(e) = entry else {
+        return Verdict::Append;
+    };
+    if h.producer_epoch < e.epoch {
+        return Verdict::Refuse(ErrorCode::InvalidProducerEpoch);
+    }
+    if h.producer_epoch > e.epoch {
+        return Verdict::Append;
+    }
+    if let Some(&(_, _, base)) = e.recent.iter().find(|(f, l, _)| (*f, *l) == (first, last)) {
+        return Verdict::Duplicate(base);
+    }
+    if first != sequence_add(e.last_sequence, 1) {
+        return Verdict::Refuse(ErrorCode::OutOfOrderSequenceNumber);
+    }
+    Verdict::Append
+}
 
 /// One partition's log.
 #[derive(Debug, Default)]
@@ -81,6 +145,15 @@ pub struct State {
     pub requests: Vec<i16>,
     /// Each produce request: (topic, partition, batches in its record set).
     pub produce_log: Vec<Vec<(String, i32, usize)>>,
+    /// Every batch received in a produce request, in order.
+    pub produced: Vec<ProducedBatch>,
+    /// Idempotence state per (topic, partition, producer id).
+    pub producers: HashMap<(String, i32, i64), ProducerEntry>,
+    /// Producer ids handed out (the next is `FIRST_PRODUCER_ID` plus this).
+    pub producer_ids_issued: i64,
+    /// The next this many produce requests are applied, then the connection closes instead of
+    /// answering (a lost response).
+    pub close_after_produce: usize,
     /// Error codes for the next produce partition entries, one per entry.
     pub produce_errors: VecDeque<ErrorCode>,
     /// Sleep before answering each produce request.
@@ -251,6 +324,14 @@ impl Conn {
             if close {
                 return;
             }
+            let close_after = key == ApiKey::Produce as i16 && {
+                let mut s = lock(&self.state);
+                let close = s.close_after_produce > 0 && !silent && !malformed && reject.is_none();
+                if close {
+                    s.close_after_produce -= 1;
+                }
+                close
+            };
             if silent {
                 continue;
             }
@@ -272,6 +353,9 @@ impl Conn {
                 }
                 Ok(body) => self.handle(body).await.map(Ok),
             };
+            if close_after {
+                return;
+            }
             let Some(body) = body else { continue };
             let response = OutgoingResponse {
                 correlation_id: req.header.correlation_id,
@@ -309,6 +393,17 @@ impl Conn {
             }
             Request::Fetch(r) => Response::Fetch(self.fetch(r).await),
             Request::ListOffsets(r) => Response::ListOffsets(self.list_offsets(r)),
+            Request::InitProducerId(_) => {
+                let mut s = lock(&self.state);
+                let producer_id = FIRST_PRODUCER_ID + s.producer_ids_issued;
+                s.producer_ids_issued += 1;
+                Response::InitProducerId(InitProducerIdResponse {
+                    error: ErrorCode::None,
+                    message: None,
+                    producer_id,
+                    producer_epoch: 0,
+                })
+            }
             Request::CreateTopics(r) => Response::CreateTopics(self.create_topics(r)),
             Request::DeleteTopics(r) => Response::DeleteTopics(self.delete_topics(r)),
             // Broker-to-broker only, never answered.
@@ -370,6 +465,7 @@ impl Conn {
 
     fn produce(&self, r: ProduceRequest) -> ProduceResponse {
         let mut s = lock(&self.state);
+        let s = &mut *s;
         let mut log_entry = Vec::new();
         let mut topics = Vec::new();
         for t in r.topics {
@@ -377,6 +473,17 @@ impl Conn {
             for p in t.partitions {
                 let batches: Vec<_> = BatchIter::new(p.records.clone(), BatchLimits::default()).collect();
                 log_entry.push((t.name.clone(), p.partition, batches.len()));
+                for b in batches.iter().flatten() {
+                    let h = b.header();
+                    s.produced.push(ProducedBatch {
+                        topic: t.name.clone(),
+                        partition: p.partition,
+                        producer_id: h.producer_id,
+                        producer_epoch: h.producer_epoch,
+                        base_sequence: h.base_sequence,
+                        record_count: h.record_count,
+                    });
+                }
                 let injected = s.produce_errors.pop_front();
                 let mut resp = ProducePartitionResponse {
                     partition: p.partition,
@@ -407,10 +514,62 @@ impl Conn {
                     partitions.push(resp);
                     continue;
                 };
+                // Check every batch before appending any: the request applies whole or not at all.
+                let mut producers: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
+                let mut verdicts = Vec::new();
+                let mut next_offset = log.next_offset;
+                for b in &batches {
+                    let h = b.header();
+                    if h.producer_id < 0 {
+                        verdicts.push(Verdict::Append);
+                        next_offset += u64::from(h.record_count);
+                        continue;
+                    }
+                    let entry = producers
+                        .entry(h.producer_id)
+                        .or_insert_with(|| s.producers.get(&(t.name.clone(), p.partition, h.producer_id)).cloned());
+                    let v = verdict(entry.as_ref(), h);
+                    if let Verdict::Append = v {
+                        let last = sequence_add(h.base_sequence, i64::from(h.record_count) - 1);
+                        let e = entry.get_or_insert_with(|| ProducerEntry {
+                            epoch: h.producer_epoch,
+                            last_sequence: last,
+                            recent: VecDeque::new(),
+                        });
+                        if h.producer_epoch > e.epoch {
+                            e.recent.clear();
+                        }
+                        e.epoch = h.producer_epoch;
+                        e.last_sequence = last;
+                        e.recent.push_back((h.base_sequence, last, next_offset));
+                        if e.recent.len() > PRODUCER_BATCHES_REMEMBERED {
+                            e.recent.pop_front();
+                        }
+                        next_offset += u64::from(h.record_count);
+                    }
+                    verdicts.push(v);
+                }
+                if let Some(code) = verdicts.iter().find_map(|v| match v {
+                    Verdict::Refuse(code) => Some(*code),
+                    _ => None,
+                }) {
+                    resp.error = code;
+                    resp.message = Some(format!("fake broker: {code}"));
+                    partitions.push(resp);
+                    continue;
+                }
                 let mut base = None;
-                for b in batches {
-                    let offset = log.append(b.as_bytes(), b.header().record_count);
+                for (b, v) in batches.iter().zip(verdicts) {
+                    let offset = match v {
+                        Verdict::Duplicate(offset) => offset,
+                        _ => log.append(b.as_bytes(), b.header().record_count),
+                    };
                     base.get_or_insert(offset);
+                }
+                for (id, entry) in producers {
+                    if let Some(entry) = entry {
+                        s.producers.insert((t.name.clone(), p.partition, id), entry);
+                    }
                 }
                 resp.base_offset = base.map_or(-1, |b| b as i64);
                 resp.log_start_offset = log.log_start as i64;

@@ -8,6 +8,7 @@ pub mod api_versions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -23,6 +24,7 @@ pub use api_versions::{ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse}
 pub use create_topics::{CreatableTopic, CreateTopicsRequest, CreateTopicsResponse};
 pub use delete_topics::{DeleteTopicsRequest, DeleteTopicsResponse};
 pub use fetch::{FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse};
+pub use init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 pub use list_offsets::{ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse};
 pub use metadata::{BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata};
 pub use produce::{Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse};
@@ -58,6 +60,8 @@ pub enum ApiKey {
     CreateTopics = 19,
     /// Delete topics.
     DeleteTopics = 20,
+    /// A producer id for an idempotent producer.
+    InitProducerId = 22,
     /// Internal, broker-to-broker only: Raft messages for many partitions' groups. Never
     /// answered.
     RaftMessages = 1000,
@@ -65,7 +69,7 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every API.
-    pub const ALL: [ApiKey; 8] = [
+    pub const ALL: [ApiKey; 9] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -73,6 +77,7 @@ impl ApiKey {
         ApiKey::ApiVersions,
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
+        ApiKey::InitProducerId,
         ApiKey::RaftMessages,
     ];
 
@@ -96,6 +101,7 @@ impl ApiKey {
             ApiKey::ApiVersions => "api_versions",
             ApiKey::CreateTopics => "create_topics",
             ApiKey::DeleteTopics => "delete_topics",
+            ApiKey::InitProducerId => "init_producer_id",
             ApiKey::RaftMessages => "raft_messages",
         }
     }
@@ -112,6 +118,7 @@ pub enum Request {
     Produce(ProduceRequest),
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
+    InitProducerId(InitProducerIdRequest),
     RaftMessages(RaftMessagesRequest),
 }
 
@@ -126,6 +133,7 @@ pub enum Response {
     Produce(ProduceResponse),
     Fetch(FetchResponse),
     ListOffsets(ListOffsetsResponse),
+    InitProducerId(InitProducerIdResponse),
     /// Never sent: brokers do not answer RaftMessages.
     RaftMessages(RaftMessagesResponse),
 }
@@ -166,6 +174,7 @@ dispatch!(
     Produce,
     Fetch,
     ListOffsets,
+    InitProducerId,
     RaftMessages
 );
 dispatch!(
@@ -177,6 +186,7 @@ dispatch!(
     Produce,
     Fetch,
     ListOffsets,
+    InitProducerId,
     RaftMessages
 );
 

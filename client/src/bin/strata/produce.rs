@@ -35,8 +35,9 @@ pub struct ProduceArgs {
     /// Write every record to this partition (else: by key hash, keyless records spread).
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
     partition: Option<i32>,
-    /// When a record counts as written: `all` (committed), `leader` (appended by the leader),
-    /// `none` (sent; the broker does not answer).
+    /// When a record counts as written: `all` (committed; retries never duplicate records),
+    /// `leader` (appended by the leader), `none` (sent; the broker does not answer). Only `all`
+    /// uses the idempotent producer.
     #[arg(long, value_enum, default_value_t = AcksArg::All)]
     acks: AcksArg,
     /// Longest a record may take to be acknowledged, retries included; then it counts as
@@ -107,6 +108,8 @@ pub async fn run(global: &Global, out: &mut Out, args: ProduceArgs) -> anyhow::R
     let producer = client
         .producer(ProducerConfig {
             acks: args.acks.into(),
+            // Idempotence (no duplicates from retries) needs acks=all; weaker acks go without.
+            idempotence: args.acks == AcksArg::All,
             request_timeout: client.config().request_timeout,
             // Waiting for buffer memory (a stalled broker) is bounded by the same limit.
             max_block: std::time::Duration::from_millis(args.delivery_timeout_ms),
