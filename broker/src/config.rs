@@ -162,7 +162,7 @@ retention = "7d"
 # env STRATA_TOPIC_DEFAULTS_SEGMENT_BYTES
 segment_bytes = "1GiB"
 
-# Largest record batch accepted. 1KiB ..= listener.max_frame_bytes.
+# Largest record batch accepted. 1KiB ..= 32MiB (and at most listener.max_frame_bytes).
 # env STRATA_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES
 max_message_bytes = "1MiB"
 
@@ -194,7 +194,7 @@ pub const SHUTDOWN_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::ZERO..=Du
 pub const PARTITIONS_RANGE: RangeInclusive<u32> = 1..=10_000;
 /// Bounds of `topic_defaults.segment_bytes` (the storage engine's limits).
 pub const SEGMENT_BYTES_RANGE: RangeInclusive<u64> = 4 << 10..=strata_storage::config::MAX_SEGMENT_BYTES;
-/// Smallest `topic_defaults.max_message_bytes`; the largest is `listener.max_frame_bytes`.
+/// Smallest `topic_defaults.max_message_bytes`; the largest is 32 MiB and `listener.max_frame_bytes`.
 pub const MIN_MESSAGE_BYTES: u64 = 1 << 10;
 /// Bounds of the interval in `topic_defaults.flush = "interval:<duration>"`.
 pub const FLUSH_INTERVAL_RANGE: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(3600);
@@ -566,6 +566,17 @@ impl Config {
                 "topic_defaults.max_message_bytes",
                 format_size(t.max_message_bytes),
                 format!("must be at least {}", format_size(MIN_MESSAGE_BYTES)),
+            );
+        }
+        let cap = u64::from(crate::topics::MAX_MESSAGE_BYTES);
+        if t.max_message_bytes > cap {
+            return bad(
+                "topic_defaults.max_message_bytes",
+                format_size(t.max_message_bytes),
+                format!(
+                    "must be at most {} (a batch travels to followers in one Raft frame)",
+                    format_size(cap)
+                ),
             );
         }
         if t.max_message_bytes > l.max_frame_bytes {
@@ -2200,7 +2211,7 @@ mod tests {
             [topic_defaults]
             partitions = 10000
             segment_bytes = "2GiB"
-            max_message_bytes = "1GiB"
+            max_message_bytes = "32MiB"
             flush = "interval:1h"
         "#;
         let low = r#"

@@ -336,6 +336,8 @@ pub fn place(brokers: &[u64], topic: &str, partitions: u32, rf: usize) -> Vec<Ve
 /// An unreadable or damaged file: the directory's owner is unknown, so it must be left alone.
 fn dir_topic_id(dir: &Path) -> Result<Option<u64>, String> {
     let path = dir.join(TOPIC_ID_FILE);
+    // A crash while writing the marker leaves its temp file: the directory holds nothing else.
+    strata_storage::durable::remove_stale_tmp(&path);
     let Some(bytes) = strata_storage::durable::read(&path).map_err(|e| e.to_string())? else {
         return Ok(None);
     };

@@ -211,6 +211,9 @@ pub fn spawn(
 struct Waiter {
     first_index: u64,
     last_index: u64,
+    /// The term of the entries: an entry at `last_index` of another term means a new leader
+    /// overwrote them, and the batch was never committed.
+    term: u64,
     base_offset: Option<Offset>,
     /// The offset to answer with instead of `base_offset`: a retry whose first batches were
     /// already in the log reports the first one's original offset.
@@ -369,6 +372,96 @@ impl Drop for SyncPool {
     }
 }
 
+/// Checks a Raft message from another broker before raft-rs sees it: raft-rs trusts its peers
+/// and panics (or worse, is misled) on messages no correct peer sends. Returns why a message is
+/// dropped. Clamps a heartbeat's commit index to the local log.
+fn admissible(g: &Group, me: u64, m: &mut Message) -> Result<(), &'static str> {
+    use MessageType::*;
+    if m.to != me {
+        return Err("addressed to another node");
+    }
+    if m.from == me || !g.partition.replicas.contains(&m.from) {
+        return Err("sender is not a replica of the group");
+    }
+    // raft-rs forwards a follower's proposal with term 0; every other message carries a term.
+    if m.term == 0 && m.get_msg_type() != MessageType::MsgPropose {
+        return Err("term 0 (local messages never travel)");
+    }
+    let log = &g.raw.raft.raft_log;
+    let last = log.last_index();
+    match m.get_msg_type() {
+        MsgRequestVote | MsgRequestPreVote | MsgRequestVoteResponse | MsgRequestPreVoteResponse => Ok(()),
+        MsgHeartbeatResponse => Ok(()),
+        MsgHeartbeat => {
+            m.commit = m.commit.min(last);
+            Ok(())
+        }
+        MsgAppendResponse => {
+            if !m.reject && m.index > log.last_index().max(g.raw.raft.raft_log.committed) {
+                return Err("acknowledges entries this leader does not have");
+            }
+            Ok(())
+        }
+        MsgAppend => {
+            if m.index > 0 && m.log_term == 0 {
+                return Err("append after an entry of term 0");
+            }
+            let mut prev_term = m.log_term;
+            for (e, expect) in m.entries.iter().zip(m.index + 1..) {
+                if e.index != expect {
+                    return Err("entries are not contiguous");
+                }
+                if e.term < prev_term || e.term > m.term {
+                    return Err("entry terms out of order");
+                }
+                if e.get_entry_type() != EntryType::EntryNormal {
+                    return Err("configuration changes are not accepted from the network");
+                }
+                if e.index <= log.committed && log.term(e.index).is_ok_and(|t| t != e.term) {
+                    return Err("conflicts with a committed entry");
+                }
+                prev_term = e.term;
+            }
+            Ok(())
+        }
+        MsgSnapshot => {
+            let snap = m.get_snapshot();
+            let meta = snap.get_metadata();
+            let mut voters = meta.get_conf_state().voters.clone();
+            voters.sort_unstable();
+            let mut replicas = g.partition.replicas.clone();
+            replicas.sort_unstable();
+            if snap.data.len() != crate::raft::storage::SNAPSHOT_DATA_LEN
+                || meta.term > m.term
+                || meta.index == 0
+                || voters != replicas
+                || !meta.get_conf_state().learners.is_empty()
+            {
+                return Err("malformed snapshot");
+            }
+            Ok(())
+        }
+        // Forwarded metadata proposals (Raft forwards a follower's proposal to the leader).
+        MsgPropose if g.is_metadata => {
+            let ok = !m.entries.is_empty()
+                && m.entries.iter().all(|e| {
+                    e.get_entry_type() == EntryType::EntryNormal
+                        && !e.data.is_empty()
+                        && !MetadataCommand::decode(&e.data).is_empty()
+                });
+            if ok { Ok(()) } else { Err("malformed metadata proposal") }
+        }
+        _ => Err("message type not used between brokers"),
+    }
+}
+
+fn overwritten() -> (ErrorCode, String) {
+    (
+        ErrorCode::NotLeader,
+        "a new leader replaced the batch before it committed; retry at the new leader".into(),
+    )
+}
+
 fn logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
@@ -471,6 +564,7 @@ impl Driver {
                 let _ = reply.send(r);
             }
             Command::Step { from, messages } => {
+                let m_ = Arc::clone(&self.metrics);
                 for m in messages {
                     let Some(g) = self.groups.get_mut(&m.key) else {
                         continue;
@@ -478,8 +572,20 @@ impl Driver {
                     if g.partition.topic_id != m.topic_id || g.failed.is_some() || m.message.from != from {
                         continue;
                     }
-                    if let Err(e) = g.raw.step(m.message) {
-                        tracing::debug!(topic = %m.key.topic, partition = m.key.partition, error = %e, "raft message refused");
+                    let mut msg = m.message;
+                    if let Err(why) = admissible(g, self.node_id, &mut msg) {
+                        tracing::debug!(topic = %m.key.topic, partition = m.key.partition, from, kind = ?msg.get_msg_type(), why, "dropping an inadmissible raft message");
+                        continue;
+                    }
+                    // raft-rs panics on messages that break its invariants; one bad message must
+                    // cost at most its group, never the driver thread.
+                    let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.raw.step(msg)));
+                    match stepped {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(topic = %m.key.topic, partition = m.key.partition, error = %e, "raft message refused")
+                        }
+                        Err(_) => Self::fail(g, &m_, format!("raft panicked on a message from broker {from}")),
                     }
                 }
             }
@@ -648,9 +754,11 @@ impl Driver {
         {
             // Entirely in the log: answer with the original offset once it is committed (or
             // durable, for acks=leader), as the original request would have been.
+            let term = g.raw.raft.raft_log.term(last.index).unwrap_or(0);
             g.dup_waiters.push(Waiter {
                 first_index: first.index,
                 last_index: last.index,
+                term,
                 base_offset: Some(first.base_offset),
                 reported_base: None,
                 acks,
@@ -683,6 +791,7 @@ impl Driver {
             Waiter {
                 first_index,
                 last_index,
+                term: g.raw.raft.term,
                 base_offset: None,
                 reported_base: original_base,
                 acks,
@@ -715,6 +824,15 @@ impl Driver {
             let always = g.partition.config.flush() == strata_storage::FlushPolicy::Always;
             let must_be_durable = rd.entries().last().map(|e| e.index).filter(|_| always);
             let after_persist = rd.take_persisted_messages();
+            if let Some(first) = rd.entries().first().map(|e| e.index) {
+                // These entries replace a tail an earlier Ready appended: that tail will never
+                // be durable, so the earlier Readies wait only for what remains below it.
+                for (_, waiting_for, _) in g.unpersisted.iter_mut() {
+                    if waiting_for.is_some_and(|i| i >= first) {
+                        *waiting_for = Some(first - 1).filter(|&i| i > 0);
+                    }
+                }
+            }
             g.unpersisted.push_back((rd.number(), must_be_durable, after_persist));
             g.raw.advance_append_async(rd);
             // The Ready's committed entries were applied in persist_ready.
@@ -894,13 +1012,37 @@ impl Driver {
 
     /// Publishes leadership after a Ready was handled or persisted.
     fn after_ready(g: &mut Group, m: &Metrics) {
-        let leader = g.raw.raft.state == StateRole::Leader;
-        let leader_id = g.raw.raft.leader_id;
-        g.partition.set_leader(leader, g.raw.raft.term, leader_id);
-        if !leader && g.producers_ready {
+        let raft = &g.raw.raft;
+        let elected = raft.state == StateRole::Leader;
+        // A new leader knows the commit point only once an entry of its own term commits (its
+        // first, empty entry): until then its high watermark may be behind the previous
+        // leader's, so it does not serve yet and the partition shows no leader.
+        let leader = elected
+            && raft
+                .raft_log
+                .term(raft.raft_log.committed)
+                .is_ok_and(|t| t == raft.term);
+        let leader_id = if elected && !leader { 0 } else { raft.leader_id };
+        g.partition.set_leader(leader, raft.term, leader_id);
+        if !elected && g.producers_ready {
             // A follower keeps no producer state; the next leadership rebuilds it from the log.
             g.producers.clear();
             g.producers_ready = false;
+        }
+        if !elected && (!g.waiters.is_empty() || !g.dup_waiters.is_empty()) {
+            // Deposed: whether the batches commit is up to the new leader (which may overwrite
+            // them). The producers retry there; an idempotent producer's retry of a batch that
+            // did commit is recognized and not written twice.
+            for w in std::mem::take(&mut g.waiters)
+                .into_values()
+                .chain(std::mem::take(&mut g.dup_waiters))
+            {
+                let _ = w.reply.send(Err((
+                    ErrorCode::NotLeader,
+                    "this broker lost the partition's leadership before the batch committed; retry at the new leader"
+                        .into(),
+                )));
+            }
         }
         if leader {
             // In sync: replicas whose log has everything committed.
@@ -999,10 +1141,14 @@ impl Driver {
             .collect();
         for idx in ready {
             let w = g.waiters.remove(&idx).expect("collected above");
-            let r = w.reported_base.or(w.base_offset).ok_or((
-                ErrorCode::UnknownServerError,
-                "offset of an appended batch is unknown".into(),
-            ));
+            let r = if Self::still_ours(g, &w) {
+                w.reported_base.or(w.base_offset).ok_or((
+                    ErrorCode::UnknownServerError,
+                    "offset of an appended batch is unknown".into(),
+                ))
+            } else {
+                Err(overwritten())
+            };
             let _ = w.reply.send(r);
         }
         // Entries truncated away (a new leader overwrote them) will never commit.
@@ -1020,9 +1166,12 @@ impl Driver {
                         "leadership changed before the batch committed".into(),
                     )));
                 } else if done {
-                    let _ = w
-                        .reply
-                        .send(w.base_offset.ok_or((ErrorCode::UnknownServerError, String::new())));
+                    let r = if Self::still_ours(g, &w) {
+                        w.base_offset.ok_or((ErrorCode::UnknownServerError, String::new()))
+                    } else {
+                        Err(overwritten())
+                    };
+                    let _ = w.reply.send(r);
                 } else {
                     g.dup_waiters.push(w);
                 }
@@ -1039,6 +1188,11 @@ impl Driver {
                 )));
             }
         }
+    }
+
+    /// Whether the entry a waiter waits for is still the one it proposed (same term at its index).
+    fn still_ours(g: &Group, w: &Waiter) -> bool {
+        g.raw.raft.raft_log.term(w.last_index).is_ok_and(|t| t == w.term)
     }
 
     /// Rebuilds the idempotent producers' state from the newest entries of the log (at most

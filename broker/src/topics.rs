@@ -9,7 +9,7 @@
 //! | `retention.bytes` | broker default (unlimited) | delete old segments once a partition is larger; `-1` = unlimited |
 //! | `retention.ms` | broker default (7 days) | delete segments whose newest record is older; `-1` = forever |
 //! | `segment.bytes` | broker default (1 GiB) | roll segments at this size (4 KiB ..= 2 GiB) |
-//! | `max.message.bytes` | broker default (1 MiB) | largest batch accepted (≥ 1 KiB) |
+//! | `max.message.bytes` | broker default (1 MiB) | largest batch accepted (1 KiB ..= 32 MiB: a batch must fit one Raft frame between brokers) |
 //! | `flush.policy` | `always` | `always` (fsync before acknowledging, group commit), `interval`, `never` |
 //! | `flush.interval.ms` | 1000 | with `flush.policy=interval`: longest data stays unsynced |
 //! | `compression.allowed` | `none,lz4,zstd` | codecs producers may use (comma-separated) |
@@ -27,6 +27,9 @@ use crate::options::TopicDefaults;
 
 /// Longest topic name (as Kafka).
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
+/// Largest `max.message.bytes`: a batch travels to followers inside one Raft frame, which the
+/// transport keeps under 64 MiB.
+pub const MAX_MESSAGE_BYTES: u32 = 32 << 20;
 /// Most partitions per topic.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
@@ -147,8 +150,8 @@ impl TopicConfig {
                 }
                 "max.message.bytes" => {
                     let v = int()?;
-                    if !(1024..=i64::from(i32::MAX)).contains(&v) {
-                        return Err(bad("must be between 1024 and 2147483647"));
+                    if !(1024..=i64::from(MAX_MESSAGE_BYTES)).contains(&v) {
+                        return Err(bad("must be between 1024 and 33554432 (32 MiB)"));
                     }
                     self.max_message_bytes = v as u32;
                 }

@@ -2,118 +2,14 @@
 //! commits topics that every broker applies, partitions are replicated by their own Raft groups,
 //! and killing a partition's leader with `kill -9` loses no write acknowledged with `acks=all`.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use strata_protocol::ErrorCode;
 use strata_protocol::api::*;
-use strata_testkit::{BrokerProcess, free_port};
 
 mod common;
-use common::{BROKER, Client, batch, values};
-
-/// A cluster of `n` brokers, each in its own directory, all voters.
-struct Cluster {
-    dirs: Vec<tempfile::TempDir>,
-    addrs: Vec<SocketAddr>,
-    voters: String,
-    brokers: Vec<Option<BrokerProcess>>,
-}
-
-impl Cluster {
-    fn start(n: usize) -> Self {
-        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
-        let voters = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}@{a}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
-        let mut c = Cluster {
-            dirs,
-            addrs,
-            voters,
-            brokers: (0..n).map(|_| None).collect(),
-        };
-        let starting: Vec<_> = (0..n).map(|i| c.launch(i)).collect();
-        for (i, s) in starting.into_iter().enumerate() {
-            c.brokers[i] = Some(s.wait());
-        }
-        c
-    }
-
-    fn launch(&self, i: usize) -> strata_testkit::Starting {
-        let id = (i + 1).to_string();
-        BrokerProcess::launch(
-            BROKER,
-            self.dirs[i].path(),
-            self.addrs[i],
-            &["--node-id", &id, "--voters", &self.voters],
-        )
-    }
-
-    fn restart(&mut self, i: usize) {
-        self.brokers[i] = Some(self.launch(i).wait());
-    }
-
-    fn kill9(&mut self, i: usize) {
-        self.brokers[i].take().expect("running").kill9();
-    }
-
-    fn addr_of(&self, node: i32) -> SocketAddr {
-        self.addrs[node as usize - 1]
-    }
-
-    fn logs(&self) -> String {
-        self.brokers
-            .iter()
-            .flatten()
-            .map(|b| b.logs())
-            .collect::<Vec<_>>()
-            .join("\n-----\n")
-    }
-}
-
-async fn create(c: &mut Client, name: &str, partitions: i32, rf: i16) -> TopicResult {
-    let Response::CreateTopics(r) = c
-        .call(Request::CreateTopics(CreateTopicsRequest {
-            topics: vec![CreatableTopic {
-                name: name.into(),
-                num_partitions: partitions,
-                replication_factor: rf,
-                configs: vec![],
-            }],
-            timeout_ms: 10_000,
-            validate_only: false,
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("not a create response")
-    };
-    r.topics.into_iter().next().unwrap()
-}
-
-/// Polls metadata through `c` until `ok` accepts the topic's, for up to 20 s.
-async fn wait_metadata(c: &mut Client, topic: &str, what: &str, ok: impl Fn(&TopicMetadata) -> bool) -> TopicMetadata {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let t = c.metadata(topic).await;
-        if ok(&t) {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last metadata: {t:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn all_led(t: &TopicMetadata) -> bool {
-    t.error == ErrorCode::None && !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader > 0)
-}
+use common::cluster::{Cluster, all_led, create, wait_metadata};
+use common::{Client, batch, values};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_created_anywhere_are_replicated_everywhere_and_deleted_everywhere() {
@@ -403,4 +299,134 @@ async fn the_client_rides_through_a_leader_kill_under_load_without_loss_or_dupli
         last[p] = Some(n);
     }
     assert_eq!(seen.len(), RECORDS as usize);
+}
+
+/// Anyone who can reach a broker's port can send RaftMessages. Messages no correct peer sends
+/// (which make raft-rs panic or would mislead it) are dropped, and the cluster keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_raft_messages_do_not_break_a_broker() {
+    use futures::SinkExt;
+    use protobuf::Message as _;
+    use raft::eraftpb::{ConfState, Entry, Message, MessageType, Snapshot};
+    use strata_protocol::codec::OutgoingRequest;
+    use strata_protocol::frame::RequestHeader;
+
+    let cluster = Cluster::start(3);
+    let mut c = Client::connect(cluster.addrs[0]).await;
+    assert_eq!(create(&mut c, "target", 1, 3).await.error, ErrorCode::None);
+    let t = wait_metadata(&mut c, "target", "a leader", all_led).await;
+    let leader = t.partitions[0].leader;
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+
+    let msg = |kind: MessageType, from: u64, to: u64, term: u64| {
+        let mut m = Message::default();
+        m.set_msg_type(kind);
+        (m.from, m.to, m.term) = (from, to, term);
+        m
+    };
+    let entry = |index: u64, term: u64| Entry {
+        index,
+        term,
+        data: bytes::Bytes::from_static(b"not a batch"),
+        ..Entry::default()
+    };
+    let mut forged = Vec::new();
+    for to in [leader as u64, follower as u64] {
+        let from = (1..=3u64).find(|&n| n != to).unwrap();
+        let mut hb = msg(MessageType::MsgHeartbeat, from, to, 0);
+        hb.commit = u64::MAX / 2;
+        forged.push(hb.clone());
+        hb.term = 1000;
+        forged.push(hb);
+        let mut app = msg(MessageType::MsgAppend, from, to, 1000);
+        (app.index, app.log_term, app.commit) = (5, 0, 1 << 40);
+        forged.push(app.clone());
+        app.log_term = 1;
+        app.entries = vec![entry(100, 1000)].into();
+        forged.push(app);
+        forged.push(msg(MessageType::MsgPropose, from, to, 1000));
+        forged.push(msg(MessageType::MsgReadIndex, from, to, 1000));
+        forged.push(msg(MessageType::MsgTimeoutNow, from, to, 1000));
+        let mut ack = msg(MessageType::MsgAppendResponse, from, to, 1);
+        ack.index = 1 << 40;
+        forged.push(ack);
+        let mut snap = msg(MessageType::MsgSnapshot, from, to, 1000);
+        let mut s = Snapshot {
+            data: bytes::Bytes::from_static(&[0; 8]),
+            ..Snapshot::default()
+        };
+        s.mut_metadata().index = 1 << 30;
+        s.mut_metadata().term = 1000;
+        s.mut_metadata().set_conf_state(ConfState {
+            voters: vec![to],
+            learners: vec![to],
+            ..ConfState::default()
+        });
+        snap.set_snapshot(s);
+        forged.push(snap);
+        // From a node that is not a replica, and to a node that is not this one.
+        forged.push(msg(MessageType::MsgHeartbeat, 99, to, 1000));
+        forged.push(msg(MessageType::MsgHeartbeat, from, 99, 1000));
+    }
+    for m in forged {
+        let (to, from) = (m.to, m.from);
+        let mut raw = Client::connect(cluster.addr_of(to.min(3) as i32)).await;
+        let body = Request::RaftMessages(RaftMessagesRequest {
+            from_node: from,
+            to_node: to,
+            messages: vec![
+                RaftMessage {
+                    topic: "target".into(),
+                    partition: 0,
+                    topic_id: 0,
+                    message: bytes::Bytes::from_static(b"\xff\xff garbage"),
+                },
+                RaftMessage {
+                    topic: "target".into(),
+                    partition: 0,
+                    topic_id: t_id(&cluster).await,
+                    message: m.write_to_bytes().unwrap().into(),
+                },
+                RaftMessage {
+                    topic: "__cluster_metadata".into(),
+                    partition: 0,
+                    topic_id: 0,
+                    message: m.write_to_bytes().unwrap().into(),
+                },
+            ],
+        });
+        let header = RequestHeader {
+            api_key: ApiKey::RaftMessages as i16,
+            api_version: 0,
+            correlation_id: 1,
+            client_id: None,
+        };
+        raw.framed.send(OutgoingRequest { header, body }).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Still one healthy cluster: writes commit, nothing failed, and the metadata group works.
+    let mut meta = Client::connect(cluster.addrs[1]).await;
+    let acked = produce_acked(&cluster, &mut meta, "target", 0, 20).await;
+    assert_eq!(acked.len(), 20);
+    assert_eq!(read_all(&cluster, &mut meta, "target").await, acked);
+    assert_eq!(create(&mut meta, "after", 1, 3).await.error, ErrorCode::None);
+    for b in cluster.brokers.iter().flatten() {
+        let text = strata_testkit::http::get(b.http, "/metrics").unwrap().body;
+        assert!(
+            text.contains("\nstrata_partitions_failed 0\n"),
+            "a replica failed:\n{}",
+            b.logs()
+        );
+    }
+}
+
+/// The topic id of `target` (the index of its creation in the metadata log), read from a
+/// partition directory's marker (the admin API does not show it).
+async fn t_id(cluster: &Cluster) -> u64 {
+    let path = cluster.dirs[0].path().join("data/partitions/target-0/topic-id");
+    let raw = strata_storage::durable::read(&path)
+        .unwrap()
+        .expect("a topic id marker");
+    String::from_utf8(raw).unwrap().trim().parse().unwrap()
 }

@@ -619,7 +619,14 @@ impl PartitionRaftStorage {
     fn store_state(&self, inner: &mut Inner, mut next: PersistentState) -> Result<(), Error> {
         // An applied entry is committed; Raft refuses to restart with applied > commit.
         next.hard_state.commit = next.hard_state.commit.max(next.applied.0);
-        durable::write_atomic(&self.shared.state_path, &next.encode(&self.shared.dir)?)?;
+        // Never record a commit index past the durable log: after a power loss the log could
+        // come back with a stale tail (an unsynced truncation undone) that the recorded commit
+        // would then claim as committed. Raft re-learns a lower commit from the leader.
+        // (Only the file's copy is lowered: in memory the commit stays what Raft said.)
+        let durable_last = inner.log.durable_index().0.saturating_sub(1);
+        let mut on_disk = next.clone();
+        on_disk.hard_state.commit = on_disk.hard_state.commit.min(durable_last.max(on_disk.applied.0));
+        durable::write_atomic(&self.shared.state_path, &on_disk.encode(&self.shared.dir)?)?;
         inner.state = next;
         inner.state_dirty = false;
         Ok(())

@@ -2,6 +2,8 @@
 //! path of the broker binary. The broker process harness itself is `strata_testkit`'s.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -86,6 +88,23 @@ impl Client {
             Response::Fetch(r) => r.topics.into_iter().next()?.partitions.into_iter().next(),
             _ => None,
         }
+    }
+
+    /// Connects within 500 ms, or `None` (a killed or paused broker).
+    pub async fn try_connect(addr: SocketAddr) -> Option<Self> {
+        let s = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr))
+            .await
+            .ok()?
+            .ok()?;
+        Some(Self {
+            framed: Framed::new(
+                s,
+                ClientCodec {
+                    max_frame_bytes: 64 << 20,
+                },
+            ),
+            next_id: 0,
+        })
     }
 
     pub async fn connect(addr: SocketAddr) -> Self {
