@@ -354,8 +354,10 @@ fn is_empty_dir(dir: &Path) -> bool {
 }
 
 /// Applies committed metadata as it arrives from the driver: updates the registry, answers this
-/// broker's waiting proposals, and opens or removes local replicas. Runs until the driver stops.
-pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Applied>) {
+/// broker's waiting proposals, and opens or removes local replicas. Replicas are opened only
+/// once the replay has reached `replay_until` (the commit index known at startup). Runs until
+/// the driver stops.
+pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Applied>, replay_until: u64) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -390,7 +392,11 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
             broker.metrics.remove_topic(&name);
             remove_topic_replicas(&broker, &name, id, partitions).await;
         }
-        let failures = open_assigned(&broker, &desired).await;
+        let failures = if last >= replay_until {
+            open_assigned(&broker, &desired).await
+        } else {
+            Vec::new()
+        };
         for (request, cmd, mut outcome) in outcomes {
             if request.node != broker.controller.node_id || request.nonce != broker.controller.nonce {
                 continue;

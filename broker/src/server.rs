@@ -195,6 +195,13 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     } else {
         opts.voters.iter().map(|v| (v.id, v.address.clone())).collect()
     };
+    if let Some(me) = opts.voters.iter().find(|v| v.id == opts.node_id) {
+        let listen = bound.to_string();
+        let adv = format!("{}:{}", advertised.0, advertised.1);
+        if me.address != listen && me.address != adv && !me.address.ends_with(&format!(":{}", bound.port())) {
+            tracing::warn!(voter_address = %me.address, listen = %listen, advertised = %adv, "this broker's address in --voters matches neither its listen nor its advertised address: peers will not reach it");
+        }
+    }
     let peer_stop = CancellationToken::new();
     let peers = (voters.len() > 1).then(|| {
         let others = voters
@@ -240,13 +247,16 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
 
     // The metadata group: its committed commands (replayed from the start of its log) open this
     // broker's replicas as they are applied.
-    let reconciler = tokio::spawn(controller::reconcile(broker.clone(), applied_rx));
     let metadata = {
         let b = broker.clone();
         let replicas: Vec<u64> = broker.voters.keys().copied().collect();
         tokio::task::spawn_blocking(move || b.open_partition(METADATA_TOPIC, 0, 0, replicas, &metadata_config(&b.opts)))
             .await??
     };
+    // What this broker knew committed when it stopped: replayed as a whole before any replica
+    // is opened, so a topic created and later deleted is never brought back to life meanwhile.
+    let replay_until = metadata.storage.state().map_or(0, |s| s.hard_state.commit);
+    let reconciler = tokio::spawn(controller::reconcile(broker.clone(), applied_rx, replay_until));
     let _ = broker.metadata.set(metadata.clone());
     broker.start_group(metadata).await?;
     // Ready once the metadata known committed is applied (every local replica it names is open).
@@ -384,6 +394,9 @@ async fn shutdown_signal() {
     }
 }
 
+/// Longest a peer broker's connection is read after shutdown starts.
+const PEER_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let max_in_flight = broker.opts.max_in_flight_per_connection;
@@ -395,6 +408,10 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
     );
     let mut in_flight = FuturesOrdered::new();
     let mut reading = true;
+    // Whether the other end is a broker sending Raft traffic (never answered).
+    let mut is_peer = false;
+    let mut drain_check = tokio::time::interval(std::time::Duration::from_millis(20));
+    let mut draining_since = None;
     // Idle: no complete request read and nothing in flight for `idle_timeout`. A peer trickling
     // a frame byte by byte is idle too, since only whole requests count as activity.
     let idle_timeout = broker.opts.idle_timeout;
@@ -416,12 +433,30 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
                 tracing::debug!(%peer, timeout = ?idle_timeout, "closing idle connection");
                 reading = false;
             }
+            // Before reading: a connection with frames always waiting must still see shutdown.
+            // A peer broker's connection keeps being read while this broker drains: its Raft
+            // traffic is what commits the client requests still in flight. It closes once none
+            // is (checked on a timer: a peer with nothing to say sends no frame to wake us).
+            _ = broker.shutting_down.cancelled(), if reading && draining_since.is_none() => {
+                if is_peer {
+                    draining_since = Some(std::time::Instant::now());
+                } else {
+                    reading = false;
+                }
+            }
+            _ = drain_check.tick(), if reading && draining_since.is_some() => {
+                let waited = draining_since.map_or(std::time::Duration::ZERO, |t| t.elapsed());
+                if broker.metrics.requests_in_flight.get() == 0 || waited > PEER_DRAIN_MAX {
+                    reading = false;
+                }
+            }
             req = framed.next(), if reading && in_flight.len() < max_in_flight => match req {
                 Some(Ok(incoming)) => {
                     idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                     // Raft traffic from another broker: handed over at once, in arrival order,
                     // and never answered.
                     if let Ok(strata_protocol::api::Request::RaftMessages(_)) = &incoming.body {
+                        is_peer = true;
                         if let Ok(strata_protocol::api::Request::RaftMessages(r)) = incoming.body {
                             crate::api::raft_messages(&broker, r);
                         }
@@ -435,7 +470,6 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
                 }
                 None => reading = false,
             },
-            _ = broker.shutting_down.cancelled(), if reading => reading = false,
         }
         if !reading && in_flight.is_empty() {
             let _ = tokio::time::timeout(idle_timeout, framed.flush()).await;

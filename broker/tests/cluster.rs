@@ -91,6 +91,13 @@ async fn topics_created_anywhere_are_replicated_everywhere_and_deleted_everywher
         })
         .await;
     }
+    // SIGTERM drains a cluster member and exits cleanly (its peers' connections do not hold
+    // it until the shutdown timeout).
+    let mut cluster = cluster;
+    let member = cluster.brokers[2].take().unwrap();
+    let started = Instant::now();
+    assert!(member.sigterm_and_wait().success());
+    eprintln!("a cluster member exited {:?} after SIGTERM", started.elapsed());
 }
 
 /// Produces `n` single-record batches with `acks=all` to the partition's current leader, learnt
