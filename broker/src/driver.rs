@@ -111,6 +111,12 @@ pub enum Command {
         /// The messages, by group.
         messages: Vec<InboundMessage>,
     },
+    /// Hand leadership of every group led here to its most caught-up follower (a draining
+    /// broker, so its partitions keep serving); answered with how many transfers started.
+    HandOver {
+        /// The number of transfers started.
+        reply: oneshot::Sender<usize>,
+    },
     /// Sync everything and stop.
     Shutdown {
         /// Answered when done.
@@ -139,6 +145,8 @@ pub struct DriverHandle {
 
 /// Most commands queued for the driver before senders wait.
 const COMMAND_QUEUE: usize = 65_536;
+/// How often (in ticks) leaders hand leadership back to a caught-up preferred replica.
+const REBALANCE_TICKS: u32 = 50;
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
@@ -391,6 +399,8 @@ fn admissible(g: &Group, me: u64, m: &mut Message) -> Result<(), &'static str> {
     let last = log.last_index();
     match m.get_msg_type() {
         MsgRequestVote | MsgRequestPreVote | MsgRequestVoteResponse | MsgRequestPreVoteResponse => Ok(()),
+        // A leader handing leadership over (only the leader this replica follows may).
+        MsgTimeoutNow if m.from == g.raw.raft.leader_id && m.term == g.raw.raft.term => Ok(()),
         MsgHeartbeatResponse => Ok(()),
         MsgHeartbeat => {
             m.commit = m.commit.min(last);
@@ -478,6 +488,7 @@ impl Driver {
     fn serve(&mut self, rx: &Receiver<Command>) {
         let mut next_tick = Instant::now() + self.tick;
         let mut next_retention = Instant::now() + RETENTION_EVERY;
+        let mut next_rebalance = Instant::now() + self.tick * REBALANCE_TICKS;
         let mut busy = false;
         loop {
             // Work left over (a Ready produced by a commit that just moved): look at the queue,
@@ -526,6 +537,10 @@ impl Driver {
             }
             self.flush_outbox();
             busy = self.groups.values().any(|g| g.failed.is_none() && g.raw.has_ready());
+            if now >= next_rebalance {
+                self.restore_preferred_leaders();
+                next_rebalance = now + self.tick * REBALANCE_TICKS;
+            }
             if now >= next_retention {
                 self.retention();
                 next_retention = now + RETENTION_EVERY;
@@ -614,6 +629,9 @@ impl Driver {
                 result,
                 bytes,
             } => self.synced(&key, incarnation, result, bytes),
+            Command::HandOver { reply } => {
+                let _ = reply.send(self.hand_over());
+            }
             Command::Shutdown { .. } => unreachable!("handled by the loop"),
         }
     }
@@ -1266,6 +1284,60 @@ impl Driver {
             let _ = w.reply.send(Err((ErrorCode::StorageError, reason.clone())));
         }
         g.failed = Some(reason);
+    }
+
+    /// After a failover, leadership returns to each partition's preferred replica (the first of
+    /// its replicas) by Raft leadership transfer, once that replica has every entry: so
+    /// leadership stays spread as placement intended. A transfer that does not complete within
+    /// an election timeout is abandoned by raft-rs.
+    fn restore_preferred_leaders(&mut self) {
+        for g in self.groups.values_mut() {
+            let raft = &g.raw.raft;
+            let Some(&preferred) = g.partition.replicas.first() else {
+                continue;
+            };
+            if g.failed.is_some()
+                || preferred == self.node_id
+                || raft.state != StateRole::Leader
+                || raft.lead_transferee.is_some()
+                || !g.partition.is_leader()
+            {
+                continue;
+            }
+            let last = raft.raft_log.last_index();
+            let caught_up = raft
+                .prs()
+                .get(preferred)
+                .is_some_and(|p| p.recent_active && p.matched == last);
+            if caught_up {
+                tracing::info!(topic = %g.partition.key.topic, partition = g.partition.key.partition, to = preferred, "handing leadership back to the preferred replica");
+                g.raw.transfer_leader(preferred);
+            }
+        }
+    }
+
+    /// Starts a leadership transfer in every group led here, to the follower with the most
+    /// entries; returns how many started.
+    fn hand_over(&mut self) -> usize {
+        let mut started = 0;
+        for g in self.groups.values_mut() {
+            let raft = &g.raw.raft;
+            if g.failed.is_some() || raft.state != StateRole::Leader {
+                continue;
+            }
+            let target = g
+                .partition
+                .replicas
+                .iter()
+                .filter(|&&id| id != self.node_id)
+                .filter_map(|&id| raft.prs().get(id).filter(|p| p.recent_active).map(|p| (p.matched, id)))
+                .max();
+            if let Some((_, to)) = target {
+                g.raw.transfer_leader(to);
+                started += 1;
+            }
+        }
+        started
     }
 
     fn retention(&mut self) {

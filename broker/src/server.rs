@@ -77,6 +77,17 @@ impl Broker {
         .cloned()
     }
 
+    /// Whether this broker leads any partition or the controller.
+    pub(crate) fn leads_any(&self) -> bool {
+        self.metadata.get().is_some_and(|m| m.is_leader())
+            || self
+                .partitions
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .any(|p| p.is_leader())
+    }
+
     /// The controller leader's node id, if known.
     pub(crate) fn controller_id(&self) -> Option<u64> {
         self.metadata.get().and_then(|p| p.leader_id())
@@ -324,6 +335,17 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     ready_task.abort();
     readiness.set_stopping();
     broker.shutting_down.cancel();
+    if broker.voters.len() > 1 {
+        // Leadership moves to followers first, so this broker's partitions keep serving; peer
+        // connections stay open (see `serve_connection`) until the transfers have happened.
+        let (tx, rx) = oneshot::channel();
+        if driver.send(Command::HandOver { reply: tx }).await
+            && let Ok(n) = rx.await
+            && n > 0
+        {
+            tracing::info!(groups = n, "handing leadership over before stopping");
+        }
+    }
     tracker.close();
     if tokio::time::timeout(opts.shutdown_timeout, tracker.wait())
         .await
@@ -394,7 +416,8 @@ async fn shutdown_signal() {
     }
 }
 
-/// Longest a peer broker's connection is read after shutdown starts.
+/// Longest a peer broker's connection is read after shutdown starts (waiting for in-flight
+/// requests to commit and for leadership to move to other brokers).
 const PEER_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
@@ -446,7 +469,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
             }
             _ = drain_check.tick(), if reading && draining_since.is_some() => {
                 let waited = draining_since.map_or(std::time::Duration::ZERO, |t| t.elapsed());
-                if broker.metrics.requests_in_flight.get() == 0 || waited > PEER_DRAIN_MAX {
+                if (broker.metrics.requests_in_flight.get() == 0 && !broker.leads_any()) || waited > PEER_DRAIN_MAX {
                     reading = false;
                 }
             }

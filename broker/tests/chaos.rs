@@ -5,7 +5,8 @@
 //! never moving backwards.
 //!
 //! The suite runs it for 15 s; `STRATA_CHAOS_SECS=600 cargo test -p strata-broker --test chaos
-//! -- --nocapture` runs the long version and prints its figures.
+//! -- --nocapture` runs the long version and prints its figures. The fault schedule is random;
+//! its seed is printed, and `STRATA_CHAOS_SEED` replays it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -206,7 +207,18 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
 
     // Faults: one broker at a time, for `secs`.
     let started = Instant::now();
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    // The fault schedule's seed: `STRATA_CHAOS_SEED` replays a run's schedule (timing still varies).
+    let seed = std::env::var("STRATA_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+        | 1;
+    eprintln!("chaos seed {seed} (STRATA_CHAOS_SEED to replay)");
+    let mut rng = seed;
     let mut next = || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
