@@ -1,5 +1,7 @@
 //! Chaos: for a bounded time, one broker of three at a time is killed with `kill -9` and
-//! restarted, or paused with SIGSTOP and resumed, while an idempotent producer writes numbered
+//! restarted, paused with SIGSTOP and resumed, cut off (every connection to it closed and new
+//! ones refused, through the TCP proxy in front of each broker), or slowed (its inbound traffic
+//! delayed), while an idempotent producer writes numbered
 //! records and a reader follows the partitions' leaders. Then a checker verifies: no acknowledged
 //! record lost, no record twice, per-partition order kept, and the high watermark a reader sees
 //! never moving backwards.
@@ -144,7 +146,9 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
-    let mut cluster = Cluster::start(3);
+    // Brokers reach each other (and clients reach them) only through a proxy each, so a
+    // broker can be cut off or slowed down.
+    let mut cluster = Cluster::start_proxied(3).await;
     let bootstrap = cluster
         .addrs
         .iter()
@@ -225,15 +229,28 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
         rng ^= rng << 17;
         rng
     };
-    let (mut kills, mut pauses) = (0, 0);
+    let (mut kills, mut pauses, mut cuts, mut delays) = (0, 0, 0, 0);
     while started.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_millis(500 + next() % 1000)).await;
         let victim = (next() % 3) as usize;
-        if next() % 2 == 0 {
+        let fault = next() % 4;
+        if fault == 0 {
             cluster.kill9(victim);
             tokio::time::sleep(Duration::from_millis(200 + next() % 800)).await;
-            cluster.restart(victim);
+            tokio::task::block_in_place(|| cluster.restart(victim));
             kills += 1;
+        } else if fault == 2 {
+            // Nobody reaches the victim (its own connections out still work: an asymmetric
+            // partition), then the link heals.
+            cluster.proxies[victim].cut();
+            tokio::time::sleep(Duration::from_millis(300 + next() % 2000)).await;
+            cluster.proxies[victim].heal();
+            cuts += 1;
+        } else if fault == 3 {
+            cluster.proxies[victim].delay(Duration::from_millis(20 + next() % 150));
+            tokio::time::sleep(Duration::from_millis(500 + next() % 2000)).await;
+            cluster.proxies[victim].heal();
+            delays += 1;
         } else {
             let pid = cluster.brokers[victim].as_ref().expect("running").pid() as i32;
             // SAFETY: signals to our own live child process.
@@ -306,7 +323,7 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
         progress.lock().unwrap_or_else(|e| e.into_inner())
     );
     eprintln!(
-        "chaos for {secs} s: {kills} kill -9 + restarts, {pauses} SIGSTOP/SIGCONT pauses; {produced} records sent, {} acknowledged, {} failed {failed:?}, {} read back; none lost, duplicated or reordered",
+        "chaos for {secs} s: {kills} kill -9 + restarts, {pauses} SIGSTOP/SIGCONT pauses, {cuts} connection cuts, {delays} delayed links; {produced} records sent, {} acknowledged, {} failed {failed:?}, {} read back; none lost, duplicated or reordered",
         acked.len(),
         failed.values().sum::<u64>(),
         all.len()

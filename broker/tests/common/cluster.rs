@@ -12,14 +12,37 @@ use super::{BROKER, Client};
 /// A cluster of `n` brokers, each in its own directory, all voters.
 pub struct Cluster {
     pub dirs: Vec<tempfile::TempDir>,
+    /// The address everyone (peers and clients) uses for each broker: its listener, or the
+    /// proxy in front of it.
     pub addrs: Vec<SocketAddr>,
+    /// Each broker's own listener.
+    pub listen: Vec<SocketAddr>,
     pub voters: String,
     pub brokers: Vec<Option<BrokerProcess>>,
+    /// The proxies in front of the brokers (empty without).
+    pub proxies: Vec<super::proxy::Proxy>,
 }
 
 impl Cluster {
     pub fn start(n: usize) -> Self {
-        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
+        let listen: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
+        Self::start_with(listen.clone(), listen, Vec::new())
+    }
+
+    /// A cluster whose brokers are reached, by each other and by clients, only through a TCP
+    /// proxy each (which a test can cut or slow down).
+    pub async fn start_proxied(n: usize) -> Self {
+        let listen: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
+        let mut proxies = Vec::new();
+        for l in &listen {
+            proxies.push(super::proxy::Proxy::start(*l).await);
+        }
+        let addrs = proxies.iter().map(|p| p.addr).collect();
+        tokio::task::block_in_place(|| Self::start_with(addrs, listen, proxies))
+    }
+
+    fn start_with(addrs: Vec<SocketAddr>, listen: Vec<SocketAddr>, proxies: Vec<super::proxy::Proxy>) -> Self {
+        let n = addrs.len();
         let voters = addrs
             .iter()
             .enumerate()
@@ -30,8 +53,10 @@ impl Cluster {
         let mut c = Cluster {
             dirs,
             addrs,
+            listen,
             voters,
             brokers: (0..n).map(|_| None).collect(),
+            proxies,
         };
         let starting: Vec<_> = (0..n).map(|i| c.launch(i)).collect();
         for (i, s) in starting.into_iter().enumerate() {
@@ -42,11 +67,19 @@ impl Cluster {
 
     pub fn launch(&self, i: usize) -> strata_testkit::Starting {
         let id = (i + 1).to_string();
+        let advertised = self.addrs[i].to_string();
         BrokerProcess::launch(
             BROKER,
             self.dirs[i].path(),
-            self.addrs[i],
-            &["--node-id", &id, "--voters", &self.voters],
+            self.listen[i],
+            &[
+                "--node-id",
+                &id,
+                "--voters",
+                &self.voters,
+                "--advertised-address",
+                &advertised,
+            ],
         )
     }
 
