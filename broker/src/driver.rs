@@ -1305,10 +1305,12 @@ impl Driver {
                 continue;
             }
             let last = raft.raft_log.last_index();
+            // (Not `recent_active`: check-quorum clears it every election timeout, and this runs
+            // on tick boundaries too, so it could read false every time.)
             let caught_up = raft
                 .prs()
                 .get(preferred)
-                .is_some_and(|p| p.recent_active && p.matched == last);
+                .is_some_and(|p| p.state == ::raft::ProgressState::Replicate && p.matched == last);
             if caught_up {
                 tracing::info!(topic = %g.partition.key.topic, partition = g.partition.key.partition, to = preferred, "handing leadership back to the preferred replica");
                 g.raw.transfer_leader(preferred);
@@ -1330,7 +1332,12 @@ impl Driver {
                 .replicas
                 .iter()
                 .filter(|&&id| id != self.node_id)
-                .filter_map(|&id| raft.prs().get(id).filter(|p| p.recent_active).map(|p| (p.matched, id)))
+                .filter_map(|&id| {
+                    raft.prs()
+                        .get(id)
+                        .filter(|p| p.state == ::raft::ProgressState::Replicate)
+                        .map(|p| (p.matched, id))
+                })
                 .max();
             if let Some((_, to)) = target {
                 g.raw.transfer_leader(to);

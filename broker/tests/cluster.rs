@@ -464,10 +464,18 @@ async fn leadership_returns_to_the_preferred_replica_after_a_failover() {
 
     cluster.restart(preferred as usize - 1);
     let started = Instant::now();
-    wait_metadata(&mut meta, "pref", "leadership back at the preferred replica", |t| {
-        all_led(t) && t.partitions[0].leader == preferred
-    })
-    .await;
+    loop {
+        let t = meta.metadata("pref").await;
+        if all_led(&t) && t.partitions[0].leader == preferred {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "leadership did not return to {preferred}: {t:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     eprintln!("leadership returned {:?} after the restart", started.elapsed());
     acked.extend(produce_acked(&cluster, &mut meta, "pref", 100, 50).await);
     assert_eq!(read_all(&cluster, &mut meta, "pref").await, acked);

@@ -384,8 +384,33 @@ impl Client {
     /// has such a timestamp.
     ///
     /// # Errors
-    /// The partition's error, a leader lookup error, or the request's error.
+    /// The partition's error (retriable ones are retried up to 10 times, about 6 s, at the leader
+    /// refreshed metadata names), a leader lookup error, or the request's error.
     pub async fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<Option<u64>> {
+        // Leadership moves (failover, preferred-leader restoration): retriable errors are retried
+        // at the leader the refreshed metadata names, a few times with backoff.
+        const ATTEMPTS: u32 = 10;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.list_offset_once(topic, partition, timestamp).await {
+                Err(e) if e.is_retriable() && attempt < ATTEMPTS => {
+                    if e.invalidates_metadata() {
+                        let _ = self.refresh_after_error(vec![topic.to_owned()]).await;
+                    }
+                    tokio::time::sleep(Self::backoff(
+                        Duration::from_millis(50),
+                        Duration::from_secs(1),
+                        attempt,
+                    ))
+                    .await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn list_offset_once(&self, topic: &str, partition: i32, timestamp: i64) -> Result<Option<u64>> {
         let (_, conn) = self.leader(topic, partition).await?;
         let response = conn
             .send(ListOffsetsRequest {

@@ -35,8 +35,8 @@
 //!   id and gets a new one before sealing more batches; batches enqueued later are sent under
 //!   the new id, starting again at sequence 0 (a broker accepts any first sequence from an id
 //!   it does not know). Records that failed are not resent: the application decides.
-//! - A send carries at most 5 batches per partition (the broker recognises repeats among a
-//!   producer's last 5 batches per partition), and a retry is exactly the send it repeats.
+//! - A send carries at most 64 batches per partition (the broker recognises repeats among a
+//!   producer's last 64 batches per partition), and a retry is exactly the send it repeats.
 //! - Requires `acks = all` and a broker with `InitProducerId`; set `idempotence: false` for
 //!   `acks = leader`/`none`.
 //!

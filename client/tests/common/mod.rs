@@ -5,7 +5,7 @@
 //! InitProducerId plausibly: appended batches are kept in memory with the broker-owned prefix
 //! written (base offset, term, index), fetches long-poll, offsets are dense. Producer ids are
 //! 1000, 1001, … (epoch 0), and produce applies the idempotence rules per partition and
-//! producer id: a repeat of one of the producer's last 5 batches is not appended again but
+//! producer id: a repeat of one of the producer's last 64 batches is not appended again but
 //! answered with its original offset, a batch that does not follow the previous one gets
 //! `OUT_OF_ORDER_SEQUENCE_NUMBER`, an older epoch `INVALID_PRODUCER_EPOCH`, and an unknown
 //! producer may start at any sequence. Faults are injected through [`State`]: errors for the
@@ -49,7 +49,7 @@ pub const NODE_ID: i32 = 1;
 /// The first producer id the fake hands out.
 pub const FIRST_PRODUCER_ID: i64 = 1000;
 /// How many of a producer's batches per partition the fake remembers to drop repeats.
-const PRODUCER_BATCHES_REMEMBERED: usize = 5;
+const PRODUCER_BATCHES_REMEMBERED: usize = 64;
 
 /// One batch as a produce request carried it (whether or not it was appended).
 #[derive(Debug, Clone, PartialEq, Eq)]
