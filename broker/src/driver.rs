@@ -145,6 +145,9 @@ pub struct DriverHandle {
 
 /// Most commands queued for the driver before senders wait.
 const COMMAND_QUEUE: usize = 65_536;
+/// Ticks during which a new group's preferred replica campaigns again (every 2nd) while no
+/// leader is known.
+const EAGER_CAMPAIGN_TICKS: u32 = 20;
 /// How often (in ticks) leaders hand leadership back to a caught-up preferred replica.
 const REBALANCE_TICKS: u32 = 50;
 /// How often retention runs.
@@ -261,6 +264,9 @@ struct Group {
     producers_ready: bool,
     /// Retried batches already in the log, waiting for the original to commit.
     dup_waiters: Vec<Waiter>,
+    /// Ticks left in which a new group's preferred replica campaigns again while no leader is
+    /// known: its first campaign may reach replicas whose brokers have not opened the group yet.
+    eager_campaign: u32,
     /// The leader this replica last saw (`raft::INVALID_ID` for none), to count leader changes.
     leader_id: u64,
     /// Bytes of entries appended since the last group-commit fsync (for the synced-bytes count).
@@ -527,6 +533,17 @@ impl Driver {
             if now >= next_tick {
                 for g in self.groups.values_mut() {
                     g.raw.tick();
+                    if g.eager_campaign > 0 {
+                        g.eager_campaign -= 1;
+                        let raft = &g.raw.raft;
+                        let leaderless = raft.leader_id == ::raft::INVALID_ID && raft.state != StateRole::Leader;
+                        if !leaderless {
+                            g.eager_campaign = 0;
+                        } else if g.eager_campaign % 2 == 0 && g.failed.is_none() {
+                            // Pre-vote: a failed round changes no term.
+                            let _ = g.raw.campaign();
+                        }
+                    }
                 }
                 next_tick = now + self.tick;
             }
@@ -677,7 +694,8 @@ impl Driver {
         // A single voter elects itself at once; a new group's preferred leader campaigns at
         // once too (the others would only wait out an election timeout to elect someone).
         let single = raw.raft.prs().conf().voters().ids().len() == 1;
-        if single || (fresh && partition.replicas.first() == Some(&self.node_id)) {
+        let preferred_new = fresh && partition.replicas.first() == Some(&self.node_id);
+        if single || preferred_new {
             raw.campaign().map_err(|e| e.to_string())?;
         }
         partition.set_commit_index(raw.raft.raft_log.committed);
@@ -703,6 +721,11 @@ impl Driver {
                 producers: Producers::default(),
                 producers_ready: false,
                 dup_waiters: Vec::new(),
+                eager_campaign: if preferred_new && !single {
+                    EAGER_CAMPAIGN_TICKS
+                } else {
+                    0
+                },
             },
         );
         Ok(())
