@@ -212,6 +212,7 @@ pub fn spawn(
                 peers,
                 outbox: HashMap::new(),
                 metadata,
+                draining: false,
             };
             driver.run(rx);
         })
@@ -291,6 +292,9 @@ struct Driver {
     outbox: HashMap<u64, Vec<OutboundMessage>>,
     /// Where the metadata group's committed commands go.
     metadata: tokio::sync::mpsc::UnboundedSender<Applied>,
+    /// Set by [`Command::HandOver`]: this broker is stopping and must not take leadership
+    /// back (no preferred-leader restoration, no eager campaigns, no transfers to it).
+    draining: bool,
 }
 
 /// Threads that run a cycle's fsyncs concurrently. A fixed pool: spawning a thread per dirty
@@ -423,7 +427,10 @@ fn admissible(g: &Group, me: u64, m: &mut Message) -> Result<(), &'static str> {
                 return Err("append after an entry of term 0");
             }
             let mut prev_term = m.log_term;
-            for (e, expect) in m.entries.iter().zip(m.index + 1..) {
+            let Some(first) = m.index.checked_add(1) else {
+                return Err("index out of range");
+            };
+            for (e, expect) in m.entries.iter().zip(first..) {
                 if e.index != expect {
                     return Err("entries are not contiguous");
                 }
@@ -536,10 +543,10 @@ impl Driver {
                     if g.eager_campaign > 0 {
                         g.eager_campaign -= 1;
                         let raft = &g.raw.raft;
-                        let leaderless = raft.leader_id == ::raft::INVALID_ID && raft.state != StateRole::Leader;
-                        if !leaderless {
+                        if raft.leader_id != ::raft::INVALID_ID || raft.state == StateRole::Leader {
                             g.eager_campaign = 0;
-                        } else if g.eager_campaign % 2 == 0 && g.failed.is_none() {
+                        } else if raft.state == StateRole::Follower && g.eager_campaign % 2 == 0 && g.failed.is_none() {
+                            // (Not while an election of its own runs: that would reset it.)
                             // Pre-vote: a failed round changes no term.
                             let _ = g.raw.campaign();
                         }
@@ -554,7 +561,7 @@ impl Driver {
             }
             self.flush_outbox();
             busy = self.groups.values().any(|g| g.failed.is_none() && g.raw.has_ready());
-            if now >= next_rebalance {
+            if now >= next_rebalance && !self.draining {
                 self.restore_preferred_leaders();
                 next_rebalance = now + self.tick * REBALANCE_TICKS;
             }
@@ -605,6 +612,10 @@ impl Driver {
                         continue;
                     }
                     let mut msg = m.message;
+                    if self.draining && msg.get_msg_type() == MessageType::MsgTimeoutNow {
+                        // Stopping: leadership must not come back here.
+                        continue;
+                    }
                     if let Err(why) = admissible(g, self.node_id, &mut msg) {
                         tracing::debug!(topic = %m.key.topic, partition = m.key.partition, from, kind = ?msg.get_msg_type(), why, "dropping an inadmissible raft message");
                         continue;
@@ -625,7 +636,10 @@ impl Driver {
                 if let Some(mut g) = self.groups.remove(&key) {
                     g.partition.set_leader(false, g.raw.raft.term, 0);
                     let _ = g.partition.storage.flush();
-                    for (_, w) in std::mem::take(&mut g.waiters) {
+                    for w in std::mem::take(&mut g.waiters)
+                        .into_values()
+                        .chain(std::mem::take(&mut g.dup_waiters))
+                    {
                         let _ = w.reply.send(Err((
                             ErrorCode::UnknownTopicOrPartition,
                             "the topic was deleted".into(),
@@ -647,6 +661,10 @@ impl Driver {
                 bytes,
             } => self.synced(&key, incarnation, result, bytes),
             Command::HandOver { reply } => {
+                self.draining = true;
+                for g in self.groups.values_mut() {
+                    g.eager_campaign = 0;
+                }
                 let _ = reply.send(self.hand_over());
             }
             Command::Shutdown { .. } => unreachable!("handled by the loop"),
@@ -753,6 +771,15 @@ impl Driver {
             )));
             return;
         }
+        // raft-rs drops every proposal while leadership is being transferred.
+        if g.raw.raft.lead_transferee.is_some() {
+            dropped.inc_by(batches.len() as u64);
+            let _ = reply.send(Err((
+                ErrorCode::NotLeader,
+                "leadership is being handed to another broker; retry".into(),
+            )));
+            return;
+        }
         // Idempotent producers: every batch is checked before any is proposed.
         if !g.producers_ready {
             Self::rebuild_producers(g);
@@ -816,6 +843,12 @@ impl Driver {
                 // Earlier batches of this request may already be in the log; they will commit,
                 // but the producer is told the request failed and may retry (idempotent
                 // producers will make such retries safe).
+                if i == 0 {
+                    // Nothing of this request is in the log: its sequences are not pending.
+                    for (id, previous) in std::mem::take(&mut proposed).into_iter().rev() {
+                        g.producers.restore_pending(id, previous);
+                    }
+                }
                 dropped.inc_by((batches.len() - i) as u64);
                 let _ = reply.send(Err((ErrorCode::NotLeader, format!("proposal dropped: {e}"))));
                 return;
@@ -1304,6 +1337,9 @@ impl Driver {
             m.raft
                 .proposals_dropped
                 .inc_by((w.last_index + 1).saturating_sub(w.first_index));
+            let _ = w.reply.send(Err((ErrorCode::StorageError, reason.clone())));
+        }
+        for w in std::mem::take(&mut g.dup_waiters) {
             let _ = w.reply.send(Err((ErrorCode::StorageError, reason.clone())));
         }
         g.failed = Some(reason);

@@ -9,7 +9,7 @@ use strata_protocol::api::*;
 
 mod common;
 use common::cluster::{Cluster, all_led, create, wait_metadata};
-use common::{Client, batch, values};
+use common::{Client, values};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_created_anywhere_are_replicated_everywhere_and_deleted_everywhere() {
@@ -100,20 +100,55 @@ async fn topics_created_anywhere_are_replicated_everywhere_and_deleted_everywher
     eprintln!("a cluster member exited {:?} after SIGTERM", started.elapsed());
 }
 
-/// Produces `n` single-record batches with `acks=all` to the partition's current leader, learnt
-/// through `meta`; returns the values acknowledged. Stops early (returning what was acked) when
-/// the leader stops answering.
+/// Produces `n` single-record batches with `acks=all` to partition 0's current leader, learnt
+/// through `meta`, as an idempotent producer (its own producer id): a batch refused with a
+/// retriable error (leadership moving: failover, preferred-leader restoration) or cut off with
+/// its connection is sent again, unchanged, to the then leader, so each value is written once.
+/// Returns the values, all acknowledged.
 async fn produce_acked(cluster: &Cluster, meta: &mut Client, topic: &str, from: usize, n: usize) -> Vec<String> {
-    let t = wait_metadata(meta, topic, "a leader", all_led).await;
-    let leader = t.partitions[0].leader;
-    let mut c = Client::connect(cluster.addr_of(leader)).await;
+    let Response::InitProducerId(id) = meta
+        .call(Request::InitProducerId(InitProducerIdRequest::default()))
+        .await
+        .unwrap()
+    else {
+        panic!("not an InitProducerId response")
+    };
+    assert_eq!(id.error, ErrorCode::None, "{id:?}");
+    let mut conn: Option<(i32, Client)> = None;
     let mut acked = Vec::new();
-    for i in from..from + n {
+    for (seq, i) in (from..from + n).enumerate() {
         let v = format!("v{i}");
-        match c.try_produce(topic, 0, batch(&[&v], 1), -1).await {
-            Some(r) if r.error == ErrorCode::None => acked.push(v),
-            Some(r) => panic!("produce {v} failed: {r:?}"),
-            None => break,
+        let mut b = strata_protocol::BatchBuilder::new(strata_protocol::BatchOptions {
+            producer_id: id.producer_id,
+            producer_epoch: id.producer_epoch,
+            base_sequence: seq as i32,
+            ..Default::default()
+        });
+        b.append(1, None, Some(v.as_bytes()), &[]).unwrap();
+        let batch = b.finish().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "{v} not acknowledged within 20 s");
+            if conn.is_none() {
+                let t = wait_metadata(meta, topic, "a leader", all_led).await;
+                let leader = t.partitions[0].leader;
+                conn = Client::try_connect(cluster.addr_of(leader)).await.map(|c| (leader, c));
+            }
+            let Some((_, c)) = conn.as_mut() else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            match c.try_produce(topic, 0, batch.clone(), -1).await {
+                Some(r) if r.error == ErrorCode::None => {
+                    acked.push(v);
+                    break;
+                }
+                Some(r) if r.error.is_retriable() => {}
+                Some(r) => panic!("produce {v} failed: {r:?}"),
+                None => {}
+            }
+            conn = None;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     acked

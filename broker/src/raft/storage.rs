@@ -624,7 +624,10 @@ impl PartitionRaftStorage {
         // would then claim as committed. Raft re-learns a lower commit from the leader.
         // (Only the file's copy is lowered: in memory the commit stays what Raft said.)
         let durable_last = inner.log.durable_index().0.saturating_sub(1);
+        // Likewise `applied`, which with flush policies other than `always` may run ahead of the
+        // durable log (never below the configuration's own index, which is synced with it).
         let mut on_disk = next.clone();
+        on_disk.applied = RaftIndex(on_disk.applied.0.min(durable_last.max(on_disk.conf_index.0)));
         on_disk.hard_state.commit = on_disk.hard_state.commit.min(durable_last.max(on_disk.applied.0));
         durable::write_atomic(&self.shared.state_path, &on_disk.encode(&self.shared.dir)?)?;
         inner.state = next;
