@@ -1037,6 +1037,27 @@ impl Driver {
         }
         Self::after_ready(g, m);
         Self::answer(g, m);
+        Self::fail_if_deposed(g);
+    }
+
+    /// A deposed leader's remaining waiters (those `answer` could not settle as committed):
+    /// whether their batches commit is up to the new leader, which may overwrite them. The
+    /// producers retry there; an idempotent producer's retry of a batch that did commit is
+    /// recognized and not written twice.
+    fn fail_if_deposed(g: &mut Group) {
+        if g.raw.raft.state == StateRole::Leader || (g.waiters.is_empty() && g.dup_waiters.is_empty()) {
+            return;
+        }
+        for w in std::mem::take(&mut g.waiters)
+            .into_values()
+            .chain(std::mem::take(&mut g.dup_waiters))
+        {
+            let _ = w.reply.send(Err((
+                ErrorCode::NotLeader,
+                "this broker lost the partition's leadership before the batch committed; retry at the new leader"
+                    .into(),
+            )));
+        }
     }
 
     /// Installs the Ready's snapshot, applies its committed entries, appends its entries and
@@ -1102,21 +1123,6 @@ impl Driver {
             // A follower keeps no producer state; the next leadership rebuilds it from the log.
             g.producers.clear();
             g.producers_ready = false;
-        }
-        if !elected && (!g.waiters.is_empty() || !g.dup_waiters.is_empty()) {
-            // Deposed: whether the batches commit is up to the new leader (which may overwrite
-            // them). The producers retry there; an idempotent producer's retry of a batch that
-            // did commit is recognized and not written twice.
-            for w in std::mem::take(&mut g.waiters)
-                .into_values()
-                .chain(std::mem::take(&mut g.dup_waiters))
-            {
-                let _ = w.reply.send(Err((
-                    ErrorCode::NotLeader,
-                    "this broker lost the partition's leadership before the batch committed; retry at the new leader"
-                        .into(),
-                )));
-            }
         }
         if leader {
             // In sync: replicas whose log has everything committed.
