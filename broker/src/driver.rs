@@ -1356,6 +1356,10 @@ impl Driver {
     /// leadership stays spread as placement intended. A transfer that does not complete within
     /// an election timeout is abandoned by raft-rs.
     fn restore_preferred_leaders(&mut self) {
+        let peers = self.peers.clone();
+        // A follower of an idle partition looks caught up even when its broker is gone; only
+        // brokers this one is connected to are candidates.
+        let reachable = |id: u64| peers.as_ref().is_some_and(|p| p.is_connected(id));
         for g in self.groups.values_mut() {
             let raft = &g.raw.raft;
             let Some(&preferred) = g.partition.replicas.first() else {
@@ -1375,7 +1379,8 @@ impl Driver {
             let caught_up = raft
                 .prs()
                 .get(preferred)
-                .is_some_and(|p| p.state == ::raft::ProgressState::Replicate && p.matched == last);
+                .is_some_and(|p| p.state == ::raft::ProgressState::Replicate && p.matched == last)
+                && reachable(preferred);
             if caught_up {
                 tracing::info!(topic = %g.partition.key.topic, partition = g.partition.key.partition, to = preferred, "handing leadership back to the preferred replica");
                 g.raw.transfer_leader(preferred);
@@ -1386,6 +1391,8 @@ impl Driver {
     /// Starts a leadership transfer in every group led here, to the follower with the most
     /// entries; returns how many started.
     fn hand_over(&mut self) -> usize {
+        let peers = self.peers.clone();
+        let reachable = |id: u64| peers.as_ref().is_some_and(|p| p.is_connected(id));
         let mut started = 0;
         for g in self.groups.values_mut() {
             let raft = &g.raw.raft;
@@ -1396,7 +1403,7 @@ impl Driver {
                 .partition
                 .replicas
                 .iter()
-                .filter(|&&id| id != self.node_id)
+                .filter(|&&id| id != self.node_id && reachable(id))
                 .filter_map(|&id| {
                     raft.prs()
                         .get(id)

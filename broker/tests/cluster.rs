@@ -106,14 +106,22 @@ async fn topics_created_anywhere_are_replicated_everywhere_and_deleted_everywher
 /// its connection is sent again, unchanged, to the then leader, so each value is written once.
 /// Returns the values, all acknowledged.
 async fn produce_acked(cluster: &Cluster, meta: &mut Client, topic: &str, from: usize, n: usize) -> Vec<String> {
-    let Response::InitProducerId(id) = meta
-        .call(Request::InitProducerId(InitProducerIdRequest::default()))
-        .await
-        .unwrap()
-    else {
-        panic!("not an InitProducerId response")
+    // A producer id, retried while the controller elects a leader (as the client does).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let Response::InitProducerId(id) = meta
+            .call(Request::InitProducerId(InitProducerIdRequest::default()))
+            .await
+            .unwrap()
+        else {
+            panic!("not an InitProducerId response")
+        };
+        if id.error == ErrorCode::None {
+            break id;
+        }
+        assert!(id.error.is_retriable() && Instant::now() < deadline, "{id:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(id.error, ErrorCode::None, "{id:?}");
     let mut conn: Option<(i32, Client)> = None;
     let mut acked = Vec::new();
     for (seq, i) in (from..from + n).enumerate() {
