@@ -169,6 +169,17 @@ async fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitPr
     }
 }
 
+/// The code for a topic or partition this broker does not know: `UNKNOWN_TOPIC_OR_PARTITION`
+/// once it has applied the metadata known committed, `LEADER_NOT_AVAILABLE` (retriable) while it
+/// is still catching up (just restarted), when it cannot tell.
+fn missing(broker: &Broker) -> ErrorCode {
+    if broker.metadata_ready.load(std::sync::atomic::Ordering::Acquire) {
+        ErrorCode::UnknownTopicOrPartition
+    } else {
+        ErrorCode::LeaderNotAvailable
+    }
+}
+
 /// The partition's leader as this replica knows it (-1: none known).
 fn leader_id(_broker: &Broker, p: &Partition) -> i32 {
     p.leader_id().map_or(-1, |id| id as i32)
@@ -204,7 +215,7 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
         .into_iter()
         .map(|name| match registry.topics.get(&name) {
             None => TopicMetadata {
-                error: ErrorCode::UnknownTopicOrPartition,
+                error: missing(broker),
                 name,
                 partitions: vec![],
                 configs: vec![],
@@ -503,8 +514,8 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                 let Some(p) = broker.partition(&name, pp.partition) else {
                     return produce_error(
                         pp.partition,
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("{name}-{} does not exist", pp.partition),
+                        missing(broker),
+                        format!("{name}-{} is not hosted here", pp.partition),
                         -1,
                     );
                 };
@@ -620,7 +631,7 @@ fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchP
                         records: Bytes::new(),
                     };
                     let Some(p) = broker.partition(&t.name, fp.partition) else {
-                        return empty(ErrorCode::UnknownTopicOrPartition, -1, -1, -1);
+                        return empty(missing(broker), -1, -1, -1);
                     };
                     let (hw, start, leader) = (p.high_watermark(), log_start(&p), leader_id(broker, &p));
                     if !p.is_leader() {
@@ -749,7 +760,7 @@ async fn list_offsets(broker: &Arc<Broker>, req: ListOffsetsRequest) -> ListOffs
                 leader_id,
             };
             let Some(p) = broker.partition(&t.name, lp.partition) else {
-                partitions.push(answer(ErrorCode::UnknownTopicOrPartition, -1, -1, -1));
+                partitions.push(answer(missing(broker), -1, -1, -1));
                 continue;
             };
             let leader = leader_id(broker, &p);

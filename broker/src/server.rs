@@ -59,6 +59,9 @@ pub struct Broker {
     pub(crate) controller: Controller,
     /// The metadata group's replica on this broker (its leadership is the controller's).
     pub(crate) metadata: std::sync::OnceLock<Arc<Partition>>,
+    /// Whether this broker has applied the metadata known committed when it started (until then
+    /// an unknown topic may just not be replayed yet).
+    pub(crate) metadata_ready: std::sync::atomic::AtomicBool,
     /// The Raft transport to the other brokers (`None` on a cluster of one), for metrics.
     pub(crate) peers: Option<crate::peer::Peers>,
     /// The producer ids this broker may hand out: `[next, end)`, a block from the controller.
@@ -242,6 +245,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         controller: Controller::new(opts.node_id),
         metadata: std::sync::OnceLock::new(),
         producer_ids: tokio::sync::Mutex::new((0, 0)),
+        metadata_ready: std::sync::atomic::AtomicBool::new(false),
         peers,
     });
     broker
@@ -284,6 +288,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
                 }
                 let _ = tokio::time::timeout(std::time::Duration::from_millis(50), applied.changed()).await;
             }
+            b.metadata_ready.store(true, std::sync::atomic::Ordering::Release);
             if let Some(path) = &ready_file {
                 let body = serde_json::json!({ "listen": bound.to_string(), "http": http_bound.to_string(), "node_id": b.opts.node_id });
                 if let Err(e) = fs::write(path, body.to_string()) {

@@ -425,13 +425,32 @@ impl Producer {
         let mut deadline = || *deadline.get_or_insert_with(|| tokio::time::Instant::now() + max_block);
         let topic = match inner.client.cached_topic(&record.topic) {
             Some(t) => t,
-            None => tokio::time::timeout_at(deadline(), inner.client.topic(&record.topic))
-                .await
-                .map_err(|_| Error::Timeout {
-                    what: "metadata",
-                    broker: "-".to_owned(),
-                    after: max_block,
-                })??,
+            // A broker that just restarted may not know the topic yet and says so with a
+            // retriable code: wait for metadata up to `max_block`, as Kafka's producer does (a
+            // topic that does not exist still fails at once).
+            None => tokio::time::timeout_at(deadline(), async {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match inner.client.topic(&record.topic).await {
+                        Err(e) if e.is_retriable() && !matches!(e, Error::UnknownTopic(_)) => {
+                            tokio::time::sleep(crate::client::Client::backoff(
+                                Duration::from_millis(50),
+                                Duration::from_secs(1),
+                                attempt,
+                            ))
+                            .await;
+                        }
+                        outcome => break outcome,
+                    }
+                }
+            })
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "metadata",
+                broker: "-".to_owned(),
+                after: max_block,
+            })??,
         };
         let reservation = match acc.try_reserve(size)? {
             Some(r) => r,
