@@ -181,7 +181,7 @@ fn missing(broker: &Broker) -> ErrorCode {
 }
 
 /// The partition's leader as this replica knows it (-1: none known).
-fn leader_id(_broker: &Broker, p: &Partition) -> i32 {
+fn leader_id(p: &Partition) -> i32 {
     p.leader_id().map_or(-1, |id| id as i32)
 }
 
@@ -232,7 +232,7 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
                                 not_leader(&p)
                             },
                             partition: i as i32,
-                            leader: leader_id(broker, &p),
+                            leader: leader_id(&p),
                             leader_term: p.leader_term() as i64,
                             replicas: ids(replicas),
                             in_sync: ids(&p.in_sync_replicas()),
@@ -524,12 +524,12 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                         pp.partition,
                         not_leader(&p),
                         "this broker is not the leader".into(),
-                        leader_id(broker, &p),
+                        leader_id(&p),
                     );
                 }
                 let batches = match validate_batches(pp.records, &p.config) {
                     Ok(b) => b,
-                    Err((code, msg)) => return produce_error(pp.partition, code, msg, leader_id(broker, &p)),
+                    Err((code, msg)) => return produce_error(pp.partition, code, msg, leader_id(&p)),
                 };
                 for b in &batches {
                     broker.metrics.produce_batch_size.observe(b.len() as f64);
@@ -541,7 +541,7 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                     acks,
                     reply: tx,
                 }) {
-                    return produce_error(pp.partition, code, message, leader_id(broker, &p));
+                    return produce_error(pp.partition, code, message, leader_id(&p));
                 }
                 // As in Kafka, the request timeout bounds waiting for replication (acks=all); an
                 // acks=leader produce waits for its local append, which a 0 ms timeout must not
@@ -556,7 +556,7 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                         pp.partition,
                         ErrorCode::RequestTimedOut,
                         format!("not acknowledged within {wait:?}"),
-                        leader_id(broker, &p),
+                        leader_id(&p),
                     ),
                     Ok(Err(_)) => produce_error(
                         pp.partition,
@@ -564,14 +564,14 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                         "the broker is shutting down".into(),
                         -1,
                     ),
-                    Ok(Ok(Err((code, msg)))) => produce_error(pp.partition, code, msg, leader_id(broker, &p)),
+                    Ok(Ok(Err((code, msg)))) => produce_error(pp.partition, code, msg, leader_id(&p)),
                     Ok(Ok(Ok(base))) => ProducePartitionResponse {
                         partition: pp.partition,
                         error: ErrorCode::None,
                         base_offset: base.0 as i64,
                         log_append_time: -1,
                         log_start_offset: log_start(&p),
-                        leader_id: leader_id(broker, &p),
+                        leader_id: leader_id(&p),
                         message: None,
                     },
                 }
@@ -633,7 +633,7 @@ fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchP
                     let Some(p) = broker.partition(&t.name, fp.partition) else {
                         return empty(missing(broker), -1, -1, -1);
                     };
-                    let (hw, start, leader) = (p.high_watermark(), log_start(&p), leader_id(broker, &p));
+                    let (hw, start, leader) = (p.high_watermark(), log_start(&p), leader_id(&p));
                     if !p.is_leader() {
                         return empty(not_leader(&p), hw as i64, start, leader);
                     }
@@ -763,7 +763,7 @@ async fn list_offsets(broker: &Arc<Broker>, req: ListOffsetsRequest) -> ListOffs
                 partitions.push(answer(missing(broker), -1, -1, -1));
                 continue;
             };
-            let leader = leader_id(broker, &p);
+            let leader = leader_id(&p);
             if !p.is_leader() {
                 partitions.push(answer(not_leader(&p), -1, -1, leader));
                 continue;

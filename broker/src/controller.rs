@@ -350,7 +350,11 @@ fn dir_topic_id(dir: &Path) -> Result<Option<u64>, String> {
 
 /// Whether a directory is missing or has no entries.
 fn is_empty_dir(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
+    // Unreadable is not empty: a directory whose contents cannot be listed is left alone.
+    match std::fs::read_dir(dir) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 /// Applies committed metadata as it arrives from the driver: updates the registry, answers this

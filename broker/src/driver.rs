@@ -1159,10 +1159,12 @@ impl Driver {
                 .collect();
             let _ = metadata.send(Applied { index: last, commands });
         }
-        // A configuration already recorded (the metadata log is replayed from its start) must
-        // not be applied again.
-        let conf_index = g.partition.storage.state()?.conf_index.0;
-        for e in entries.iter().filter(|e| e.index > conf_index) {
+        for e in &entries {
+            // A configuration already recorded (the metadata log is replayed from its start)
+            // must not be applied again. Only conf changes look, so data entries cost nothing.
+            if e.get_entry_type() != EntryType::EntryNormal && e.index <= g.partition.storage.conf_index()? {
+                continue;
+            }
             match e.get_entry_type() {
                 EntryType::EntryConfChange => {
                     let mut cc = ConfChange::default();

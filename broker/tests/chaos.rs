@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use strata_client::{ClientConfig, NewTopic, ProducerConfig, ProducerRecord};
+use strata_client::{NewTopic, ProducerConfig, ProducerRecord};
 use strata_protocol::ErrorCode;
 
 mod common;
@@ -149,15 +149,7 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
     // Brokers reach each other (and clients reach them) only through a proxy each, so a
     // broker can be cut off or slowed down.
     let mut cluster = Cluster::start_proxied(3).await;
-    let bootstrap = cluster
-        .addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let c = strata_client::Client::connect(ClientConfig::new(&bootstrap))
-        .await
-        .unwrap();
+    let c = cluster.client().await;
     c.admin()
         .create_topic(NewTopic::new("chaos", PARTITIONS, 3))
         .await

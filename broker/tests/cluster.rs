@@ -275,19 +275,11 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_rides_through_a_leader_kill_under_load_without_loss_or_duplicates() {
     use futures::StreamExt;
-    use strata_client::{ClientConfig, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, Seek};
+    use strata_client::{ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, Seek};
 
     const RECORDS: u32 = 3000;
     let mut cluster = Cluster::start(3);
-    let bootstrap = cluster
-        .addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let c = strata_client::Client::connect(ClientConfig::new(&bootstrap))
-        .await
-        .unwrap();
+    let c = cluster.client().await;
     c.admin().create_topic(NewTopic::new("load", 3, 3)).await.unwrap();
     let mut meta = Client::connect(cluster.addrs[0]).await;
     let t = wait_metadata(&mut meta, "load", "leaders", all_led).await;

@@ -648,6 +648,14 @@ impl PartitionRaftStorage {
         Ok(self.read()?.state.clone())
     }
 
+    /// The index of the entry whose configuration is the current one (0: the initial one).
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`].
+    pub fn conf_index(&self) -> Result<u64, Error> {
+        Ok(self.read()?.state.conf_index.0)
+    }
+
     /// Whether a configuration is set (by [`initialize`](Self::initialize) or a snapshot).
     ///
     /// # Errors

@@ -91,6 +91,14 @@ impl Cluster {
         self.brokers[i].take().expect("running").kill9();
     }
 
+    /// A `strata-client` bootstrapped from every broker.
+    pub async fn client(&self) -> strata_client::Client {
+        let bootstrap = self.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+        strata_client::Client::connect(strata_client::ClientConfig::new(&bootstrap))
+            .await
+            .unwrap()
+    }
+
     pub fn addr_of(&self, node: i32) -> SocketAddr {
         self.addrs[node as usize - 1]
     }
