@@ -89,6 +89,13 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<Outgoing
             raft_messages(broker, r);
             return None;
         }
+        Request::AlterPartitionReassignments(r) => {
+            Response::AlterPartitionReassignments(alter_reassignments(broker, r).await)
+        }
+        Request::ListPartitionReassignments(_) => {
+            Response::ListPartitionReassignments(list_reassignments(broker).await)
+        }
+        Request::DecommissionBroker(r) => Response::DecommissionBroker(decommission_broker(broker, r).await),
     };
     respond(Ok(response))
 }
@@ -223,7 +230,7 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
             Some(meta) => TopicMetadata {
                 error: ErrorCode::None,
                 partitions: (0..meta.partitions)
-                    .zip(&meta.replicas)
+                    .map(|i| (i, meta.assignment(i).map(|a| a.members()).unwrap_or_default()))
                     .map(|(i, replicas)| match broker.partition(&name, i as i32) {
                         Some(p) => PartitionMetadata {
                             error: if p.leader_id().is_some() && !p.is_failed() {
@@ -234,7 +241,7 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
                             partition: i as i32,
                             leader: leader_id(&p),
                             leader_term: p.leader_term() as i64,
-                            replicas: ids(replicas),
+                            replicas: ids(&replicas),
                             in_sync: ids(&p.in_sync_replicas()),
                             log_start_offset: log_start(&p),
                             high_watermark: p.high_watermark() as i64,
@@ -247,8 +254,8 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
                             partition: i as i32,
                             leader: replicas.first().map_or(-1, |&l| l as i32),
                             leader_term: 0,
-                            replicas: ids(replicas),
-                            in_sync: ids(replicas),
+                            replicas: ids(&replicas),
+                            in_sync: ids(&replicas),
                             log_start_offset: -1,
                             high_watermark: -1,
                         },
@@ -359,7 +366,10 @@ pub(crate) async fn create_topic(
             ));
         }
     };
-    let brokers = crate::controller::brokers(broker);
+    let brokers = {
+        let registry = broker.registry.lock().await;
+        crate::controller::placeable(broker, &registry)
+    };
     let rf = match t.replication_factor {
         -1 => brokers.len().min(3),
         r if r >= 1 && r as usize <= brokers.len() => r as usize,
@@ -436,6 +446,192 @@ pub(crate) async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(),
     crate::controller::submit(broker, |request| MetadataCommand::DeleteTopic { request, name: n }).await?;
     tracing::info!(topic = %name, "deleted topic");
     Ok(())
+}
+
+/// Starts (or cancels) partition reassignments: validated here against the brokers this broker
+/// knows, then one controller command for all of them (all or nothing).
+async fn alter_reassignments(
+    broker: &Arc<Broker>,
+    req: AlterPartitionReassignmentsRequest,
+) -> AlterPartitionReassignmentsResponse {
+    let results = |error: ErrorCode, message: Option<String>| AlterPartitionReassignmentsResponse {
+        results: req
+            .partitions
+            .iter()
+            .map(|p| PartitionResult {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                error,
+                message: message.clone(),
+            })
+            .collect(),
+    };
+    let moves = match reassignment_moves(broker, &req.partitions).await {
+        Ok(m) => m,
+        Err(e) => return results(e.code, Some(e.message)),
+    };
+    let n = moves.len();
+    match crate::controller::submit(broker, |request| MetadataCommand::ReassignPartitions { request, moves }).await {
+        Ok(_) => {
+            tracing::info!(partitions = n, "reassignment started");
+            results(ErrorCode::None, None)
+        }
+        Err(e) => results(e.code, Some(e.message)),
+    }
+}
+
+/// Checks the requested moves: known topics and partitions, replica sets of known, placeable
+/// brokers.
+async fn reassignment_moves(
+    broker: &Broker,
+    partitions: &[ReassignablePartition],
+) -> Result<Vec<crate::controller::PartitionMove>, AdminError> {
+    let brokers = crate::controller::brokers(broker);
+    let registry = broker.registry.lock().await;
+    let mut moves = Vec::with_capacity(partitions.len());
+    let mut seen = std::collections::HashSet::new();
+    for p in partitions {
+        let meta = registry.topics.get(&p.topic).ok_or_else(|| {
+            AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic {} does not exist", p.topic),
+            )
+        })?;
+        let partition = u32::try_from(p.partition)
+            .ok()
+            .filter(|&i| i < meta.partitions)
+            .ok_or_else(|| {
+                AdminError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic {} has no partition {}", p.topic, p.partition),
+                )
+            })?;
+        if !seen.insert((p.topic.clone(), partition)) {
+            return Err(AdminError::new(
+                ErrorCode::InvalidRequest,
+                format!("{}-{partition} appears twice in the request", p.topic),
+            ));
+        }
+        let replicas: Vec<u64> = p.replicas.iter().map(|&r| u64::try_from(r).unwrap_or(0)).collect();
+        crate::controller::check_replica_set(&replicas, true)?;
+        for r in &replicas {
+            if !brokers.contains(r) {
+                return Err(AdminError::new(
+                    ErrorCode::BrokerNotAvailable,
+                    format!("broker {r} is not part of the cluster (brokers: {brokers:?})"),
+                ));
+            }
+            if registry.decommissioned.contains(r) && !meta.replicas[partition as usize].contains(r) {
+                return Err(AdminError::new(
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!("broker {r} is being decommissioned"),
+                ));
+            }
+        }
+        moves.push(crate::controller::PartitionMove {
+            topic: p.topic.clone(),
+            partition,
+            replicas,
+        });
+    }
+    Ok(moves)
+}
+
+async fn list_reassignments(broker: &Broker) -> ListPartitionReassignmentsResponse {
+    if !broker.metadata_ready.load(std::sync::atomic::Ordering::Acquire) {
+        return ListPartitionReassignmentsResponse {
+            error: ErrorCode::LeaderNotAvailable,
+            reassignments: Vec::new(),
+        };
+    }
+    let registry = broker.registry.lock().await;
+    let reassignments = registry
+        .topics
+        .iter()
+        .flat_map(|(name, meta)| {
+            meta.targets.iter().map(move |(&p, target)| OngoingReassignment {
+                topic: name.clone(),
+                partition: p as i32,
+                replicas: ids(&meta.replicas[p as usize]),
+                target: ids(target),
+            })
+        })
+        .collect();
+    ListPartitionReassignmentsResponse {
+        error: ErrorCode::None,
+        reassignments,
+    }
+}
+
+/// Moves every replica off a broker: for each partition holding one, the broker is replaced
+/// (in the same position) by the placeable broker with the best rendezvous score that does not
+/// hold the partition yet. The controller then keeps new replicas away from it.
+async fn decommission_broker(broker: &Arc<Broker>, req: DecommissionBrokerRequest) -> DecommissionBrokerResponse {
+    let fail = |e: AdminError| DecommissionBrokerResponse {
+        error: e.code,
+        message: Some(e.message),
+        partitions_moving: 0,
+    };
+    let brokers = crate::controller::brokers(broker);
+    let Some(leaving) = u64::try_from(req.broker_id).ok().filter(|b| brokers.contains(b)) else {
+        return fail(AdminError::new(
+            ErrorCode::BrokerNotAvailable,
+            format!(
+                "broker {} is not part of the cluster (brokers: {brokers:?})",
+                req.broker_id
+            ),
+        ));
+    };
+    let moves = {
+        let registry = broker.registry.lock().await;
+        let candidates: Vec<u64> = crate::controller::placeable(broker, &registry)
+            .into_iter()
+            .filter(|&b| b != leaving)
+            .collect();
+        let mut moves = Vec::new();
+        for (name, meta) in &registry.topics {
+            for p in 0..meta.partitions {
+                let Some(a) = meta.assignment(p) else { continue };
+                if !a.desired().contains(&leaving) {
+                    continue;
+                }
+                let Some(to) = crate::controller::replacement(&candidates, name, p, &a.members()) else {
+                    return fail(AdminError::new(
+                        ErrorCode::InvalidReplicationFactor,
+                        format!(
+                            "{name}-{p} has replicas {:?}: no other broker can take the one on broker {leaving}",
+                            a.desired()
+                        ),
+                    ));
+                };
+                let replicas = a.desired().iter().map(|&r| if r == leaving { to } else { r }).collect();
+                moves.push(crate::controller::PartitionMove {
+                    topic: name.clone(),
+                    partition: p,
+                    replicas,
+                });
+            }
+        }
+        moves
+    };
+    let n = moves.len();
+    match crate::controller::submit(broker, |request| MetadataCommand::DecommissionBroker {
+        request,
+        broker: leaving,
+        moves,
+    })
+    .await
+    {
+        Ok(_) => {
+            tracing::info!(broker = leaving, partitions = n, "decommissioning broker");
+            DecommissionBrokerResponse {
+                error: ErrorCode::None,
+                message: None,
+                partitions_moving: n as i32,
+            }
+        }
+        Err(e) => fail(e),
+    }
 }
 
 fn produce_error(partition: i32, error: ErrorCode, message: String, leader_id: i32) -> ProducePartitionResponse {

@@ -86,6 +86,57 @@ pub enum MetadataCommand {
         /// How many.
         count: u64,
     },
+    /// Start moving partitions to new replica sets (or cancel a move: `replicas` empty). All or
+    /// nothing: one invalid move refuses the command.
+    ReassignPartitions {
+        /// The proposal.
+        request: RequestId,
+        /// The moves.
+        moves: Vec<PartitionMove>,
+    },
+    /// Partitions whose Raft configuration reached their target: the target becomes the
+    /// replicas. Proposed by the partitions' leaders; a stale entry (the target changed since)
+    /// is skipped.
+    CompleteReassignments {
+        /// The proposal.
+        request: RequestId,
+        /// The finished moves (`replicas` = the target reached).
+        done: Vec<FinishedMove>,
+    },
+    /// Move every replica off a broker (the moves, decided by the proposer) and keep new
+    /// replicas away from it.
+    DecommissionBroker {
+        /// The proposal.
+        request: RequestId,
+        /// The broker.
+        broker: u64,
+        /// The moves.
+        moves: Vec<PartitionMove>,
+    },
+}
+
+/// One partition's new replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMove {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// The replicas it moves to, preferred leader first (empty: cancel the move in progress).
+    pub replicas: Vec<u64>,
+}
+
+/// A partition whose move finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedMove {
+    /// Topic name.
+    pub topic: String,
+    /// The topic's id (a topic of the same name re-created meanwhile is another topic).
+    pub topic_id: u64,
+    /// Partition index.
+    pub partition: u32,
+    /// The target it reached.
+    pub replicas: Vec<u64>,
 }
 
 impl MetadataCommand {
@@ -93,7 +144,10 @@ impl MetadataCommand {
         match self {
             Self::CreateTopic { request, .. }
             | Self::DeleteTopic { request, .. }
-            | Self::AllocateProducerIds { request, .. } => *request,
+            | Self::AllocateProducerIds { request, .. }
+            | Self::ReassignPartitions { request, .. }
+            | Self::CompleteReassignments { request, .. }
+            | Self::DecommissionBroker { request, .. } => *request,
         }
     }
 
@@ -272,9 +326,34 @@ pub fn apply(registry: &mut Registry, index: u64, cmd: &MetadataCommand) -> Resu
                     partitions: replicas.len() as u32,
                     config: config.clone(),
                     replicas: replicas.clone(),
+                    initial: replicas.clone(),
+                    targets: BTreeMap::new(),
                 },
             );
             Ok(0)
+        }
+        MetadataCommand::ReassignPartitions { moves, .. } => apply_moves(registry, moves),
+        MetadataCommand::DecommissionBroker { broker, moves, .. } => {
+            let n = apply_moves(registry, moves)?;
+            registry.decommissioned.insert(*broker);
+            Ok(n)
+        }
+        MetadataCommand::CompleteReassignments { done, .. } => {
+            let mut completed = 0;
+            for d in done {
+                let Some(meta) = registry.topics.get_mut(&d.topic).filter(|m| m.id == d.topic_id) else {
+                    continue;
+                };
+                if meta.targets.get(&d.partition) != Some(&d.replicas) {
+                    continue;
+                }
+                meta.targets.remove(&d.partition);
+                if let Some(r) = meta.replicas.get_mut(d.partition as usize) {
+                    *r = d.replicas.clone();
+                    completed += 1;
+                }
+            }
+            Ok(completed)
         }
         MetadataCommand::AllocateProducerIds { count, .. } => {
             let first = registry.next_producer_id.max(1);
@@ -293,6 +372,64 @@ pub fn apply(registry: &mut Registry, index: u64, cmd: &MetadataCommand) -> Resu
             )),
         },
     }
+}
+
+/// Checks every move, then starts them (all or nothing); returns how many.
+fn apply_moves(registry: &mut Registry, moves: &[PartitionMove]) -> Result<u64, AdminError> {
+    for m in moves {
+        let meta = registry.topics.get(&m.topic).ok_or_else(|| {
+            AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic {} does not exist", m.topic),
+            )
+        })?;
+        if m.partition >= meta.partitions {
+            return Err(AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic {} has no partition {}", m.topic, m.partition),
+            ));
+        }
+        check_replica_set(&m.replicas, true)?;
+        if m.replicas.is_empty() && !meta.targets.contains_key(&m.partition) {
+            return Err(AdminError::new(
+                ErrorCode::InvalidRequest,
+                format!("{}-{} has no reassignment in progress to cancel", m.topic, m.partition),
+            ));
+        }
+    }
+    for m in moves {
+        if let Some(meta) = registry.topics.get_mut(&m.topic) {
+            let current = meta.replicas.get(m.partition as usize);
+            if m.replicas.is_empty() || current == Some(&m.replicas) {
+                meta.targets.remove(&m.partition);
+            } else {
+                meta.targets.insert(m.partition, m.replicas.clone());
+            }
+        }
+    }
+    Ok(moves.len() as u64)
+}
+
+/// Checks a replica set's shape: not empty (unless `may_be_empty`), no repeats, no id 0, at
+/// most 64 members.
+pub(crate) fn check_replica_set(replicas: &[u64], may_be_empty: bool) -> Result<(), AdminError> {
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let bad = |why: &str| Err(AdminError::new(ErrorCode::InvalidReplicaAssignment, why.to_string()));
+    if replicas.is_empty() && !may_be_empty {
+        return bad("a partition needs at least one replica");
+    }
+    if sorted.len() != replicas.len() {
+        return bad("a broker appears twice among the replicas");
+    }
+    if sorted.first() == Some(&0) {
+        return bad("broker ids start at 1");
+    }
+    if replicas.len() > 64 {
+        return bad("at most 64 replicas");
+    }
+    Ok(())
 }
 
 /// Stable 64-bit FNV-1a, for placement (the same on every platform and build).
@@ -328,6 +465,22 @@ pub fn place(brokers: &[u64], topic: &str, partitions: u32, rf: usize) -> Vec<Ve
             scored.into_iter().take(rf).map(|(_, b)| b).collect()
         })
         .collect()
+}
+
+/// The broker that takes over a replica of (topic, partition) from one leaving: the best
+/// rendezvous score among `brokers` not already holding the partition (`holding`).
+pub fn replacement(brokers: &[u64], topic: &str, partition: u32, holding: &[u64]) -> Option<u64> {
+    brokers
+        .iter()
+        .filter(|b| !holding.contains(b))
+        .map(|&b| {
+            (
+                fnv1a(&[topic.as_bytes(), &partition.to_be_bytes(), &b.to_be_bytes()]),
+                b,
+            )
+        })
+        .max()
+        .map(|(_, b)| b)
 }
 
 /// Reads the topic id recorded in a partition directory (`Ok(None)`: none recorded).
@@ -397,7 +550,7 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
             remove_topic_replicas(&broker, &name, id, partitions).await;
         }
         let failures = if last >= replay_until {
-            open_assigned(&broker, &desired).await
+            sync_replicas(&broker, &desired).await
         } else {
             Vec::new()
         };
@@ -475,34 +628,82 @@ async fn remove_topic_replicas(broker: &Arc<Broker>, name: &str, id: u64, partit
     }
 }
 
-/// Opens every partition assigned to this broker that is not open; returns the ones that failed.
-async fn open_assigned(broker: &Arc<Broker>, registry: &Registry) -> Vec<(PartitionKey, String)> {
+/// Makes this broker's replicas match the metadata: opens every partition assigned to it that
+/// is not open, tells open ones about a changed assignment (a reassignment started, finished or
+/// was cancelled), and removes replicas moved away from it. Returns the opens that failed.
+async fn sync_replicas(broker: &Arc<Broker>, registry: &Registry) -> Vec<(PartitionKey, String)> {
     let me = broker.opts.node_id;
     let mut failures = Vec::new();
     for (name, meta) in &registry.topics {
-        for (p, replicas) in (0u32..).zip(&meta.replicas) {
-            if !replicas.contains(&me) {
+        for p in 0..meta.partitions {
+            let Some(assignment) = meta.assignment(p) else {
                 continue;
-            }
+            };
             let key = PartitionKey {
                 topic: name.clone(),
                 partition: p,
             };
-            if broker
+            let open = broker
                 .partitions
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&key)
-            {
-                continue;
-            }
-            if let Err(e) = open_replica(broker, name, p, meta, replicas).await {
-                tracing::error!(topic = %name, partition = p, error = %e, "opening a replica failed");
-                failures.push((key, e));
+                .get(&key)
+                .cloned();
+            match open {
+                Some(part) if part.topic_id != meta.id => {}
+                Some(part) if !assignment.contains(me) => {
+                    tracing::info!(topic = %name, partition = p, "the partition moved off this broker; removing its replica");
+                    drop(part);
+                    remove_replica(broker, &key, meta.id).await;
+                }
+                Some(part) if part.assignment() != assignment => {
+                    part.set_assignment(assignment.clone());
+                    broker
+                        .driver
+                        .send(Command::Reassigned {
+                            key: key.clone(),
+                            assignment,
+                        })
+                        .await;
+                }
+                Some(_) => {}
+                None if assignment.contains(me) => {
+                    if let Err(e) = open_replica(broker, name, p, meta, assignment).await {
+                        tracing::error!(topic = %name, partition = p, error = %e, "opening a replica failed");
+                        failures.push((key, e));
+                    }
+                }
+                None => {}
             }
         }
     }
     failures
+}
+
+/// Stops this broker's replica of a partition and deletes its directory (if it belongs to
+/// topic id `id`).
+async fn remove_replica(broker: &Arc<Broker>, key: &PartitionKey, id: u64) {
+    broker.partitions.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+    let (tx, rx) = oneshot::channel();
+    if broker
+        .driver
+        .send(Command::Remove {
+            key: key.clone(),
+            reply: tx,
+        })
+        .await
+    {
+        let _ = rx.await;
+    }
+    let dir = partition_dir(&broker.opts.data_dir, &key.topic, key.partition);
+    let _ = tokio::task::spawn_blocking(move || {
+        if matches!(dir_topic_id(&dir), Ok(Some(d)) if d == id)
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::error!(dir = %dir.display(), error = %e, "deleting a moved partition's directory failed");
+        }
+    })
+    .await;
 }
 
 async fn open_replica(
@@ -510,7 +711,7 @@ async fn open_replica(
     name: &str,
     p: u32,
     meta: &TopicMeta,
-    replicas: &[u64],
+    assignment: crate::partition::Assignment,
 ) -> Result<(), String> {
     let dir = partition_dir(&broker.opts.data_dir, name, p);
     let id = meta.id;
@@ -539,17 +740,73 @@ async fn open_replica(
     if !prepared {
         return Ok(());
     }
-    let (b, n, cfg, reps) = (broker.clone(), name.to_string(), meta.config.clone(), replicas.to_vec());
-    let part = tokio::task::spawn_blocking(move || b.open_partition(&n, p, id, reps, &cfg))
+    let (b, n, cfg) = (broker.clone(), name.to_string(), meta.config.clone());
+    let part = tokio::task::spawn_blocking(move || b.open_partition(&n, p, id, assignment, &cfg))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("{e:#}"))?;
     broker.start_partition(part).await.map_err(|e| format!("{e:#}"))
 }
 
-/// The brokers placement may use: the controller voters (data-only brokers are later work).
+/// The brokers of the cluster: the controller voters (data-only brokers are later work).
 pub(crate) fn brokers(broker: &Broker) -> Vec<u64> {
     broker.voters.keys().copied().collect()
+}
+
+/// The brokers placement may put new replicas on: all but those being decommissioned.
+pub(crate) fn placeable(broker: &Broker, registry: &Registry) -> Vec<u64> {
+    brokers(broker)
+        .into_iter()
+        .filter(|b| !registry.decommissioned.contains(b))
+        .collect()
+}
+
+/// Finishes reassignments: every second, the partitions this broker leads whose Raft voters
+/// have reached their target are reported to the controller, which makes the target their
+/// replicas (and the brokers moved away from then remove their replicas).
+pub(crate) async fn complete_reassignments(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let led: Vec<_> = broker
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|p| p.is_leader())
+            .cloned()
+            .collect();
+        let done: Vec<FinishedMove> = led
+            .iter()
+            .filter_map(|p| {
+                let target = p.assignment().target?;
+                let conf = p.raft_conf();
+                let (mut voters, mut want) = (conf.voters.clone(), target.clone());
+                voters.sort_unstable();
+                want.sort_unstable();
+                (!conf.joint && conf.learners.is_empty() && voters == want).then(|| FinishedMove {
+                    topic: p.key.topic.clone(),
+                    topic_id: p.topic_id,
+                    partition: p.key.partition,
+                    replicas: target,
+                })
+            })
+            .collect();
+        if done.is_empty() {
+            continue;
+        }
+        let n = done.len();
+        match submit(&broker, |request| MetadataCommand::CompleteReassignments {
+            request,
+            done,
+        })
+        .await
+        {
+            Ok(_) => tracing::info!(partitions = n, "reassignments completed"),
+            Err(e) => tracing::warn!(code = %e.code, message = %e.message, "completing reassignments failed; retrying"),
+        }
+    }
 }
 
 /// Voter node ids and their addresses.

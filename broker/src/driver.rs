@@ -38,7 +38,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use ::raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
+use ::raft::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
+};
 use ::raft::{Config as RaftConfig, RawNode, SnapshotStatus, StateRole};
 use bytes::Bytes;
 use protobuf::Message as _;
@@ -49,10 +51,22 @@ use tokio::sync::oneshot;
 
 use crate::controller::{Applied, MetadataCommand};
 use crate::metrics::{Metrics, StorageMetrics};
-use crate::partition::{LogState, Partition, PartitionKey};
+use crate::partition::{Assignment, LogState, Partition, PartitionKey, RaftConf};
 use crate::peer::{OutboundMessage, Peers};
 use crate::producers::{Check, Producers, SCAN_ENTRIES, Stamp};
 use crate::raft::PartitionRaftStorage;
+
+/// One step of a reassignment.
+enum Step {
+    /// The configuration is the desired one: nothing to do until the assignment changes.
+    Settled,
+    /// Waiting (for a change to apply, or learners to catch up).
+    Wait,
+    /// Propose this configuration change.
+    Change(ConfChangeV2),
+    /// Hand leadership to this voter.
+    Transfer(u64),
+}
 
 /// How a proposal ended.
 pub type ProposeResult = Result<Offset, (ErrorCode, String)>;
@@ -111,6 +125,13 @@ pub enum Command {
         /// The messages, by group.
         messages: Vec<InboundMessage>,
     },
+    /// A partition's assignment changed (a reassignment started, finished or was cancelled).
+    Reassigned {
+        /// Which.
+        key: PartitionKey,
+        /// The new assignment.
+        assignment: Assignment,
+    },
     /// Hand leadership of every group led here to its most caught-up follower (a draining
     /// broker, so its partitions keep serving); answered with how many transfers started.
     HandOver {
@@ -150,6 +171,11 @@ const COMMAND_QUEUE: usize = 65_536;
 const EAGER_CAMPAIGN_TICKS: u32 = 20;
 /// How often (in ticks) leaders hand leadership back to a caught-up preferred replica.
 const REBALANCE_TICKS: u32 = 50;
+/// How often (in ticks) leaders take the next step of a reassignment.
+const REASSIGN_TICKS: u32 = 5;
+/// A learner within this many entries of the commit index is promoted to voter (it catches up
+/// the rest as a voter; waiting for an exact match could wait forever under load).
+const CATCH_UP_SLACK: u64 = 256;
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
@@ -272,6 +298,13 @@ struct Group {
     leader_id: u64,
     /// Bytes of entries appended since the last group-commit fsync (for the synced-bytes count).
     unsynced_bytes: u64,
+    /// Which brokers hold the partition (the driver's copy of the partition's).
+    assignment: Assignment,
+    /// Scratch space for the in-sync list (no allocation per Ready).
+    in_sync: Vec<u64>,
+    /// Whether the Raft configuration is known to be the desired one (no reassignment step to
+    /// look for until the assignment or the configuration changes).
+    settled: bool,
 }
 
 struct Driver {
@@ -398,7 +431,7 @@ fn admissible(g: &Group, me: u64, m: &mut Message) -> Result<(), &'static str> {
     if m.to != me {
         return Err("addressed to another node");
     }
-    if m.from == me || !g.partition.replicas.contains(&m.from) {
+    if m.from == me || !(g.assignment.contains(m.from) || g.raw.raft.prs().get(m.from).is_some()) {
         return Err("sender is not a replica of the group");
     }
     // raft-rs forwards a follower's proposal with term 0; every other message carries a term.
@@ -437,8 +470,19 @@ fn admissible(g: &Group, me: u64, m: &mut Message) -> Result<(), &'static str> {
                 if e.term < prev_term || e.term > m.term {
                     return Err("entry terms out of order");
                 }
-                if e.get_entry_type() != EntryType::EntryNormal {
-                    return Err("configuration changes are not accepted from the network");
+                match e.get_entry_type() {
+                    EntryType::EntryNormal => {}
+                    EntryType::EntryConfChangeV2 => {
+                        // Empty data: leaving a joint configuration.
+                        let mut cc = ConfChangeV2::default();
+                        if cc.merge_from_bytes(&e.data).is_err()
+                            || cc.changes.len() > 64
+                            || cc.changes.iter().any(|c| c.node_id == 0)
+                        {
+                            return Err("malformed configuration change");
+                        }
+                    }
+                    EntryType::EntryConfChange => return Err("v1 configuration changes are never proposed"),
                 }
                 if e.index <= log.committed && log.term(e.index).is_ok_and(|t| t != e.term) {
                     return Err("conflicts with a committed entry");
@@ -450,15 +494,22 @@ fn admissible(g: &Group, me: u64, m: &mut Message) -> Result<(), &'static str> {
         MsgSnapshot => {
             let snap = m.get_snapshot();
             let meta = snap.get_metadata();
-            let mut voters = meta.get_conf_state().voters.clone();
-            voters.sort_unstable();
-            let mut replicas = g.partition.replicas.clone();
-            replicas.sort_unstable();
+            let cs = meta.get_conf_state();
+            let ids = || {
+                cs.voters
+                    .iter()
+                    .chain(&cs.learners)
+                    .chain(&cs.voters_outgoing)
+                    .chain(&cs.learners_next)
+            };
             if snap.data.len() != crate::raft::storage::SNAPSHOT_DATA_LEN
                 || meta.term > m.term
                 || meta.index == 0
-                || voters != replicas
-                || !meta.get_conf_state().learners.is_empty()
+                || cs.voters.is_empty()
+                || cs.voters.len() > 64
+                || ids().count() > 256
+                || ids().any(|&id| id == 0)
+                || !ids().any(|&id| id == me)
             {
                 return Err("malformed snapshot");
             }
@@ -502,6 +553,7 @@ impl Driver {
         let mut next_tick = Instant::now() + self.tick;
         let mut next_retention = Instant::now() + RETENTION_EVERY;
         let mut next_rebalance = Instant::now() + self.tick * REBALANCE_TICKS;
+        let mut next_reassign = Instant::now() + self.tick * REASSIGN_TICKS;
         let mut busy = false;
         loop {
             // Work left over (a Ready produced by a commit that just moved): look at the queue,
@@ -561,6 +613,12 @@ impl Driver {
             }
             self.flush_outbox();
             busy = self.groups.values().any(|g| g.failed.is_none() && g.raw.has_ready());
+            if now >= next_reassign {
+                if !self.draining {
+                    self.step_reassignments();
+                }
+                next_reassign = now + self.tick * REASSIGN_TICKS;
+            }
             if now >= next_rebalance && !self.draining {
                 self.restore_preferred_leaders();
                 next_rebalance = now + self.tick * REBALANCE_TICKS;
@@ -660,6 +718,12 @@ impl Driver {
                 result,
                 bytes,
             } => self.synced(&key, incarnation, result, bytes),
+            Command::Reassigned { key, assignment } => {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    g.assignment = assignment;
+                    g.settled = false;
+                }
+            }
             Command::HandOver { reply } => {
                 self.draining = true;
                 for g in self.groups.values_mut() {
@@ -674,17 +738,22 @@ impl Driver {
     fn add(&mut self, partition: Arc<Partition>) -> Result<(), String> {
         let store = partition.storage.clone();
         let e = |e: crate::raft::storage::Error| e.to_string();
-        if partition.replicas.is_empty() || !partition.replicas.contains(&self.node_id) {
+        let assignment = partition.assignment();
+        if assignment.initial.is_empty() || !assignment.contains(self.node_id) {
             return Err(format!(
                 "this broker ({}) is not among the replicas {:?}",
-                self.node_id, partition.replicas
+                self.node_id,
+                assignment.members()
             ));
         }
         let fresh = !store.is_initialized().map_err(e)?;
         if fresh {
+            // Every replica starts from the group's bootstrap configuration, also one added by a
+            // reassignment (not a voter there: it cannot campaign); the configuration changes
+            // in the log, or a snapshot from the leader, bring it to the current one.
             store
                 .initialize(ConfState {
-                    voters: partition.replicas.clone(),
+                    voters: assignment.initial.clone(),
                     ..Default::default()
                 })
                 .map_err(e)?;
@@ -711,12 +780,14 @@ impl Driver {
         let mut raw = RawNode::new(&cfg, store, &logger()).map_err(|e| e.to_string())?;
         // A single voter elects itself at once; a new group's preferred leader campaigns at
         // once too (the others would only wait out an election timeout to elect someone).
-        let single = raw.raft.prs().conf().voters().ids().len() == 1;
-        let preferred_new = fresh && partition.replicas.first() == Some(&self.node_id);
+        let voters = raw.raft.prs().conf().voters().ids().len();
+        let single = voters == 1 && raw.raft.prs().conf().voters().contains(self.node_id);
+        let preferred_new = fresh && assignment.initial.first() == Some(&self.node_id) && assignment.target.is_none();
         if single || preferred_new {
             raw.campaign().map_err(|e| e.to_string())?;
         }
         partition.set_commit_index(raw.raft.raft_log.committed);
+        Self::publish_conf(&partition, &raw);
         let key = partition.key.clone();
         let partition_topic = key.topic.clone();
         self.next_incarnation += 1;
@@ -739,6 +810,9 @@ impl Driver {
                 producers: Producers::default(),
                 producers_ready: false,
                 dup_waiters: Vec::new(),
+                assignment,
+                in_sync: Vec::new(),
+                settled: false,
                 eager_campaign: if preferred_new && !single {
                     EAGER_CAMPAIGN_TICKS
                 } else {
@@ -1125,14 +1199,18 @@ impl Driver {
             g.producers_ready = false;
         }
         if leader {
-            // In sync: replicas whose log has everything committed.
+            // In sync: members whose log has everything committed, in assignment order.
             let commit = g.raw.raft.raft_log.committed;
             let prs = g.raw.raft.prs();
-            let mask = (0..64)
-                .zip(&g.partition.replicas)
-                .filter(|(_, id)| prs.get(**id).is_some_and(|p| p.matched >= commit))
-                .fold(0u64, |acc, (i, _)| acc | (1 << i));
-            g.partition.set_in_sync(mask);
+            let a = &g.assignment;
+            let desired = a.desired();
+            let members = desired
+                .iter()
+                .chain(a.replicas.iter().filter(|id| !desired.contains(id)));
+            g.in_sync.clear();
+            g.in_sync
+                .extend(members.filter(|id| prs.get(**id).is_some_and(|p| p.matched >= commit)));
+            g.partition.set_in_sync(&g.in_sync);
         }
         if leader_id != g.leader_id {
             // Losing a leader (an election starts) is not a change; electing one is.
@@ -1159,6 +1237,7 @@ impl Driver {
                 .collect();
             let _ = metadata.send(Applied { index: last, commands });
         }
+        let mut conf_changed = false;
         for e in &entries {
             // A configuration already recorded (the metadata log is replayed from its start)
             // must not be applied again. Only conf changes look, so data entries cost nothing.
@@ -1176,17 +1255,39 @@ impl Driver {
                 }
                 EntryType::EntryConfChangeV2 => {
                     let mut cc = ConfChangeV2::default();
-                    if cc.merge_from_bytes(&e.data).is_ok()
-                        && let Ok(cs) = g.raw.apply_conf_change(&cc)
-                    {
-                        g.partition.storage.set_conf_state(cs, e.index)?;
+                    match cc.merge_from_bytes(&e.data).map(|()| g.raw.apply_conf_change(&cc)) {
+                        Ok(Ok(cs)) => {
+                            tracing::info!(topic = %g.partition.key.topic, partition = g.partition.key.partition, index = e.index, voters = ?cs.voters, learners = ?cs.learners, outgoing = ?cs.voters_outgoing, "raft configuration changed");
+                            g.partition.storage.set_conf_state(cs, e.index)?;
+                            conf_changed = true;
+                        }
+                        Ok(Err(err)) => {
+                            tracing::warn!(topic = %g.partition.key.topic, partition = g.partition.key.partition, index = e.index, error = %err, "configuration change not applicable; skipped")
+                        }
+                        Err(err) => {
+                            tracing::warn!(topic = %g.partition.key.topic, partition = g.partition.key.partition, index = e.index, error = %err, "unreadable configuration change; skipped")
+                        }
                     }
                 }
                 EntryType::EntryNormal => {}
             }
         }
+        if conf_changed {
+            Self::publish_conf(&g.partition, &g.raw);
+            g.settled = false;
+        }
         g.partition.storage.set_applied(last)?;
         Ok(())
+    }
+
+    /// Publishes the Raft configuration for handlers and the reassignment completer.
+    fn publish_conf(p: &Partition, raw: &RawNode<PartitionRaftStorage>) {
+        let cs = raw.raft.prs().conf().to_conf_state();
+        p.set_raft_conf(RaftConf {
+            voters: cs.voters,
+            learners: cs.learners,
+            joint: !cs.voters_outgoing.is_empty(),
+        });
     }
 
     /// Publishes the log's state for handlers and metrics (read under the storage lock, which
@@ -1364,11 +1465,12 @@ impl Driver {
         let reachable = |id: u64| peers.as_ref().is_some_and(|p| p.is_connected(id));
         for g in self.groups.values_mut() {
             let raft = &g.raw.raft;
-            let Some(&preferred) = g.partition.replicas.first() else {
+            let Some(preferred) = g.assignment.preferred() else {
                 continue;
             };
             if g.failed.is_some()
                 || preferred == self.node_id
+                || !raft.prs().conf().voters().contains(preferred)
                 || raft.state != StateRole::Leader
                 || raft.lead_transferee.is_some()
                 || !g.partition.is_leader()
@@ -1390,6 +1492,121 @@ impl Driver {
         }
     }
 
+    /// Takes the next step of every reassignment led here, moving the group's Raft configuration
+    /// towards the desired voters (the target, or the replicas after a cancel) one committed
+    /// change at a time: add the new replicas as learners; once they are caught up, promote them
+    /// and remove the replicas leaving (joint consensus when more than one voter changes, left
+    /// automatically); if this leader is itself leaving, hand leadership to a caught-up new
+    /// voter, which removes it. The partition serves throughout. Once the voters are the target,
+    /// the controller is told (see `controller::complete_reassignments`).
+    fn step_reassignments(&mut self) {
+        let peers = self.peers.clone();
+        let reachable = |id: u64| peers.as_ref().is_some_and(|p| p.is_connected(id));
+        for g in self.groups.values_mut() {
+            if g.failed.is_some() || g.is_metadata || g.settled || !g.partition.is_leader() {
+                continue;
+            }
+            let step = Self::next_change(g, self.node_id, &reachable);
+            let key = &g.partition.key;
+            {
+                match step {
+                    Step::Settled => g.settled = true,
+                    Step::Wait => {}
+                    Step::Change(cc) => {
+                        tracing::info!(topic = %key.topic, partition = key.partition, changes = ?cc.changes.iter().map(|c| (c.get_change_type(), c.node_id)).collect::<Vec<_>>(), "reassignment: proposing a configuration change");
+                        if let Err(e) = g.raw.propose_conf_change(Vec::new(), cc) {
+                            tracing::warn!(topic = %key.topic, partition = key.partition, error = %e, "reassignment: configuration change refused");
+                        }
+                    }
+                    Step::Transfer(to) => {
+                        tracing::info!(topic = %key.topic, partition = key.partition, to, "reassignment: handing leadership to a new replica before leaving");
+                        g.raw.transfer_leader(to);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next step of a group's reassignment, if one is due now.
+    fn next_change(g: &Group, me: u64, reachable: &impl Fn(u64) -> bool) -> Step {
+        let raft = &g.raw.raft;
+        if raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
+            return Step::Wait;
+        }
+        let desired = g.assignment.desired();
+        let cs = raft.prs().conf().to_conf_state();
+        let (voters, learners) = (&cs.voters, &cs.learners);
+        let in_step = voters.len() == desired.len()
+            && desired.iter().all(|d| voters.contains(d))
+            && learners.is_empty()
+            && cs.voters_outgoing.is_empty();
+        if in_step || desired.is_empty() {
+            return Step::Settled;
+        }
+        // A change not yet applied: wait for it (raft-rs refuses a second one meanwhile).
+        if raft.pending_conf_index > raft.raft_log.applied {
+            return Step::Wait;
+        }
+        let single = |node_id, ty| {
+            let mut c = ConfChangeSingle {
+                node_id,
+                ..Default::default()
+            };
+            c.set_change_type(ty);
+            c
+        };
+        let change = |changes: Vec<ConfChangeSingle>| {
+            Step::Change(ConfChangeV2 {
+                changes: changes.into(),
+                ..Default::default()
+            })
+        };
+        // A joint configuration raft-rs did not leave (its leader changed first): leave it.
+        if !cs.voters_outgoing.is_empty() {
+            return change(Vec::new());
+        }
+        let adding: Vec<ConfChangeSingle> = desired
+            .iter()
+            .filter(|id| !voters.contains(id) && !learners.contains(id))
+            .map(|&id| single(id, ConfChangeType::AddLearnerNode))
+            .collect();
+        if !adding.is_empty() {
+            return change(adding);
+        }
+        let commit = raft.raft_log.committed;
+        let caught_up = |id: u64| {
+            raft.prs()
+                .get(id)
+                .is_some_and(|p| p.state == ::raft::ProgressState::Replicate && p.matched + CATCH_UP_SLACK >= commit)
+        };
+        let promoting: Vec<u64> = desired.iter().copied().filter(|id| learners.contains(id)).collect();
+        if !promoting.iter().all(|&id| caught_up(id)) {
+            return Step::Wait;
+        }
+        let mut changes: Vec<ConfChangeSingle> = promoting
+            .iter()
+            .map(|&id| single(id, ConfChangeType::AddNode))
+            .collect();
+        changes.extend(
+            voters
+                .iter()
+                .chain(learners.iter())
+                .filter(|&&id| id != me && !desired.contains(&id))
+                .map(|&id| single(id, ConfChangeType::RemoveNode)),
+        );
+        if !changes.is_empty() {
+            return change(changes);
+        }
+        // Only this leader is left to remove: hand leadership over first (raft-rs does not
+        // support removing a leader), to the most caught-up new voter.
+        desired
+            .iter()
+            .copied()
+            .filter(|&id| id != me && voters.contains(&id) && reachable(id) && caught_up(id))
+            .max_by_key(|&id| raft.prs().get(id).map_or(0, |p| p.matched))
+            .map_or(Step::Wait, Step::Transfer)
+    }
+
     /// Starts a leadership transfer in every group led here, to the follower with the most
     /// entries; returns how many started.
     fn hand_over(&mut self) -> usize {
@@ -1401,12 +1618,11 @@ impl Driver {
             if g.failed.is_some() || raft.state != StateRole::Leader {
                 continue;
             }
-            let target = g
-                .partition
-                .replicas
+            let voters = raft.prs().conf().voters().ids();
+            let target = voters
                 .iter()
-                .filter(|&&id| id != self.node_id && reachable(id))
-                .filter_map(|&id| {
+                .filter(|&id| id != self.node_id && reachable(id))
+                .filter_map(|id| {
                     raft.prs()
                         .get(id)
                         .filter(|p| p.state == ::raft::ProgressState::Replicate)

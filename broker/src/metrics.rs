@@ -737,7 +737,7 @@ impl Collector for PartitionCollector {
         let failed = parts.iter().filter(|p| p.is_failed()).count();
         let under = parts
             .iter()
-            .filter(|p| p.is_leader() && p.in_sync_replicas().len() < p.replicas.len())
+            .filter(|p| p.is_leader() && p.is_under_replicated())
             .count();
         let connected = peers.map_or(0, |(c, _)| c);
         let mut out: Vec<MetricFamily> = PARTITION_COUNTS

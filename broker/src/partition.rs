@@ -4,6 +4,7 @@
 //! high watermark moves. Metrics read the same atomics at scrape time.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use tokio::sync::watch;
 
@@ -20,6 +21,66 @@ pub struct PartitionKey {
     pub partition: u32,
 }
 
+/// Which brokers hold a partition, as the metadata says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignment {
+    /// The replicas (node ids), the preferred leader first.
+    pub replicas: Vec<u64>,
+    /// A reassignment in progress: the replicas the partition moves to, the preferred leader
+    /// first. The partition's leader changes the Raft configuration step by step until its
+    /// voters are these, then the controller makes them the replicas.
+    pub target: Option<Vec<u64>>,
+    /// The replicas the partition was created with: its Raft group's bootstrap configuration,
+    /// which a replica added later starts from (and then applies every change in the log).
+    pub initial: Vec<u64>,
+}
+
+impl Assignment {
+    /// Replicas that never moved.
+    pub fn fixed(replicas: Vec<u64>) -> Self {
+        Self {
+            initial: replicas.clone(),
+            replicas,
+            target: None,
+        }
+    }
+
+    /// The voters the partition's Raft configuration must reach: the target during a
+    /// reassignment, the replicas otherwise.
+    pub fn desired(&self) -> &[u64] {
+        self.target.as_deref().unwrap_or(&self.replicas)
+    }
+
+    /// Every broker holding a replica now: the desired ones first (preferred leader first), then
+    /// the replicas being moved away from.
+    pub fn members(&self) -> Vec<u64> {
+        let mut all = self.desired().to_vec();
+        all.extend(self.replicas.iter().filter(|id| !self.desired().contains(id)));
+        all
+    }
+
+    /// Whether `node` holds a replica now.
+    pub fn contains(&self, node: u64) -> bool {
+        self.replicas.contains(&node) || self.target.as_ref().is_some_and(|t| t.contains(&node))
+    }
+
+    /// The replica leadership belongs to (and returns to after a failover).
+    pub fn preferred(&self) -> Option<u64> {
+        self.desired().first().copied()
+    }
+}
+
+/// The Raft configuration a replica last applied, as the driver publishes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftConf {
+    /// Voters (of the incoming configuration while joint).
+    pub voters: Vec<u64>,
+    /// Learners (catching up, not voting).
+    pub learners: Vec<u64>,
+    /// Whether a joint configuration (old and new voters both deciding) is in force.
+    pub joint: bool,
+}
+
 /// A partition replica's shared state.
 #[derive(Debug)]
 pub struct Partition {
@@ -28,8 +89,10 @@ pub struct Partition {
     /// Its topic's id (the metadata log index of the topic's creation): tells this topic from an
     /// earlier one of the same name, so stale Raft messages of a deleted topic are dropped.
     pub topic_id: u64,
-    /// The partition's replicas (node ids), the preferred leader first.
-    pub replicas: Vec<u64>,
+    /// Which brokers hold the partition (changed by reassignments).
+    assignment: RwLock<Assignment>,
+    /// The Raft configuration this replica last applied.
+    conf: Mutex<RaftConf>,
     /// Its topic's configuration when the replica was opened.
     pub config: TopicConfig,
     /// The log (read through `with_log`; the driver appends).
@@ -37,9 +100,9 @@ pub struct Partition {
     is_leader: AtomicBool,
     /// The leader's node id as this replica last saw it (0: none known).
     leader_id: AtomicU64,
-    /// Which of `replicas` (bit i = `replicas[i]`) the leader sees caught up with its commit
-    /// index; only meaningful on the leader.
-    in_sync: AtomicU64,
+    /// The members the leader sees caught up with its commit index; only meaningful on the
+    /// leader.
+    in_sync: Mutex<Vec<u64>>,
     failed: AtomicBool,
     leader_term: AtomicU64,
     log_start: AtomicU64,
@@ -88,7 +151,7 @@ impl Partition {
     pub fn new(
         key: PartitionKey,
         topic_id: u64,
-        replicas: Vec<u64>,
+        assignment: Assignment,
         config: TopicConfig,
         storage: PartitionRaftStorage,
         counters: TopicCounters,
@@ -100,12 +163,13 @@ impl Partition {
         Ok(Self {
             key,
             topic_id,
-            replicas,
+            assignment: RwLock::new(assignment),
+            conf: Mutex::new(RaftConf::default()),
             config,
             storage,
             is_leader: AtomicBool::new(false),
             leader_id: AtomicU64::new(0),
-            in_sync: AtomicU64::new(0),
+            in_sync: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
             leader_term: AtomicU64::new(0),
             log_start: AtomicU64::new(state.log_start),
@@ -194,22 +258,50 @@ impl Partition {
         Some(self.leader_id.load(Ordering::Acquire)).filter(|&id| id != 0)
     }
 
+    /// Which brokers hold the partition.
+    pub fn assignment(&self) -> Assignment {
+        self.assignment.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every broker holding a replica now, the preferred leader first.
+    pub fn replicas(&self) -> Vec<u64> {
+        self.assignment.read().unwrap_or_else(|e| e.into_inner()).members()
+    }
+
+    pub(crate) fn set_assignment(&self, a: Assignment) {
+        *self.assignment.write().unwrap_or_else(|e| e.into_inner()) = a;
+    }
+
+    /// The Raft configuration this replica last applied.
+    pub fn raft_conf(&self) -> RaftConf {
+        self.conf.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_raft_conf(&self, conf: RaftConf) {
+        *self.conf.lock().unwrap_or_else(|e| e.into_inner()) = conf;
+    }
+
     /// The replicas the leader sees caught up (only this replica's own view; on a follower, the
     /// replicas as assigned, since a follower cannot know).
     pub fn in_sync_replicas(&self) -> Vec<u64> {
         if !self.is_leader() {
-            return self.replicas.clone();
+            return self.replicas();
         }
-        let mask = self.in_sync.load(Ordering::Acquire);
-        (0..)
-            .zip(&self.replicas)
-            .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
-            .map(|(_, id)| *id)
-            .collect()
+        self.in_sync.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub(crate) fn set_in_sync(&self, mask: u64) {
-        self.in_sync.store(mask, Ordering::Release);
+    /// Whether the leader sees a voter behind its commit index.
+    pub fn is_under_replicated(&self) -> bool {
+        let conf = self.raft_conf();
+        let in_sync = self.in_sync.lock().unwrap_or_else(|e| e.into_inner());
+        conf.voters.iter().any(|v| !in_sync.contains(v))
+    }
+
+    pub(crate) fn set_in_sync(&self, members: &[u64]) {
+        let mut cur = self.in_sync.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.as_slice() != members {
+            *cur = members.to_vec();
+        }
     }
 
     pub(crate) fn set_leader(&self, leader: bool, term: u64, leader_id: u64) {

@@ -102,7 +102,7 @@ impl Broker {
         topic: &str,
         partition: u32,
         topic_id: u64,
-        replicas: Vec<u64>,
+        assignment: crate::partition::Assignment,
         config: &TopicConfig,
     ) -> anyhow::Result<Arc<Partition>> {
         let dir = if topic == METADATA_TOPIC {
@@ -130,7 +130,7 @@ impl Broker {
                 partition,
             },
             topic_id,
-            replicas,
+            assignment,
             config.clone(),
             storage,
             self.metrics.topic_counters(topic),
@@ -265,13 +265,22 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     let metadata = {
         let b = broker.clone();
         let replicas: Vec<u64> = broker.voters.keys().copied().collect();
-        tokio::task::spawn_blocking(move || b.open_partition(METADATA_TOPIC, 0, 0, replicas, &metadata_config(&b.opts)))
-            .await??
+        tokio::task::spawn_blocking(move || {
+            b.open_partition(
+                METADATA_TOPIC,
+                0,
+                0,
+                crate::partition::Assignment::fixed(replicas),
+                &metadata_config(&b.opts),
+            )
+        })
+        .await??
     };
     // What this broker knew committed when it stopped: replayed as a whole before any replica
     // is opened, so a topic created and later deleted is never brought back to life meanwhile.
     let replay_until = metadata.storage.state().map_or(0, |s| s.hard_state.commit);
     let reconciler = tokio::spawn(controller::reconcile(broker.clone(), applied_rx, replay_until));
+    let completer = tokio::spawn(controller::complete_reassignments(broker.clone()));
     let _ = broker.metadata.set(metadata.clone());
     broker.start_group(metadata).await?;
     // Ready once the metadata known committed is applied (every local replica it names is open).
@@ -365,6 +374,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     drop(driver);
     peer_stop.cancel();
     reconciler.abort();
+    completer.abort();
     drop(broker);
     tokio::task::spawn_blocking(move || driver_thread.join())
         .await?

@@ -238,6 +238,28 @@ pub struct TopicMeta {
     pub config: TopicConfig,
     /// Replica node ids per partition, the preferred leader first.
     pub replicas: Vec<Vec<u64>>,
+    /// Each partition's replicas at creation (its Raft group's bootstrap configuration).
+    #[serde(default)]
+    pub initial: Vec<Vec<u64>>,
+    /// Reassignments in progress: the replicas a partition moves to.
+    #[serde(default)]
+    pub targets: BTreeMap<u32, Vec<u64>>,
+}
+
+impl TopicMeta {
+    /// Partition `p`'s assignment (`None` past the partition count).
+    pub fn assignment(&self, p: u32) -> Option<crate::partition::Assignment> {
+        let replicas = self.replicas.get(p as usize)?.clone();
+        Some(crate::partition::Assignment {
+            initial: self
+                .initial
+                .get(p as usize)
+                .cloned()
+                .unwrap_or_else(|| replicas.clone()),
+            target: self.targets.get(&p).cloned(),
+            replicas,
+        })
+    }
 }
 
 /// The cluster's metadata, as applied from the metadata log.
@@ -248,6 +270,9 @@ pub struct Registry {
     /// The next producer id the controller hands out (ids start at 1).
     #[serde(default)]
     pub next_producer_id: u64,
+    /// Brokers being emptied: placement skips them.
+    #[serde(default)]
+    pub decommissioned: std::collections::BTreeSet<u64>,
 }
 
 /// The directory of a partition.

@@ -1,4 +1,5 @@
-//! The admin client: create, delete, list and describe topics; describe the cluster.
+//! The admin client: create, delete, list and describe topics; describe the cluster; move
+//! partitions between brokers and empty a broker.
 //!
 //! Create and delete go to the controller when the metadata names one (any broker forwards
 //! them otherwise). Descriptions come from the `Metadata` API: leader, replicas, in-sync
@@ -11,7 +12,9 @@ use std::time::Duration;
 use serde::Serialize;
 use strata_protocol::ErrorCode;
 use strata_protocol::api::{
-    ApiKey, ApiVersionRange, ConfigEntry, CreatableTopic, CreateTopicsRequest, DeleteTopicsRequest, TopicResult,
+    AlterPartitionReassignmentsRequest, ApiKey, ApiVersionRange, ConfigEntry, CreatableTopic, CreateTopicsRequest,
+    DecommissionBrokerRequest, DeleteTopicsRequest, ListPartitionReassignmentsRequest, ReassignablePartition,
+    TopicResult,
 };
 
 use crate::client::Client;
@@ -68,6 +71,19 @@ pub struct ClusterDescription {
     pub controller_id: Option<i32>,
     /// Brokers, by node id.
     pub brokers: Vec<BrokerInfo>,
+}
+
+/// A partition move in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reassignment {
+    /// Topic.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// Its replicas now.
+    pub replicas: Vec<i32>,
+    /// The replicas it moves to.
+    pub target: Vec<i32>,
 }
 
 /// One API a broker supports.
@@ -272,6 +288,98 @@ impl Admin {
         }
         let conn = self.client.broker_connection(node_id).await?;
         Ok(conn.api_versions().iter().map(api_support).collect())
+    }
+
+    /// Starts moving a partition to `replicas` (node ids, the preferred leader first): the
+    /// partition's Raft group adds the new replicas as learners, promotes them once caught up,
+    /// removes the old ones, and keeps serving throughout. Returns once the controller has
+    /// taken the change; [`list_reassignments`](Self::list_reassignments) shows progress. An
+    /// empty `replicas` cancels the move in progress.
+    ///
+    /// # Errors
+    /// [`Error::Partition`] with `UNKNOWN_TOPIC_OR_PARTITION`, `BROKER_NOT_AVAILABLE` (an unknown
+    /// broker id), `INVALID_REPLICA_ASSIGNMENT` (a repeated id, a decommissioned broker), …; a
+    /// request error.
+    pub async fn reassign_partition(&self, topic: &str, partition: i32, replicas: &[i32]) -> Result<()> {
+        let request = AlterPartitionReassignmentsRequest {
+            partitions: vec![ReassignablePartition {
+                topic: topic.to_owned(),
+                partition,
+                replicas: replicas.to_vec(),
+            }],
+            timeout_ms: self.timeout_ms(),
+        };
+        let response = self.client.send_to_controller(request).await?;
+        match response.results.first() {
+            Some(r) if r.error.is_ok() => Ok(()),
+            Some(r) => Err(Error::Partition {
+                topic: topic.to_owned(),
+                partition,
+                code: r.error,
+                message: r.message.clone(),
+            }),
+            None => Err(Error::UnexpectedResponse {
+                broker: "controller".to_owned(),
+                api: ApiKey::AlterPartitionReassignments,
+                detail: "no result".to_owned(),
+            }),
+        }
+    }
+
+    /// The partition moves in progress.
+    ///
+    /// # Errors
+    /// A request error (`LEADER_NOT_AVAILABLE` while the broker has not caught up with the
+    /// cluster's metadata).
+    pub async fn list_reassignments(&self) -> Result<Vec<Reassignment>> {
+        let response = self
+            .client
+            .send_to_controller(ListPartitionReassignmentsRequest {})
+            .await?;
+        if !response.error.is_ok() {
+            return Err(Error::Request {
+                broker: "controller".to_owned(),
+                api: ApiKey::ListPartitionReassignments,
+                code: response.error,
+                message: None,
+            });
+        }
+        Ok(response
+            .reassignments
+            .into_iter()
+            .map(|r| Reassignment {
+                topic: r.topic,
+                partition: r.partition,
+                replicas: r.replicas,
+                target: r.target,
+            })
+            .collect())
+    }
+
+    /// Starts moving every replica off broker `node_id` (each to the broker placement picks
+    /// for it) and keeps new replicas away from it; returns how many partitions are moving.
+    /// The broker can be stopped once no partition lists it (see
+    /// [`list_reassignments`](Self::list_reassignments)).
+    ///
+    /// # Errors
+    /// [`Error::Request`] with `BROKER_NOT_AVAILABLE` for an unknown broker,
+    /// `INVALID_REPLICATION_FACTOR` when no other broker can take a replica; a request error.
+    pub async fn decommission_broker(&self, node_id: i32) -> Result<usize> {
+        let request = DecommissionBrokerRequest {
+            broker_id: node_id,
+            timeout_ms: self.timeout_ms(),
+        };
+        let response = self.client.send_to_controller(request).await?;
+        if response.error.is_ok() {
+            Ok(usize::try_from(response.partitions_moving).unwrap_or(0))
+        } else {
+            Err(Error::Request {
+                broker: "controller".to_owned(),
+                api: ApiKey::DecommissionBroker,
+                code: response.error,
+                message: response.message,
+            })
+        }
     }
 
     /// How long admin requests may take on the broker (the client's request timeout).

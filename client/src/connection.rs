@@ -41,10 +41,12 @@ use std::time::Duration;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use strata_protocol::api::{
-    ApiKey, ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, Request, Response,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, ApiVersionRange,
+    ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, DecommissionBrokerRequest,
+    DecommissionBrokerResponse, DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, Request, Response,
 };
 use strata_protocol::codec::{ClientCodec, OutgoingRequest};
 use strata_protocol::frame::{RawResponse, RequestHeader};
@@ -103,6 +105,9 @@ api_request!(
     Fetch: FetchRequest => FetchResponse,
     ListOffsets: ListOffsetsRequest => ListOffsetsResponse,
     InitProducerId: InitProducerIdRequest => InitProducerIdResponse,
+    AlterPartitionReassignments: AlterPartitionReassignmentsRequest => AlterPartitionReassignmentsResponse,
+    ListPartitionReassignments: ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse,
+    DecommissionBroker: DecommissionBrokerRequest => DecommissionBrokerResponse,
 );
 
 type ResponseTx = oneshot::Sender<Result<RawResponse>>;

@@ -55,7 +55,7 @@ pub mod metadata;
 pub mod partitioner;
 pub mod producer;
 
-pub use admin::{Admin, ApiSupport, ClusterDescription, NewTopic, TopicListing};
+pub use admin::{Admin, ApiSupport, ClusterDescription, NewTopic, Reassignment, TopicListing};
 pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_PORT};
 pub use connection::{ApiRequest, Connection};

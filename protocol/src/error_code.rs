@@ -5,13 +5,14 @@
 //! Kafka. `tests::codes_are_pinned` fails if a number changes.
 
 /// An error code carried in responses (per partition, per topic, or for the whole request).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(i16)]
 #[non_exhaustive]
 pub enum ErrorCode {
     /// An unexpected server error; the message says more.
     UnknownServerError = -1,
     /// Success.
+    #[default]
     None = 0,
     /// The requested offset is outside the partition's log (below its start or past its end).
     OffsetOutOfRange = 1,
@@ -26,6 +27,8 @@ pub enum ErrorCode {
     NotLeader = 6,
     /// The request did not complete within its timeout. Retriable.
     RequestTimedOut = 7,
+    /// A broker named in the request is not part of the cluster.
+    BrokerNotAvailable = 8,
     /// A batch is larger than the topic's maximum message size.
     MessageTooLarge = 10,
     /// The topic name is not valid (empty, too long, or bad characters).
@@ -42,6 +45,8 @@ pub enum ErrorCode {
     InvalidPartitions = 37,
     /// The replication factor is invalid or larger than the number of brokers.
     InvalidReplicationFactor = 38,
+    /// A replica assignment is invalid (unknown or repeated broker ids, no replicas).
+    InvalidReplicaAssignment = 39,
     /// A topic config key or value is invalid.
     InvalidConfig = 40,
     /// The request is malformed.
@@ -62,7 +67,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::UnknownServerError,
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
@@ -79,6 +84,8 @@ impl ErrorCode {
         ErrorCode::TopicAlreadyExists,
         ErrorCode::InvalidPartitions,
         ErrorCode::InvalidReplicationFactor,
+        ErrorCode::InvalidReplicaAssignment,
+        ErrorCode::BrokerNotAvailable,
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidRequest,
         ErrorCode::BrokerShuttingDown,
@@ -140,6 +147,8 @@ impl ErrorCode {
             ErrorCode::InvalidPartitions => "INVALID_PARTITIONS",
             ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::InvalidReplicaAssignment => "INVALID_REPLICA_ASSIGNMENT",
+            ErrorCode::BrokerNotAvailable => "BROKER_NOT_AVAILABLE",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
             ErrorCode::StorageError => "STORAGE_ERROR",
@@ -179,6 +188,8 @@ mod tests {
             (ErrorCode::TopicAlreadyExists, 36),
             (ErrorCode::InvalidPartitions, 37),
             (ErrorCode::InvalidReplicationFactor, 38),
+            (ErrorCode::InvalidReplicaAssignment, 39),
+            (ErrorCode::BrokerNotAvailable, 8),
             (ErrorCode::InvalidConfig, 40),
             (ErrorCode::InvalidRequest, 42),
             (ErrorCode::BrokerShuttingDown, 43),

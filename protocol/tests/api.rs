@@ -127,6 +127,26 @@ fn request() -> impl Strategy<Value = Request> {
                     messages
                 })
             ),
+        (
+            proptest::collection::vec(
+                (name(), any::<i32>(), ids()).prop_map(|(topic, partition, replicas)| ReassignablePartition {
+                    topic,
+                    partition,
+                    replicas
+                }),
+                0..4
+            ),
+            any::<i32>()
+        )
+            .prop_map(|(partitions, timeout_ms)| Request::AlterPartitionReassignments(
+                AlterPartitionReassignmentsRequest { partitions, timeout_ms }
+            )),
+        Just(Request::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest {}
+        )),
+        (any::<i32>(), any::<i32>()).prop_map(|(broker_id, timeout_ms)| Request::DecommissionBroker(
+            DecommissionBrokerRequest { broker_id, timeout_ms }
+        )),
     ]
 }
 
@@ -275,7 +295,47 @@ fn response() -> impl Strategy<Value = Response> {
         )
         .prop_map(|topics| Response::ListOffsets(ListOffsetsResponse { topics })),
         Just(Response::RaftMessages(RaftMessagesResponse)),
+        proptest::collection::vec(
+            (name(), any::<i32>(), error_code(), proptest::option::of(name())).prop_map(
+                |(topic, partition, error, message)| PartitionResult {
+                    topic,
+                    partition,
+                    error,
+                    message
+                }
+            ),
+            0..4
+        )
+        .prop_map(|results| Response::AlterPartitionReassignments(AlterPartitionReassignmentsResponse { results })),
+        (
+            error_code(),
+            proptest::collection::vec(
+                (name(), any::<i32>(), ids(), ids()).prop_map(|(topic, partition, replicas, target)| {
+                    OngoingReassignment {
+                        topic,
+                        partition,
+                        replicas,
+                        target,
+                    }
+                }),
+                0..4
+            )
+        )
+            .prop_map(|(error, reassignments)| Response::ListPartitionReassignments(
+                ListPartitionReassignmentsResponse { error, reassignments }
+            )),
+        (error_code(), proptest::option::of(name()), any::<i32>()).prop_map(|(error, message, partitions_moving)| {
+            Response::DecommissionBroker(DecommissionBrokerResponse {
+                error,
+                message,
+                partitions_moving,
+            })
+        }),
     ]
+}
+
+fn ids() -> impl Strategy<Value = Vec<i32>> {
+    proptest::collection::vec(any::<i32>(), 0..5)
 }
 
 proptest! {
@@ -466,7 +526,11 @@ fn api_keys_are_pinned() {
         (ApiKey::ApiVersions, 18),
         (ApiKey::CreateTopics, 19),
         (ApiKey::DeleteTopics, 20),
+        (ApiKey::InitProducerId, 22),
+        (ApiKey::AlterPartitionReassignments, 45),
+        (ApiKey::ListPartitionReassignments, 46),
         (ApiKey::RaftMessages, 1000),
+        (ApiKey::DecommissionBroker, 1001),
     ];
     for (k, v) in pinned {
         assert_eq!(k as i16, v);

@@ -32,10 +32,14 @@
 //! A Strata snapshot carries no state-machine data: the log *is* the state. A snapshot is a new
 //! log start plus the configuration valid there:
 //!
-//! - metadata `index` = `max(first_index - 1, conf_index, request_index)`, where `conf_index` is
-//!   the entry whose application produced the current `ConfState` — the current configuration
-//!   is only known to hold from there on; metadata `term` = that entry's term;
-//! - metadata `conf_state` = the current (applied) configuration;
+//! - metadata `index` = `first_index - 1` (the log start: a follower behind it gets every entry
+//!   the leader still has), metadata `term` = that entry's term;
+//! - metadata `conf_state` = the configuration valid at that index, looked up in the recorded
+//!   configuration history (every configuration since the log start, see below). If the
+//!   recipient is not in it (a replica added by a later configuration change, e.g. a new
+//!   learner), it is added as a learner: raft-rs refuses a snapshot that does not name its
+//!   recipient, and the recipient reaches the true configuration by applying the changes after
+//!   the snapshot's index in order (membership changes set a node's role whatever it was);
 //! - `data` = the record offset the follower's log starts at after the snapshot: 8 bytes,
 //!   big-endian `u64` ([`SNAPSHOT_DATA_LEN`]).
 //!
@@ -96,7 +100,9 @@
 //! | 50 | 8 | pending log start Raft index (0 if none) |
 //! | 58 | 8 | pending log start previous term (0 if none) |
 //! | 66 | … | four id lists — `voters`, `learners`, `voters_outgoing`, `learners_next` — each a `u32` count then that many `u64` ids |
+//! | … | … | (version 2) the earlier configurations still needed: a `u32` count, then each as its `u64` index, a flags byte (bit 0 `auto_leave`) and four id lists |
 //!
+//! Version 1 files (no history) are read as having an empty history; version 2 is written.
 //! Invariants checked on read: `conf_index ≤ applied ≤ commit`, no trailing bytes, list counts
 //! bounded by the bytes present.
 
@@ -123,7 +129,12 @@ pub const SNAPSHOT_DATA_LEN: usize = 8;
 /// Timestamp of the control batches this adapter writes: fixed, so replicas agree byte for byte.
 const CONTROL_TIMESTAMP: i64 = 0;
 
-const STATE_VERSION: u8 = 1;
+const STATE_VERSION: u8 = 2;
+/// Layout without the configuration history, still read.
+const STATE_VERSION_1: u8 = 1;
+/// Most earlier configurations kept (only those at or above the log start are needed; a
+/// reassignment adds three or four).
+const MAX_HISTORY: usize = 64;
 const STATE_FIXED_LEN: usize = 66;
 const FLAG_AUTO_LEAVE: u8 = 0b01;
 const FLAG_PENDING_LOG_START: u8 = 0b10;
@@ -227,9 +238,59 @@ pub struct PersistentState {
     pub applied: RaftIndex,
     /// A snapshot install in progress: the log must be reset to this start before use.
     pub pending_log_start: Option<LogStart>,
+    /// Earlier configurations, oldest first, each with the index of the entry that produced it:
+    /// the one valid at the log start and every later one (a snapshot describes the log start).
+    pub history: Vec<(RaftIndex, ConfState)>,
+}
+
+fn put_lists(b: &mut Vec<u8>, cs: &ConfState, dir: &Path) -> Result<(), Error> {
+    for list in [&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next] {
+        let n = u32::try_from(list.len()).map_err(|_| Error::InvalidState {
+            dir: dir.to_path_buf(),
+            reason: format!("configuration list of {} members", list.len()),
+        })?;
+        b.extend_from_slice(&n.to_be_bytes());
+        for id in list {
+            b.extend_from_slice(&id.to_be_bytes());
+        }
+    }
+    Ok(())
 }
 
 impl PersistentState {
+    /// The configuration valid at `index` (the newest one produced at or before it), if known.
+    pub fn conf_at(&self, index: u64) -> Option<&ConfState> {
+        if self.conf_index.0 <= index {
+            return Some(&self.conf_state);
+        }
+        self.history.iter().rev().find(|(i, _)| i.0 <= index).map(|(_, cs)| cs)
+    }
+
+    /// Makes `conf_state`, produced by the entry at `index`, the current configuration, keeping
+    /// the previous one in the history; drops history entries superseded at or below `floor`
+    /// (the log start - 1: no snapshot can describe an earlier index).
+    fn push_conf(&mut self, conf_state: ConfState, index: RaftIndex, floor: u64) {
+        let previous = std::mem::replace(&mut self.conf_state, conf_state);
+        let previous_index = std::mem::replace(&mut self.conf_index, index);
+        self.history.push((previous_index, previous));
+        self.prune_history(floor);
+    }
+
+    /// Drops configurations no snapshot at or above `floor` can need.
+    fn prune_history(&mut self, floor: u64) {
+        // The newest configuration produced at or before the floor is still valid there.
+        let keep_from = if self.conf_index.0 <= floor {
+            self.history.len()
+        } else {
+            self.history.iter().rposition(|(i, _)| i.0 <= floor).unwrap_or(0)
+        };
+        self.history.drain(..keep_from);
+        if self.history.len() > MAX_HISTORY {
+            let excess = self.history.len() - MAX_HISTORY;
+            self.history.drain(..excess);
+        }
+    }
+
     /// Encodes the payload of the `raft-state` file.
     ///
     /// # Errors
@@ -261,15 +322,12 @@ impl PersistentState {
             b.extend_from_slice(&v.to_be_bytes());
         }
         debug_assert_eq!(b.len(), STATE_FIXED_LEN);
-        for list in lists {
-            let n = u32::try_from(list.len()).map_err(|_| Error::InvalidState {
-                dir: dir.to_path_buf(),
-                reason: format!("configuration list of {} members", list.len()),
-            })?;
-            b.extend_from_slice(&n.to_be_bytes());
-            for id in list {
-                b.extend_from_slice(&id.to_be_bytes());
-            }
+        put_lists(&mut b, cs, dir)?;
+        b.extend_from_slice(&(self.history.len() as u32).to_be_bytes());
+        for (index, cs) in &self.history {
+            b.extend_from_slice(&index.0.to_be_bytes());
+            b.push(if cs.auto_leave { FLAG_AUTO_LEAVE } else { 0 });
+            put_lists(&mut b, cs, dir)?;
         }
         Ok(b)
     }
@@ -282,7 +340,7 @@ impl PersistentState {
         let mut r = Reader { buf: payload, pos: 0 };
         let truncated = |what: &str, at: usize| corrupt(path, format!("raft-state truncated in {what} at byte {at}"));
         let version = r.u8().ok_or_else(|| truncated("version", 0))?;
-        if version != STATE_VERSION {
+        if version != STATE_VERSION && version != STATE_VERSION_1 {
             return Err(corrupt(path, format!("raft-state layout version {version} is unknown")));
         }
         let mut fixed = [0u64; 5];
@@ -310,19 +368,52 @@ impl PersistentState {
         } else {
             None
         };
-        let mut lists: [Vec<u64>; 4] = Default::default();
-        for list in &mut lists {
-            let n = r.u32().ok_or_else(|| truncated("id list length", r.pos))? as usize;
-            // Never size an allocation from a stored count without checking the bytes exist.
-            if n > r.remaining() / 8 {
-                return Err(corrupt(
-                    path,
-                    format!("raft-state id list of {n} members is longer than the file"),
-                ));
+        let read_conf = |r: &mut Reader<'_>, auto_leave: bool| -> Result<ConfState, Error> {
+            let mut lists: [Vec<u64>; 4] = Default::default();
+            for list in &mut lists {
+                let n = r.u32().ok_or_else(|| truncated("id list length", r.pos))? as usize;
+                // Never size an allocation from a stored count without checking the bytes exist.
+                if n > r.remaining() / 8 {
+                    return Err(corrupt(
+                        path,
+                        format!("raft-state id list of {n} members is longer than the file"),
+                    ));
+                }
+                list.reserve_exact(n);
+                for _ in 0..n {
+                    list.push(r.u64().ok_or_else(|| truncated("id list", r.pos))?);
+                }
             }
-            list.reserve_exact(n);
+            let [voters, learners, voters_outgoing, learners_next] = lists;
+            Ok(ConfState {
+                voters,
+                learners,
+                voters_outgoing,
+                learners_next,
+                auto_leave,
+                ..ConfState::default()
+            })
+        };
+        let conf_state = read_conf(&mut r, flags & FLAG_AUTO_LEAVE != 0)?;
+        let mut history = Vec::new();
+        if version == STATE_VERSION {
+            let n = r.u32().ok_or_else(|| truncated("history length", r.pos))? as usize;
+            // Each takes at least 25 bytes.
+            if n > r.remaining() / 25 || n > MAX_HISTORY {
+                return Err(corrupt(path, format!("raft-state history of {n} configurations")));
+            }
+            let mut prev = 0;
             for _ in 0..n {
-                list.push(r.u64().ok_or_else(|| truncated("id list", r.pos))?);
+                let index = r.u64().ok_or_else(|| truncated("history index", r.pos))?;
+                let f = r.u8().ok_or_else(|| truncated("history flags", r.pos))?;
+                if f & !FLAG_AUTO_LEAVE != 0 || index < prev || index > conf_index {
+                    return Err(corrupt(
+                        path,
+                        format!("raft-state history entry at index {index} is malformed"),
+                    ));
+                }
+                prev = index;
+                history.push((RaftIndex(index), read_conf(&mut r, f & FLAG_AUTO_LEAVE != 0)?));
             }
         }
         if r.remaining() != 0 {
@@ -337,7 +428,6 @@ impl PersistentState {
                 format!("raft-state breaks conf_index {conf_index} <= applied {applied} <= commit {commit}"),
             ));
         }
-        let [voters, learners, voters_outgoing, learners_next] = lists;
         Ok(Self {
             hard_state: HardState {
                 term,
@@ -345,17 +435,11 @@ impl PersistentState {
                 commit,
                 ..HardState::default()
             },
-            conf_state: ConfState {
-                voters,
-                learners,
-                voters_outgoing,
-                learners_next,
-                auto_leave: flags & FLAG_AUTO_LEAVE != 0,
-                ..ConfState::default()
-            },
+            conf_state,
             conf_index: RaftIndex(conf_index),
             applied: RaftIndex(applied),
             pending_log_start,
+            history,
         })
     }
 }
@@ -839,9 +923,9 @@ impl PartitionRaftStorage {
                 inner.state.conf_index
             )));
         }
+        let floor = inner.log.first_index().0 - 1;
         let mut next = inner.state.clone();
-        next.conf_state = conf_state;
-        next.conf_index = RaftIndex(index);
+        next.push_conf(conf_state, RaftIndex(index), floor);
         next.applied = RaftIndex(index);
         next.hard_state.commit = next.hard_state.commit.max(index);
         self.store_state(&mut inner, next)
@@ -873,6 +957,7 @@ impl PartitionRaftStorage {
         next.hard_state.commit = next.hard_state.commit.max(meta.index);
         next.conf_state = meta.get_conf_state().clone();
         next.conf_index = RaftIndex(meta.index);
+        next.history.clear();
         next.applied = RaftIndex(meta.index);
         next.pending_log_start = Some(start);
         self.store_state(&mut inner, next)?;
@@ -1027,30 +1112,28 @@ impl Storage for PartitionRaftStorage {
         Ok(self.read()?.log.last_index().0)
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> ::raft::Result<Snapshot> {
+    fn snapshot(&self, _request_index: u64, to: u64) -> ::raft::Result<Snapshot> {
         let inner = self.read()?;
         let log = &inner.log;
         let start = log.log_start();
-        let floor = start.index.0 - 1;
-        let index = floor.max(inner.state.conf_index.0).max(request_index);
-        // The applied configuration is known to hold only in [conf_index, applied].
+        let index = start.index.0 - 1;
+        // (`request_index` asks for a snapshot at least that new; Strata never requests one.)
+        let unavailable = || ::raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
         if index == 0 || index > inner.state.applied.0 {
-            return Err(::raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(unavailable());
         }
-        let (term, offset) = if index == floor {
-            (start.prev_term.0, start.offset)
-        } else {
-            let batches = log
-                .entries(RaftIndex(index), RaftIndex(index + 1), 0)
-                .map_err(raft_err)?;
-            let Some(b) = batches.first() else {
-                return Err(raft_err(strata_storage::Error::Unavailable {
-                    index: RaftIndex(index),
-                    last_index: log.last_index(),
-                }));
-            };
-            (b.header.raft_term.0, b.header.next_offset())
-        };
+        let mut conf = inner.state.conf_at(index).ok_or_else(unavailable)?.clone();
+        let named = conf
+            .voters
+            .iter()
+            .chain(&conf.learners)
+            .chain(&conf.voters_outgoing)
+            .chain(&conf.learners_next)
+            .any(|&id| id == to);
+        if !named && to != 0 {
+            conf.learners.push(to);
+        }
+        let (term, offset) = (start.prev_term.0, start.offset);
         let mut snap = Snapshot {
             data: Bytes::copy_from_slice(&offset.0.to_be_bytes()),
             ..Snapshot::default()
@@ -1058,7 +1141,7 @@ impl Storage for PartitionRaftStorage {
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;
-        meta.set_conf_state(inner.state.conf_state.clone());
+        meta.set_conf_state(conf);
         Ok(snap)
     }
 }

@@ -408,6 +408,10 @@ impl Conn {
             Request::DeleteTopics(r) => Response::DeleteTopics(self.delete_topics(r)),
             // Broker-to-broker only, never answered.
             Request::RaftMessages(_) => return None,
+            // Cluster administration: this mock is a single broker with nothing to move.
+            Request::AlterPartitionReassignments(_)
+            | Request::ListPartitionReassignments(_)
+            | Request::DecommissionBroker(_) => return None,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
 pub mod raft_messages;
+pub mod reassign;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -29,6 +30,11 @@ pub use list_offsets::{ListOffsetsPartition, ListOffsetsPartitionResponse, ListO
 pub use metadata::{BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata};
 pub use produce::{Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse};
 pub use raft_messages::{RaftMessage, RaftMessagesEncoder, RaftMessagesRequest, RaftMessagesResponse};
+pub use reassign::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, DecommissionBrokerRequest,
+    DecommissionBrokerResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    OngoingReassignment, PartitionResult, ReassignablePartition,
+};
 
 /// A message body with a versioned encoding.
 pub trait Body: Sized {
@@ -62,14 +68,20 @@ pub enum ApiKey {
     DeleteTopics = 20,
     /// A producer id for an idempotent producer.
     InitProducerId = 22,
+    /// Move partitions' replicas to other brokers (or cancel a move).
+    AlterPartitionReassignments = 45,
+    /// The partition moves in progress.
+    ListPartitionReassignments = 46,
     /// Internal, broker-to-broker only: Raft messages for many partitions' groups. Never
     /// answered.
     RaftMessages = 1000,
+    /// Move every replica off a broker (Strata's own; Kafka has no equivalent API).
+    DecommissionBroker = 1001,
 }
 
 impl ApiKey {
     /// Every API.
-    pub const ALL: [ApiKey; 9] = [
+    pub const ALL: [ApiKey; 12] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -78,7 +90,10 @@ impl ApiKey {
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
         ApiKey::InitProducerId,
+        ApiKey::AlterPartitionReassignments,
+        ApiKey::ListPartitionReassignments,
         ApiKey::RaftMessages,
+        ApiKey::DecommissionBroker,
     ];
 
     /// Parses the wire value.
@@ -103,6 +118,9 @@ impl ApiKey {
             ApiKey::DeleteTopics => "delete_topics",
             ApiKey::InitProducerId => "init_producer_id",
             ApiKey::RaftMessages => "raft_messages",
+            ApiKey::AlterPartitionReassignments => "alter_partition_reassignments",
+            ApiKey::ListPartitionReassignments => "list_partition_reassignments",
+            ApiKey::DecommissionBroker => "decommission_broker",
         }
     }
 }
@@ -120,6 +138,9 @@ pub enum Request {
     ListOffsets(ListOffsetsRequest),
     InitProducerId(InitProducerIdRequest),
     RaftMessages(RaftMessagesRequest),
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+    ListPartitionReassignments(ListPartitionReassignmentsRequest),
+    DecommissionBroker(DecommissionBrokerRequest),
 }
 
 /// A decoded response body.
@@ -136,6 +157,9 @@ pub enum Response {
     InitProducerId(InitProducerIdResponse),
     /// Never sent: brokers do not answer RaftMessages.
     RaftMessages(RaftMessagesResponse),
+    AlterPartitionReassignments(AlterPartitionReassignmentsResponse),
+    ListPartitionReassignments(ListPartitionReassignmentsResponse),
+    DecommissionBroker(DecommissionBrokerResponse),
 }
 
 macro_rules! dispatch {
@@ -175,7 +199,10 @@ dispatch!(
     Fetch,
     ListOffsets,
     InitProducerId,
-    RaftMessages
+    RaftMessages,
+    AlterPartitionReassignments,
+    ListPartitionReassignments,
+    DecommissionBroker
 );
 dispatch!(
     Response,
@@ -187,7 +214,10 @@ dispatch!(
     Fetch,
     ListOffsets,
     InitProducerId,
-    RaftMessages
+    RaftMessages,
+    AlterPartitionReassignments,
+    ListPartitionReassignments,
+    DecommissionBroker
 );
 
 /// Per-topic grouping used by produce, fetch and list-offsets: a topic name and its partitions'

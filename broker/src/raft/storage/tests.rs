@@ -412,14 +412,54 @@ fn snapshot_of_a_compacted_leader_installs_on_a_follower() {
         leader.with_log(|l| l.next_offset()).unwrap()
     );
 
-    // A snapshot can be asked for at a later index (request_index), up to the applied index.
-    let later = leader.snapshot(110, 2).unwrap();
-    assert_eq!(later.get_metadata().index, 110);
-    let after_110 = leader_offsets[(110 - first) as usize].header.next_offset();
-    assert_eq!(later.data.as_ref(), after_110.0.to_be_bytes());
+    // A snapshot always describes the log start (a request for a later index changes nothing):
+    // the follower gets every entry the leader still has.
+    assert_eq!(leader.snapshot(110, 2).unwrap().get_metadata().index, first - 1);
+}
+
+#[test]
+fn snapshots_describe_the_configuration_at_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = open(dir.path());
+    leader.initialize(voters(&[1, 2, 3])).unwrap();
+    let mut entries = vec![noop_entry(1, 1)];
+    entries.extend((2..=120).map(|i| data_entry(1, i, 3)));
+    leader.append_entries(&entries).unwrap();
+    leader.set_applied(110).unwrap();
+    leader.compact(RaftIndex(100)).unwrap();
+    let floor = leader.first_index().unwrap() - 1;
+    assert!(floor > 1 && floor < 110);
+    // Configuration changes after the log start: broker 4 added as a learner, then promoted in
+    // place of 3.
+    let with_learner = ConfState {
+        voters: vec![1, 2, 3],
+        learners: vec![4],
+        ..ConfState::default()
+    };
+    leader.set_conf_state(with_learner.clone(), 105).unwrap();
+    leader.set_conf_state(voters(&[1, 2, 4]), 110).unwrap();
+    let st = leader.state().unwrap();
+    assert_eq!(st.conf_at(floor), Some(&voters(&[1, 2, 3])));
+    assert_eq!(st.conf_at(107), Some(&with_learner));
+    assert_eq!(st.conf_at(115), Some(&voters(&[1, 2, 4])));
+
+    // To an old member: the configuration valid at the log start, not the current one (which
+    // only holds from index 110 on, and entries before it would be skipped).
+    let snap = leader.snapshot(0, 2).unwrap();
+    assert_eq!(snap.get_metadata().index, floor);
+    assert_eq!(snap.get_metadata().get_conf_state(), &voters(&[1, 2, 3]));
+    // To the new member: named as a learner (raft-rs refuses a snapshot that does not name its
+    // recipient); applying the changes after the log start gives it the true configuration.
+    let snap = leader.snapshot(0, 4).unwrap();
+    assert_eq!(snap.get_metadata().get_conf_state(), &with_learner);
+
+    // The history survives a restart (and drops what the log start no longer needs).
+    drop(leader);
+    let reopened = open(dir.path());
+    assert_eq!(reopened.state().unwrap(), st);
     assert_eq!(
-        store_err(leader.snapshot(121, 2).unwrap_err()),
-        StorageError::SnapshotTemporarilyUnavailable
+        reopened.snapshot(0, 2).unwrap().get_metadata().get_conf_state(),
+        &voters(&[1, 2, 3])
     );
 }
 
@@ -516,9 +556,11 @@ fn state_file_round_trips_and_rejects_damage() {
             index: RaftIndex(91),
             prev_term: RaftTerm(5),
         }),
+        history: vec![(RaftIndex(0), voters(&[1, 2, 3])), (RaftIndex(30), voters(&[1, 2, 4]))],
     };
     let bytes = st.encode(Path::new(".")).unwrap();
-    assert_eq!(bytes.len(), STATE_FIXED_LEN + 4 * 4 + 8 * 8);
+    let history_len = 4 + 2 * (8 + 1 + 4 * 4 + 3 * 8);
+    assert_eq!(bytes.len(), STATE_FIXED_LEN + 4 * 4 + 8 * 8 + history_len);
     assert_eq!(PersistentState::decode(&bytes, path).unwrap(), st);
     let plain = PersistentState::default();
     assert_eq!(
@@ -542,7 +584,14 @@ fn state_file_round_trips_and_rejects_damage() {
             "byte {at} = {value}: {err}"
         );
     };
-    bad(0, 2); // version
+    bad(0, 3); // version
+    // Version 1 (no history) is still read.
+    let mut v1 = st.clone();
+    v1.history.clear();
+    let mut v1_bytes = v1.encode(Path::new(".")).unwrap();
+    v1_bytes.truncate(v1_bytes.len() - 4);
+    v1_bytes[0] = 1;
+    assert_eq!(PersistentState::decode(&v1_bytes, path).unwrap(), v1);
     bad(41, 0x07); // unknown flag
     bad(STATE_FIXED_LEN, 0xff); // voters count far beyond the bytes present
     bad(32, 100); // applied (low byte) above commit
@@ -821,11 +870,12 @@ fn conf_change_is_persisted_with_its_index() {
     assert_eq!(st.conf_index.0, cc_entry.index);
     assert!(node.sent > 0, "the leader now replicates to its learner");
 
-    // The snapshot a lagging learner would get starts after the conf change.
-    let snap = node.store.snapshot(0, 2).unwrap();
-    assert_eq!(snap.get_metadata().index, cc_entry.index);
-    assert_eq!(snap.get_metadata().get_conf_state(), &st.conf_state);
-    assert_eq!(snap.data.as_ref(), 2u64.to_be_bytes());
+    // Nothing is compacted, so there is no snapshot: a lagging learner gets every entry,
+    // including the conf change that added it.
+    assert_eq!(
+        store_err(node.store.snapshot(0, 2).unwrap_err()),
+        StorageError::SnapshotTemporarilyUnavailable
+    );
     drop(node);
 
     // After a crash (no flush) the configuration comes back and is not applied twice.

@@ -15,6 +15,7 @@
 
 mod admin;
 mod consume;
+mod moves;
 mod output;
 mod produce;
 
@@ -70,6 +71,12 @@ enum Command {
     /// Describe the cluster: brokers and controller.
     #[command(subcommand)]
     Cluster(admin::ClusterCommand),
+    /// Move partitions between brokers.
+    #[command(subcommand)]
+    Partition(moves::PartitionCommand),
+    /// Manage brokers: decommission one before stopping it for good.
+    #[command(subcommand)]
+    Broker(moves::BrokerCommand),
     /// Send one record per line of standard input.
     Produce(produce::ProduceArgs),
     /// Print records from a topic, one per line.
@@ -110,6 +117,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let outcome = match cli.command {
         Command::Topic(cmd) => admin::topic(global, &mut out, cmd).await.map(|()| Outcome::Done),
         Command::Cluster(cmd) => admin::cluster(global, &mut out, cmd).await.map(|()| Outcome::Done),
+        Command::Partition(cmd) => moves::partition(global, &mut out, cmd).await.map(|()| Outcome::Done),
+        Command::Broker(cmd) => moves::broker(global, &mut out, cmd).await.map(|()| Outcome::Done),
         Command::Produce(args) => produce::run(global, &mut out, args).await.map(|()| Outcome::Done),
         Command::Consume(args) => consume::run(global, &mut out, args).await,
     };

@@ -1,0 +1,216 @@
+//! Moving partitions between brokers of a running cluster: `reassign` one partition (its
+//! leader among the replicas leaving) and `decommission` a broker, both while idempotent
+//! producers write numbered records; then every acknowledged record is read back once, in order,
+//! and the brokers moved away from no longer hold the partitions' files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use strata_client::{ConsumerConfig, Error, NewTopic, ProducerConfig, ProducerRecord, Seek};
+use strata_protocol::ErrorCode;
+
+mod common;
+use common::Client;
+use common::cluster::{Cluster, all_led, wait_metadata};
+
+const TOPIC: &str = "moving";
+const PARTITIONS: i32 = 2;
+
+/// Waits until no reassignment is in progress and `ok` accepts the topic's metadata (as the
+/// broker at `addr` sees it), for up to 60 s.
+async fn wait_moved(
+    cluster: &Cluster,
+    addr: std::net::SocketAddr,
+    what: &str,
+    ok: impl Fn(&strata_protocol::api::TopicMetadata) -> bool,
+) {
+    let admin = cluster.client().await.admin();
+    let mut meta = Client::connect(addr).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending = admin.list_reassignments().await;
+        let t = meta.metadata(TOPIC).await;
+        if pending.as_ref().is_ok_and(Vec::is_empty) && ok(&t) && all_led(&t) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not done in 60 s; pending {pending:?}; metadata {t:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sorted(v: &[i32]) -> Vec<i32> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v
+}
+
+fn has_dir(cluster: &Cluster, broker: i32, partition: i32) -> bool {
+    cluster.dirs[broker as usize - 1]
+        .path()
+        .join("data/partitions")
+        .join(format!("{TOPIC}-{partition}"))
+        .exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_move_and_brokers_empty_under_load_without_losing_a_record() {
+    let cluster = Cluster::start(4);
+    let c = cluster.client().await;
+    let admin = c.admin();
+    admin.create_topic(NewTopic::new(TOPIC, PARTITIONS, 3)).await.unwrap();
+    let mut meta = Client::connect(cluster.addrs[0]).await;
+    let t = wait_metadata(&mut meta, TOPIC, "leaders", all_led).await;
+
+    // Bad requests are refused with a clear error and change nothing.
+    let refused = |r: Result<(), Error>| r.unwrap_err().code();
+    assert_eq!(
+        refused(admin.reassign_partition(TOPIC, 0, &[1, 2, 9]).await),
+        Some(ErrorCode::BrokerNotAvailable)
+    );
+    assert_eq!(
+        refused(admin.reassign_partition(TOPIC, 0, &[1, 1, 2]).await),
+        Some(ErrorCode::InvalidReplicaAssignment)
+    );
+    assert_eq!(
+        refused(admin.reassign_partition(TOPIC, 7, &[1, 2, 3]).await),
+        Some(ErrorCode::UnknownTopicOrPartition)
+    );
+    assert_eq!(
+        refused(admin.reassign_partition("nope", 0, &[1, 2, 3]).await),
+        Some(ErrorCode::UnknownTopicOrPartition)
+    );
+    assert_eq!(
+        refused(admin.reassign_partition(TOPIC, 0, &[]).await),
+        Some(ErrorCode::InvalidRequest),
+        "cancelling when nothing moves"
+    );
+    assert_eq!(
+        admin.decommission_broker(9).await.unwrap_err().code(),
+        Some(ErrorCode::BrokerNotAvailable)
+    );
+    assert!(admin.list_reassignments().await.unwrap().is_empty());
+
+    // Load: numbered records to both partitions until told to stop.
+    let producer = Arc::new(
+        c.producer(ProducerConfig {
+            linger: Duration::from_millis(2),
+            ..ProducerConfig::default()
+        })
+        .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (producer, stop) = (producer.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut deliveries = Vec::new();
+            let mut i: u32 = 0;
+            // Bounded: at most 200 k records or until stopped.
+            while !stop.load(Ordering::Relaxed) && i < 200_000 {
+                let rec = ProducerRecord::new(TOPIC, i.to_string().into_bytes()).partition((i % 2) as i32);
+                deliveries.push(producer.enqueue(rec).await.unwrap());
+                i += 1;
+                if i.is_multiple_of(20) {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            deliveries
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Move partition 0 so that its leader leaves and the broker without it joins.
+    let p0 = &t.partitions[0];
+    let outsider = (1..=4).find(|b| !p0.replicas.contains(b)).unwrap();
+    let leaving = p0.leader;
+    let mut target = vec![outsider];
+    target.extend(p0.replicas.iter().filter(|&&r| r != leaving));
+    admin.reassign_partition(TOPIC, 0, &target).await.unwrap();
+    wait_moved(&cluster, cluster.addrs[0], "reassignment", |t| {
+        sorted(&t.partitions[0].replicas) == sorted(&target)
+    })
+    .await;
+    // The preferred leader is the target's first replica; the old replica's files are gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while has_dir(&cluster, leaving, 0) {
+        assert!(Instant::now() < deadline, "broker {leaving} still holds {TOPIC}-0");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(has_dir(&cluster, outsider, 0));
+
+    // Empty a broker that holds partition 1 (its leader, to make it move too).
+    let t = wait_metadata(&mut meta, TOPIC, "leaders", all_led).await;
+    let emptied = t.partitions[1].leader;
+    let moving = admin.decommission_broker(emptied).await.unwrap();
+    assert!(moving >= 1, "{moving}");
+    wait_moved(&cluster, cluster.addrs[0], "decommission", |t| {
+        t.partitions
+            .iter()
+            .all(|p| !p.replicas.contains(&emptied) && p.replicas.len() == 3)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (0..PARTITIONS).any(|p| has_dir(&cluster, emptied, p)) {
+        assert!(Instant::now() < deadline, "broker {emptied} still holds a replica");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // New topics avoid the decommissioned broker.
+    admin.create_topic(NewTopic::new("after", 6, 3)).await.unwrap();
+    let after = wait_metadata(&mut meta, "after", "leaders", all_led).await;
+    assert!(
+        after.partitions.iter().all(|p| !p.replicas.contains(&emptied)),
+        "{after:?}"
+    );
+
+    // Stop the load: every record acknowledged.
+    stop.store(true, Ordering::Relaxed);
+    let deliveries = load.await.unwrap();
+    producer.flush().await;
+    let total = deliveries.len();
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let r = tokio::time::timeout(Duration::from_secs(60), d)
+            .await
+            .expect("delivery in time");
+        assert!(r.is_ok(), "record {i} not acknowledged: {r:?}\n{}", cluster.logs());
+    }
+    assert!(total > 500, "only {total} records produced");
+
+    // Read back: each record once, in order per partition.
+    let mut consumer = c.consumer(ConsumerConfig::default()).unwrap();
+    consumer.assign_topic(TOPIC).await.unwrap();
+    consumer.seek_all(Seek::Earliest).await.unwrap();
+    let mut stream = consumer.stream();
+    let mut seen = BTreeMap::<u32, i32>::new();
+    let mut last = [None::<u32>; PARTITIONS as usize];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < total {
+        assert!(Instant::now() < deadline, "only {} of {total} read back", seen.len());
+        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await else {
+            panic!("the consumer stalled after {} records", seen.len());
+        };
+        let r = r.unwrap();
+        let n: u32 = std::str::from_utf8(r.value.as_deref().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(n % 2, r.partition as u32, "record {n} in partition {}", r.partition);
+        assert!(seen.insert(n, r.partition).is_none(), "record {n} read twice");
+        let p = r.partition as usize;
+        assert!(
+            last[p].is_none_or(|prev| prev < n),
+            "partition {p}: {n} after {:?}",
+            last[p]
+        );
+        last[p] = Some(n);
+    }
+    assert_eq!(seen.len(), total);
+    if std::env::var_os("STRATA_TEST_LOGS").is_some() {
+        eprintln!("{}", cluster.logs());
+    }
+}
