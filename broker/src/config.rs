@@ -138,6 +138,13 @@ per_partition = true
 # env STRATA_RAFT_TICK
 tick = "100ms"
 
+[retention]
+# How often each partition's retention (topic_defaults.retention_bytes and .retention, or the
+# topic's own) looks for whole segments to delete (Kafka's log.retention.check.interval.ms).
+# 10ms ..= 1d.
+# env STRATA_RETENTION_CHECK_INTERVAL
+check_interval = "30s"
+
 [shutdown]
 # How long SIGTERM/SIGINT waits for in-flight requests before exiting anyway. 0s ..= 1h.
 # env STRATA_SHUTDOWN_TIMEOUT, flag --shutdown-timeout
@@ -188,6 +195,8 @@ pub const MAX_IN_FLIGHT_RANGE: RangeInclusive<usize> = 1..=1024;
 pub const IDLE_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(30 * 86_400);
 /// Bounds of `raft.tick`.
 pub const RAFT_TICK_RANGE: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(10);
+/// Bounds of `retention.check_interval`.
+pub const RETENTION_CHECK_RANGE: RangeInclusive<Duration> = Duration::from_millis(10)..=Duration::from_secs(86_400);
 /// Bounds of `shutdown.timeout`.
 pub const SHUTDOWN_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(3600);
 /// Bounds of `topic_defaults.partitions`.
@@ -226,6 +235,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[raft]`: consensus timing.
     pub raft: RaftConfig,
+    /// `[retention]`: when retention runs.
+    pub retention: RetentionConfig,
     /// `[shutdown]`: draining on SIGTERM/SIGINT.
     pub shutdown: ShutdownConfig,
     /// `[topic_defaults]`: settings of topics created without their own.
@@ -293,6 +304,15 @@ pub struct RaftConfig {
     /// Tick interval. Default 100 ms; 1 ms ..= 10 s.
     #[serde(with = "duration")]
     pub tick: Duration,
+}
+
+/// `[retention]`: when retention runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How often retention looks for segments to delete. Default 30 s; 10 ms ..= 1 d.
+    #[serde(with = "duration")]
+    pub check_interval: Duration,
 }
 
 /// `[shutdown]`: draining on SIGTERM/SIGINT.
@@ -366,6 +386,12 @@ impl Default for RaftConfig {
     }
 }
 
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Config::default().retention
+    }
+}
+
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Config::default().shutdown
@@ -402,6 +428,9 @@ impl From<&BrokerOptions> for Config {
                 per_partition: o.metrics_per_partition,
             },
             raft: RaftConfig { tick: o.raft_tick },
+            retention: RetentionConfig {
+                check_interval: o.retention_check_interval,
+            },
             shutdown: ShutdownConfig {
                 timeout: o.shutdown_timeout,
             },
@@ -530,6 +559,12 @@ impl Config {
         }
 
         check("raft.tick", &self.raft.tick, &RAFT_TICK_RANGE, |d| format_duration(*d))?;
+        check(
+            "retention.check_interval",
+            &self.retention.check_interval,
+            &RETENTION_CHECK_RANGE,
+            |d| format_duration(*d),
+        )?;
         check(
             "shutdown.timeout",
             &self.shutdown.timeout,
@@ -705,6 +740,7 @@ impl Config {
             idle_timeout: l.idle_timeout,
             shutdown_timeout: self.shutdown.timeout,
             raft_tick: self.raft.tick,
+            retention_check_interval: self.retention.check_interval,
             topic_defaults: TopicDefaults {
                 partitions: t.partitions,
                 retention_bytes: t.retention_bytes,
@@ -1277,6 +1313,17 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| format_duration(c.raft.tick),
+    },
+    Setting {
+        key: "retention.check_interval",
+        env: "STRATA_RETENTION_CHECK_INTERVAL",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.retention.check_interval = parse_duration(v)?;
+            Ok(())
+        },
+        get: |c| format_duration(c.retention.check_interval),
     },
     Setting {
         key: "shutdown.timeout",
@@ -2003,6 +2050,8 @@ mod tests {
             per_partition = false
             [raft]
             tick = "50ms"
+            [retention]
+            check_interval = "5m"
             [shutdown]
             timeout = "1m"
             [topic_defaults]
@@ -2032,6 +2081,7 @@ mod tests {
             idle_timeout: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(60),
             raft_tick: Duration::from_millis(50),
+            retention_check_interval: Duration::from_secs(300),
             topic_defaults: TopicDefaults {
                 partitions: 3,
                 retention_bytes: Some(10 << 30),

@@ -515,6 +515,7 @@ fn is_empty_dir(dir: &Path) -> bool {
 /// once the replay has reached `replay_until` (the commit index known at startup). Runs until
 /// the driver stops.
 pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Applied>, replay_until: u64) {
+    let mut swept = false;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -550,7 +551,14 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
             remove_topic_replicas(&broker, &name, id, partitions).await;
         }
         let failures = if last >= replay_until {
-            sync_replicas(&broker, &desired).await
+            let failures = sync_replicas(&broker, &desired).await;
+            if !swept {
+                // Replicas moved away while this broker was down: their removal was applied
+                // during the replay, before anything was open to remove.
+                swept = true;
+                sweep_moved_replicas(&broker, &desired).await;
+            }
+            failures
         } else {
             Vec::new()
         };
@@ -678,6 +686,61 @@ async fn sync_replicas(broker: &Arc<Broker>, registry: &Registry) -> Vec<(Partit
         }
     }
     failures
+}
+
+/// Deletes partition directories of existing topics whose partition is no longer assigned to
+/// this broker (and is not open): left by a move that finished while this broker was down.
+async fn sweep_moved_replicas(broker: &Arc<Broker>, registry: &Registry) {
+    let me = broker.opts.node_id;
+    let root = broker.opts.data_dir.join("partitions");
+    // What the scan needs, taken here: (topic id, which partitions stay) by topic.
+    let keep: HashMap<String, (u64, Vec<bool>)> = registry
+        .topics
+        .iter()
+        .map(|(name, meta)| {
+            let stays = (0..meta.partitions)
+                .map(|p| meta.assignment(p).is_some_and(|a| a.contains(me)))
+                .collect();
+            (name.clone(), (meta.id, stays))
+        })
+        .collect();
+    let open: std::collections::HashSet<PartitionKey> = broker
+        .partitions
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .cloned()
+        .collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some((topic, p)) = name.to_str().and_then(|n| n.rsplit_once('-')) else {
+                continue;
+            };
+            let (Some((id, stays)), Ok(p)) = (keep.get(topic), p.parse::<u32>()) else {
+                continue;
+            };
+            let key = PartitionKey {
+                topic: topic.to_string(),
+                partition: p,
+            };
+            if stays.get(p as usize).copied().unwrap_or(false) || open.contains(&key) {
+                continue;
+            }
+            let dir = entry.path();
+            // Only a directory of this very topic (by id): never one of unknown origin.
+            if matches!(dir_topic_id(&dir), Ok(Some(d)) if d == *id) {
+                tracing::info!(dir = %dir.display(), "deleting a replica moved off this broker while it was down");
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!(dir = %dir.display(), error = %e, "deleting a moved partition's directory failed");
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// Stops this broker's replica of a partition and deletes its directory (if it belongs to

@@ -176,8 +176,6 @@ const REASSIGN_TICKS: u32 = 5;
 /// A learner within this many entries of the commit index is promoted to voter (it catches up
 /// the rest as a voter; waiting for an exact match could wait forever under load).
 const CATCH_UP_SLACK: u64 = 256;
-/// How often retention runs.
-const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
 impl DriverHandle {
     /// Sends a command from an async task, waiting (without blocking the worker thread) while
@@ -215,6 +213,7 @@ impl DriverHandle {
 pub fn spawn(
     node_id: u64,
     tick: Duration,
+    retention_every: Duration,
     metrics: Arc<Metrics>,
     peers: Option<Peers>,
     metadata: tokio::sync::mpsc::UnboundedSender<Applied>,
@@ -229,6 +228,7 @@ pub fn spawn(
             let driver = Driver {
                 node_id,
                 tick,
+                retention_every,
                 groups: BTreeMap::new(),
                 syncer: SyncPool::start(SYNC_THREADS, metrics.storage.clone(), sync_tx),
                 metrics,
@@ -302,6 +302,9 @@ struct Group {
     assignment: Assignment,
     /// Scratch space for the in-sync list (no allocation per Ready).
     in_sync: Vec<u64>,
+    /// The Ready that installed a snapshot, until raft-rs is told it is persisted: until then
+    /// nothing may be reported applied (raft-rs requires applied <= persisted).
+    snapshot_ready: Option<u64>,
     /// Whether the Raft configuration is known to be the desired one (no reassignment step to
     /// look for until the assignment or the configuration changes).
     settled: bool,
@@ -310,6 +313,8 @@ struct Group {
 struct Driver {
     node_id: u64,
     tick: Duration,
+    /// How often retention runs.
+    retention_every: Duration,
     groups: BTreeMap<PartitionKey, Group>,
     syncer: SyncPool,
     metrics: Arc<Metrics>,
@@ -551,7 +556,7 @@ impl Driver {
 
     fn serve(&mut self, rx: &Receiver<Command>) {
         let mut next_tick = Instant::now() + self.tick;
-        let mut next_retention = Instant::now() + RETENTION_EVERY;
+        let mut next_retention = Instant::now() + self.retention_every;
         let mut next_rebalance = Instant::now() + self.tick * REBALANCE_TICKS;
         let mut next_reassign = Instant::now() + self.tick * REASSIGN_TICKS;
         let mut busy = false;
@@ -625,7 +630,7 @@ impl Driver {
             }
             if now >= next_retention {
                 self.retention();
-                next_retention = now + RETENTION_EVERY;
+                next_retention = now + self.retention_every;
             }
             if let Some(reply) = shutdown {
                 self.shutdown();
@@ -813,6 +818,7 @@ impl Driver {
                 assignment,
                 in_sync: Vec::new(),
                 settled: false,
+                snapshot_ready: None,
                 eager_campaign: if preferred_new && !single {
                     EAGER_CAMPAIGN_TICKS
                 } else {
@@ -981,10 +987,16 @@ impl Driver {
                     }
                 }
             }
+            if !rd.snapshot().is_empty() {
+                g.snapshot_ready = Some(rd.number());
+            }
             g.unpersisted.push_back((rd.number(), must_be_durable, after_persist));
             g.raw.advance_append_async(rd);
-            // The Ready's committed entries were applied in persist_ready.
-            g.raw.advance_apply();
+            // The Ready's committed entries were applied in persist_ready. raft-rs counts a
+            // snapshot applied only once it is reported persisted (see `settle`).
+            if g.snapshot_ready.is_none() {
+                g.raw.advance_apply();
+            }
         }
         // Phase 2: start an fsync for every partition whose flush policy wants one now (with
         // `always`, any unsynced data; with `interval`, data old enough) and has none running.
@@ -1108,6 +1120,12 @@ impl Driver {
         }
         if let Some(number) = persisted {
             g.raw.on_persist_ready(number);
+            if g.snapshot_ready.is_some_and(|n| n <= number) {
+                // The snapshot (durable since it was installed) now counts as persisted: it and
+                // the committed entries handed out since are applied.
+                g.snapshot_ready = None;
+                g.raw.advance_apply();
+            }
         }
         Self::after_ready(g, m);
         Self::answer(g, m);

@@ -86,6 +86,8 @@ pub struct BrokerOptions {
     pub shutdown_timeout: Duration,
     /// Raft tick interval. Default 100 ms.
     pub raft_tick: Duration,
+    /// How often retention looks for segments to delete. Default 30 s.
+    pub retention_check_interval: Duration,
     /// Defaults for topics.
     pub topic_defaults: TopicDefaults,
     /// Where to write the bound addresses once listening (for tests and scripts), if anywhere.
@@ -110,6 +112,7 @@ impl Default for BrokerOptions {
             idle_timeout: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(30),
             raft_tick: Duration::from_millis(100),
+            retention_check_interval: Duration::from_secs(30),
             topic_defaults: TopicDefaults::default(),
             ready_file: None,
             metrics_per_partition: true,

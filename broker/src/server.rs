@@ -231,8 +231,14 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         )
     });
     let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (driver, driver_thread) =
-        driver::spawn(opts.node_id, opts.raft_tick, metrics.clone(), peers.clone(), applied_tx);
+    let (driver, driver_thread) = driver::spawn(
+        opts.node_id,
+        opts.raft_tick,
+        opts.retention_check_interval,
+        metrics.clone(),
+        peers.clone(),
+        applied_tx,
+    );
     let broker = Arc::new(Broker {
         opts: opts.clone(),
         registry: tokio::sync::Mutex::new(Registry::default()),

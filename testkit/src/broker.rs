@@ -29,7 +29,7 @@ pub struct BrokerProcess {
 
 impl BrokerProcess {
     /// Starts `binary` with its data and files under `dir`, on ephemeral ports, with a 20 ms Raft
-    /// tick and a 10 s shutdown timeout, no config file (`STRATA_CONFIG` removed), and waits up
+    /// tick, retention checked every 500 ms, and a 10 s shutdown timeout, no config file (`STRATA_CONFIG` removed), and waits up
     /// to 30 s for it to be ready.
     ///
     /// # Panics
@@ -117,6 +117,7 @@ impl BrokerProcess {
             .arg(&ready)
             .args(extra_args)
             .env("STRATA_RAFT_TICK", "20ms")
+            .env("STRATA_RETENTION_CHECK_INTERVAL", "500ms")
             .env_remove("STRATA_CONFIG");
         let process = LoggedChild::spawn("broker", &mut cmd, log.clone());
         Starting { process, ready, log }
