@@ -2303,6 +2303,7 @@ mod tests {
             ("STRATA_HTTP_LISTEN", "127.0.0.1:0"),
             ("STRATA_METRICS_PER_PARTITION", "FALSE"),
             ("STRATA_RAFT_TICK", "10ms"),
+            ("STRATA_RETENTION_CHECK_INTERVAL", "2m"),
             ("STRATA_SHUTDOWN_TIMEOUT", "5s"),
             ("STRATA_TOPIC_DEFAULTS_PARTITIONS", "4"),
             ("STRATA_TOPIC_DEFAULTS_RETENTION_BYTES", "1GiB"),
@@ -2329,6 +2330,7 @@ mod tests {
         assert_eq!(o.http.port(), 0);
         assert!(!o.metrics_per_partition);
         assert_eq!(o.raft_tick, Duration::from_millis(10));
+        assert_eq!(o.retention_check_interval, Duration::from_secs(120));
         assert_eq!(o.shutdown_timeout, Duration::from_secs(5));
         let t = &o.topic_defaults;
         assert_eq!(t.partitions, 4);
