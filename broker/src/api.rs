@@ -96,6 +96,7 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<Outgoing
             Response::ListPartitionReassignments(list_reassignments(broker).await)
         }
         Request::DecommissionBroker(r) => Response::DecommissionBroker(decommission_broker(broker, r).await),
+        Request::BrokerRegistration(r) => Response::BrokerRegistration(register_broker(broker, r).await),
     };
     respond(Ok(response))
 }
@@ -105,7 +106,7 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<Outgoing
 /// driver's queue is full (Raft retransmits).
 pub(crate) fn raft_messages(broker: &Broker, req: RaftMessagesRequest) {
     let me = broker.opts.node_id;
-    if req.to_node != me || req.from_node == me || !broker.voters.contains_key(&req.from_node) {
+    if req.to_node != me || req.from_node == me || !broker.knows(req.from_node) {
         tracing::debug!(
             from = req.from_node,
             to = req.to_node,
@@ -283,7 +284,7 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
 /// address, the others' voter addresses.
 pub(crate) fn broker_list(broker: &Broker) -> Vec<BrokerMetadata> {
     broker
-        .voters
+        .brokers()
         .iter()
         .map(|(&id, addr)| {
             let (host, port) = if id == broker.opts.node_id {
@@ -631,6 +632,64 @@ async fn decommission_broker(broker: &Arc<Broker>, req: DecommissionBrokerReques
             }
         }
         Err(e) => fail(e),
+    }
+}
+
+/// A data-only broker joins (or re-registers with a new address): committed through the
+/// controller, answered with the controller voters.
+async fn register_broker(broker: &Arc<Broker>, req: BrokerRegistrationRequest) -> BrokerRegistrationResponse {
+    let fail = |error: ErrorCode, message: String| BrokerRegistrationResponse {
+        error,
+        message: Some(message),
+        voters: Vec::new(),
+    };
+    let Some(node) = u64::try_from(req.node_id).ok().filter(|&n| n > 0) else {
+        return fail(
+            ErrorCode::InvalidRequest,
+            format!("node id {} is not at least 1", req.node_id),
+        );
+    };
+    if broker.voters.contains_key(&node) {
+        return fail(
+            ErrorCode::InvalidRequest,
+            format!("node id {node} belongs to a controller voter; give the joining broker an unused id"),
+        );
+    }
+    let valid_address = req
+        .address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !valid_address {
+        return fail(
+            ErrorCode::InvalidRequest,
+            format!("{:?} is not a host:port address", req.address),
+        );
+    }
+    let known = broker.registry.lock().await.brokers.get(&node) == Some(&req.address);
+    if !known {
+        let address = req.address.clone();
+        if let Err(e) = crate::controller::submit(broker, |request| MetadataCommand::RegisterBroker {
+            request,
+            node,
+            address,
+        })
+        .await
+        {
+            return fail(e.code, e.message);
+        }
+        tracing::info!(node, address = %req.address, "registered a data-only broker");
+    }
+    BrokerRegistrationResponse {
+        error: ErrorCode::None,
+        message: None,
+        voters: broker
+            .voters
+            .iter()
+            .map(|(&id, address)| BrokerAddress {
+                node_id: id as i32,
+                address: address.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -89,10 +89,16 @@ data_dir = "strata-data"
 # The metadata controller quorum: every voter as ID@HOST:PORT, comma-separated in one string,
 # where HOST:PORT is that broker's client listener address (host a DNS name or an IP, IPv6 in
 # brackets). Ids at least 1 and unique, addresses unique, at most 9 voters, and this broker's
-# node_id among them (every broker of a cluster is a voter for now). Give every broker the same
-# list. Default: unset (or ""): a cluster of one, this broker its only voter.
+# node_id among them. Give every voter the same list. Default: unset (or ""): a cluster of one,
+# this broker its only voter (unless it joins one, below).
 # env STRATA_CLUSTER_VOTERS or STRATA_VOTERS, flag --voters
 # voters = "1@broker-1.example.com:9700,2@broker-2.example.com:9700,3@broker-3.example.com:9700"
+
+# Join a running cluster as a data-only broker (not a voter): HOST:PORT of any of its brokers.
+# Needs a node_id no other broker has; not with voters. Once joined, the broker remembers the
+# cluster in its data dir and restarts without contacting this address first.
+# env STRATA_CLUSTER_JOIN or STRATA_JOIN, flag --join
+# join = "broker-1.example.com:9700"
 
 [listener]
 # Client listener, IP:PORT. Port 0 picks a free port.
@@ -253,6 +259,10 @@ pub struct ClusterConfig {
     /// the ids.
     #[serde(with = "voters", skip_serializing_if = "Vec::is_empty")]
     pub voters: Vec<Voter>,
+    /// `host:port` of a broker of a running cluster to join as a data-only broker. Default
+    /// unset; not with `voters`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
 }
 
 /// `[listener]`: the client listener.
@@ -414,6 +424,7 @@ impl From<&BrokerOptions> for Config {
             ready_file: o.ready_file.clone(),
             cluster: ClusterConfig {
                 voters: o.voters.clone(),
+                join: o.join.clone(),
             },
             listener: ListenerConfig {
                 listen: o.listen,
@@ -646,6 +657,27 @@ impl Config {
     fn validate_voters(&self) -> Result<(), ConfigError> {
         const KEY: &str = "cluster.voters";
         let voters = &self.cluster.voters;
+        if let Some(join) = &self.cluster.join {
+            let invalid = |reason: String, other_key| {
+                Err(ConfigError::Invalid(Box::new(InvalidSetting {
+                    key: "cluster.join",
+                    value: format!("{join:?}"),
+                    reason,
+                    origin: None,
+                    other_key,
+                    other_origin: None,
+                })))
+            };
+            if let Err(reason) = check_host_port(join) {
+                return invalid(reason, None);
+            }
+            if !voters.is_empty() {
+                return invalid(
+                    "a broker either is a voter (cluster.voters) or joins as a data-only broker, not both".into(),
+                    Some(KEY),
+                );
+            }
+        }
         if voters.is_empty() {
             return Ok(());
         }
@@ -697,8 +729,8 @@ impl Config {
             let listed: Vec<String> = ids.iter().map(u64::to_string).collect();
             return invalid(
                 format!(
-                    "node id {} is not among the voters (ids {}); list this broker in cluster.voters or give it \
-                     one of those ids (data-only brokers joining a cluster are a later feature)",
+                    "node id {} is not among the voters (ids {}); list this broker in cluster.voters, give it \
+                     one of those ids, or start it with cluster.join instead to add a data-only broker",
                     self.node_id,
                     listed.join(", ")
                 ),
@@ -729,6 +761,7 @@ impl Config {
         Ok(BrokerOptions {
             node_id: self.node_id,
             voters: self.cluster.voters.clone(),
+            join: self.cluster.join.clone(),
             listen: l.listen,
             advertised_address: l.advertised_address.clone(),
             http: self.http.listen,
@@ -1216,6 +1249,17 @@ const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        key: "cluster.join",
+        env: "STRATA_CLUSTER_JOIN",
+        env_alias: Some("STRATA_JOIN"),
+        flag: Some("--join"),
+        set: |c, v| {
+            c.cluster.join = (!v.trim().is_empty()).then(|| v.trim().to_string());
+            Ok(())
+        },
+        get: |c| unset_or(c.cluster.join.clone()),
+    },
+    Setting {
         key: "listener.listen",
         env: "STRATA_LISTENER_LISTEN",
         env_alias: Some("STRATA_LISTEN"),
@@ -1449,6 +1493,10 @@ struct Cli {
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voter_list)]
     voters: Option<VoterList>,
 
+    /// Join a running cluster through this broker, as a data-only broker [default: none] [env: STRATA_JOIN]
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Option<String>,
+
     /// Data directory [default: strata-data] [env: STRATA_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -1507,6 +1555,11 @@ impl Cli {
         }
         if let Some(VoterList(v)) = self.voters {
             set("cluster.voters", "--voters", &|c| c.cluster.voters = v.clone());
+        }
+        if let Some(v) = self.join {
+            set("cluster.join", "--join", &|c| {
+                c.cluster.join = (!v.trim().is_empty()).then(|| v.trim().to_string())
+            });
         }
         if let Some(v) = self.data_dir {
             set("data_dir", "--data-dir", &|c| c.data_dir = v.clone());
@@ -2071,6 +2124,7 @@ mod tests {
                 voter(8, "[fd00::8]:19700"),
                 voter(9, "10.0.0.9:19700"),
             ],
+            join: None,
             listen: "0.0.0.0:19700".parse().unwrap(),
             advertised_address: Some("broker-7.example.com:19700".into()),
             http: "0.0.0.0:19701".parse().unwrap(),
@@ -2340,8 +2394,31 @@ mod tests {
         assert_eq!(t.max_message_bytes, 2 << 20);
         assert_eq!(t.flush, FlushPolicy::Never);
         for s in SETTINGS {
-            assert_eq!(loaded.origin(s.key), Origin::Env(s.env), "{}", s.key);
+            // (cluster.join excludes cluster.voters: see `join_is_a_data_only_broker`.)
+            if s.key != "cluster.join" {
+                assert_eq!(loaded.origin(s.key), Origin::Env(s.env), "{}", s.key);
+            }
         }
+    }
+
+    #[test]
+    fn join_is_a_data_only_broker() {
+        let env = env_of(&[("STRATA_NODE_ID", "4"), ("STRATA_JOIN", "b1:9700")]);
+        let loaded = load(args(&[]), &env).unwrap();
+        assert_eq!(loaded.options.join.as_deref(), Some("b1:9700"));
+        assert_eq!(loaded.origin("cluster.join"), Origin::Env("STRATA_JOIN"));
+        let loaded = load(args(&["--node-id", "4", "--join", "b2:9700"]), &env).unwrap();
+        assert_eq!(loaded.options.join.as_deref(), Some("b2:9700"));
+        assert_eq!(loaded.origin("cluster.join"), Origin::Flag("--join"));
+        // Not with voters, and only a host:port.
+        let err = load(
+            args(&["--voters", "1@b1:9700", "--node-id", "1", "--join", "b2:9700"]),
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        let err = load(args(&["--node-id", "4", "--join", "b2"]), &no_env).unwrap_err();
+        assert!(err.to_string().contains("cluster.join"), "{err}");
     }
 
     #[test]
@@ -2460,7 +2537,9 @@ mod tests {
         assert_eq!(o.ready_file, Some(PathBuf::from("r3")));
         assert!(!o.metrics_per_partition);
         for s in SETTINGS {
-            if let Some(flag) = s.flag {
+            if let Some(flag) = s.flag
+                && s.key != "cluster.join"
+            {
                 assert_eq!(loaded.origin(s.key), Origin::Flag(flag), "{}", s.key);
             }
         }
@@ -2601,7 +2680,7 @@ mod tests {
         let message = |node_id: u64, voters: Vec<Voter>| {
             let c = Config {
                 node_id,
-                cluster: ClusterConfig { voters },
+                cluster: ClusterConfig { voters, join: None },
                 ..Config::default()
             };
             let e = c.validate().unwrap_err();
@@ -2613,7 +2692,7 @@ mod tests {
             m.starts_with("invalid cluster.voters = \"1@a:9700,2@b:9700,3@c:9700\": node id 4 is not among the voters (ids 1, 2, 3)"),
             "{m}"
         );
-        assert!(m.contains("data-only brokers"), "{m}");
+        assert!(m.contains("cluster.join"), "{m}");
         let m = message(1, vec![voter(1, "a:9700"), voter(0, "b:9700")]);
         assert!(m.contains("voter 0@b:9700: the id must be at least 1"), "{m}");
         let m = message(1, vec![voter(1, "a:9700"), voter(1, "b:9700")]);
@@ -2639,7 +2718,10 @@ mod tests {
         for (node_id, voters) in [(9, nine), (5, vec![voter(5, "[::1]:1")]), (3, three())] {
             let c = Config {
                 node_id,
-                cluster: ClusterConfig { voters: voters.clone() },
+                cluster: ClusterConfig {
+                    voters: voters.clone(),
+                    join: None,
+                },
                 ..Config::default()
             };
             assert_eq!(c.to_options().unwrap().voters, voters);

@@ -103,6 +103,16 @@ pub enum MetadataCommand {
         /// The finished moves (`replicas` = the target reached).
         done: Vec<FinishedMove>,
     },
+    /// A data-only broker (not a voter) joins the cluster, or announces a new address: every
+    /// broker learns where to reach it, and it becomes a learner of the metadata group.
+    RegisterBroker {
+        /// The proposal.
+        request: RequestId,
+        /// Its node id.
+        node: u64,
+        /// Its client address (`host:port`).
+        address: String,
+    },
     /// Move every replica off a broker (the moves, decided by the proposer) and keep new
     /// replicas away from it.
     DecommissionBroker {
@@ -147,6 +157,7 @@ impl MetadataCommand {
             | Self::AllocateProducerIds { request, .. }
             | Self::ReassignPartitions { request, .. }
             | Self::CompleteReassignments { request, .. }
+            | Self::RegisterBroker { request, .. }
             | Self::DecommissionBroker { request, .. } => *request,
         }
     }
@@ -333,6 +344,16 @@ pub fn apply(registry: &mut Registry, index: u64, cmd: &MetadataCommand) -> Resu
             Ok(0)
         }
         MetadataCommand::ReassignPartitions { moves, .. } => apply_moves(registry, moves),
+        MetadataCommand::RegisterBroker { node, address, .. } => {
+            if *node == 0 || address.is_empty() {
+                return Err(AdminError::new(
+                    ErrorCode::InvalidRequest,
+                    "a broker needs an id and an address",
+                ));
+            }
+            registry.brokers.insert(*node, address.clone());
+            Ok(0)
+        }
         MetadataCommand::DecommissionBroker { broker, moves, .. } => {
             let n = apply_moves(registry, moves)?;
             registry.decommissioned.insert(*broker);
@@ -545,6 +566,7 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
             }
             registry.clone()
         };
+        update_brokers(&broker, &desired).await;
         // Deleted topics first (their partitions may be re-created under the same name below).
         for (name, id, partitions) in deleted {
             broker.metrics.remove_topic(&name);
@@ -688,6 +710,61 @@ async fn sync_replicas(broker: &Arc<Broker>, registry: &Registry) -> Vec<(Partit
     failures
 }
 
+/// Makes this broker's view of the cluster's brokers match the metadata: every registered
+/// data-only broker is known (and connected to) with its current address, and the metadata
+/// group's learners are those brokers (the controller leader adds them to the group).
+async fn update_brokers(broker: &Arc<Broker>, registry: &Registry) {
+    let me = broker.opts.node_id;
+    let changed = {
+        let mut known = broker.brokers.write().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for (&node, address) in &registry.brokers {
+            if broker.voters.contains_key(&node) {
+                continue;
+            }
+            if known.get(&node) != Some(address) {
+                changed = true;
+                // This broker's own entry keeps its advertised address.
+                if node != me {
+                    known.insert(node, address.clone());
+                }
+            }
+            if node != me
+                && let Some(peers) = &broker.peers
+                && !peers.add(node, address.clone())
+            {
+                peers.readdress(node, address);
+            }
+        }
+        changed
+    };
+    let Some(metadata) = broker.metadata.get() else {
+        return;
+    };
+    let mut learners: Vec<u64> = registry
+        .brokers
+        .keys()
+        .copied()
+        .filter(|n| !broker.voters.contains_key(n))
+        .collect();
+    if !broker.voters.contains_key(&me) && !learners.contains(&me) {
+        learners.push(me);
+    }
+    learners.sort_unstable();
+    let mut assignment = metadata.assignment();
+    if changed || assignment.learners != learners {
+        assignment.learners = learners;
+        metadata.set_assignment(assignment.clone());
+        broker
+            .driver
+            .send(Command::Reassigned {
+                key: metadata.key.clone(),
+                assignment,
+            })
+            .await;
+    }
+}
+
 /// Deletes partition directories of existing topics whose partition is no longer assigned to
 /// this broker (and is not open): left by a move that finished while this broker was down.
 async fn sweep_moved_replicas(broker: &Arc<Broker>, registry: &Registry) {
@@ -811,9 +888,9 @@ async fn open_replica(
     broker.start_partition(part).await.map_err(|e| format!("{e:#}"))
 }
 
-/// The brokers of the cluster: the controller voters (data-only brokers are later work).
+/// The brokers of the cluster: the controller voters and the data brokers that registered.
 pub(crate) fn brokers(broker: &Broker) -> Vec<u64> {
-    broker.voters.keys().copied().collect()
+    broker.brokers().keys().copied().collect()
 }
 
 /// The brokers placement may put new replicas on: all but those being decommissioned.

@@ -1521,7 +1521,7 @@ impl Driver {
         let peers = self.peers.clone();
         let reachable = |id: u64| peers.as_ref().is_some_and(|p| p.is_connected(id));
         for g in self.groups.values_mut() {
-            if g.failed.is_some() || g.is_metadata || g.settled || !g.partition.is_leader() {
+            if g.failed.is_some() || g.settled || !g.partition.is_leader() {
                 continue;
             }
             let step = Self::next_change(g, self.node_id, &reachable);
@@ -1551,12 +1551,16 @@ impl Driver {
         if raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
             return Step::Wait;
         }
-        let desired = g.assignment.desired();
         let cs = raft.prs().conf().to_conf_state();
         let (voters, learners) = (&cs.voters, &cs.learners);
+        // The metadata group's voters are the configured controller quorum, never changed here;
+        // only its learners (the data-only brokers) come and go.
+        let desired: &[u64] = if g.is_metadata { voters } else { g.assignment.desired() };
+        let keep_learners = &g.assignment.learners;
         let in_step = voters.len() == desired.len()
             && desired.iter().all(|d| voters.contains(d))
-            && learners.is_empty()
+            && learners.len() == keep_learners.len()
+            && keep_learners.iter().all(|l| learners.contains(l))
             && cs.voters_outgoing.is_empty();
         if in_step || desired.is_empty() {
             return Step::Settled;
@@ -1585,6 +1589,7 @@ impl Driver {
         }
         let adding: Vec<ConfChangeSingle> = desired
             .iter()
+            .chain(keep_learners)
             .filter(|id| !voters.contains(id) && !learners.contains(id))
             .map(|&id| single(id, ConfChangeType::AddLearnerNode))
             .collect();
@@ -1609,7 +1614,7 @@ impl Driver {
             voters
                 .iter()
                 .chain(learners.iter())
-                .filter(|&&id| id != me && !desired.contains(&id))
+                .filter(|&&id| id != me && !desired.contains(&id) && !keep_learners.contains(&id))
                 .map(|&id| single(id, ConfChangeType::RemoveNode)),
         );
         if !changes.is_empty() {

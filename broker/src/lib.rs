@@ -14,6 +14,7 @@ pub mod config;
 pub mod controller;
 pub mod driver;
 pub mod http;
+pub mod join;
 pub mod metrics;
 pub mod options;
 pub mod partition;

@@ -65,6 +65,9 @@ pub struct BrokerOptions {
     /// unique ids and addresses, at most 9. Default empty: a cluster of one, this broker its only
     /// voter.
     pub voters: Vec<Voter>,
+    /// `host:port` of a broker of a running cluster this broker joins as a data-only broker
+    /// (not a voter). Default none.
+    pub join: Option<String>,
     /// Client listener. Port 0 picks a free port; the bound address is reported once listening.
     pub listen: SocketAddr,
     /// `host:port` clients are told to connect to (default: the bound listen address).
@@ -102,6 +105,7 @@ impl Default for BrokerOptions {
         Self {
             node_id: 1,
             voters: Vec::new(),
+            join: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 9700)),
             advertised_address: None,
             http: SocketAddr::from(([127, 0, 0, 1], 9701)),

@@ -33,6 +33,8 @@ pub struct Assignment {
     /// The replicas the partition was created with: its Raft group's bootstrap configuration,
     /// which a replica added later starts from (and then applies every change in the log).
     pub initial: Vec<u64>,
+    /// Members that only follow, never vote: the data-only brokers, in the metadata group.
+    pub learners: Vec<u64>,
 }
 
 impl Assignment {
@@ -42,6 +44,7 @@ impl Assignment {
             initial: replicas.clone(),
             replicas,
             target: None,
+            learners: Vec::new(),
         }
     }
 
@@ -56,12 +59,15 @@ impl Assignment {
     pub fn members(&self) -> Vec<u64> {
         let mut all = self.desired().to_vec();
         all.extend(self.replicas.iter().filter(|id| !self.desired().contains(id)));
+        all.extend(self.learners.iter().filter(|id| !all.contains(id)).collect::<Vec<_>>());
         all
     }
 
     /// Whether `node` holds a replica now.
     pub fn contains(&self, node: u64) -> bool {
-        self.replicas.contains(&node) || self.target.as_ref().is_some_and(|t| t.contains(&node))
+        self.replicas.contains(&node)
+            || self.target.as_ref().is_some_and(|t| t.contains(&node))
+            || self.learners.contains(&node)
     }
 
     /// The replica leadership belongs to (and returns to after a failover).

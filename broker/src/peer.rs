@@ -115,13 +115,19 @@ impl Counters {
 struct Link {
     tx: mpsc::Sender<Vec<OutboundMessage>>,
     connected: Arc<AtomicBool>,
+    /// Where the peer listens (changes if it re-registers elsewhere).
+    address: Arc<std::sync::Mutex<String>>,
 }
 
 #[derive(Debug)]
 struct Inner {
-    links: HashMap<u64, Link>,
+    node_id: u64,
+    /// By node id; brokers that join later are added (see [`Peers::add`]).
+    links: std::sync::RwLock<HashMap<u64, Link>>,
     counters: Arc<Counters>,
     tasks: TaskTracker,
+    runtime: tokio::runtime::Handle,
+    shutdown: CancellationToken,
 }
 
 /// The connections to the other brokers. Cheap to clone; the sender tasks stop when `shutdown`
@@ -142,38 +148,68 @@ impl Peers {
         runtime: tokio::runtime::Handle,
         shutdown: CancellationToken,
     ) -> Peers {
-        let counters = Arc::new(Counters::default());
         let tasks = TaskTracker::new();
-        let mut links = HashMap::new();
-        for (to, address) in peers {
-            if to == node_id || links.contains_key(&to) {
-                tracing::warn!(peer = to, %address, "ignoring a peer entry for this node or a repeated id");
-                continue;
-            }
-            let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-            let connected = Arc::new(AtomicBool::new(false));
-            let sender = Sender {
-                node_id,
-                to,
-                address,
-                rx,
-                connected: connected.clone(),
-                counters: counters.clone(),
-                shutdown: shutdown.clone(),
-                buf: BytesMut::new(),
-                header: RequestHeader {
-                    api_key: ApiKey::RaftMessages as i16,
-                    api_version: 0,
-                    correlation_id: 0,
-                    client_id: Some(format!("broker-{node_id}")),
-                },
-            };
-            tasks.spawn_on(sender.run(), &runtime);
-            links.insert(to, Link { tx, connected });
-        }
         tasks.close();
-        Peers {
-            inner: Arc::new(Inner { links, counters, tasks }),
+        let p = Peers {
+            inner: Arc::new(Inner {
+                node_id,
+                links: std::sync::RwLock::new(HashMap::new()),
+                counters: Arc::new(Counters::default()),
+                tasks,
+                runtime,
+                shutdown,
+            }),
+        };
+        for (to, address) in peers {
+            if !p.add(to, address.clone()) {
+                tracing::warn!(peer = to, %address, "ignoring a peer entry for this node or a repeated id");
+            }
+        }
+        p
+    }
+
+    /// Starts a sender task for node `to` at `address` (a broker that joined); `false` (and
+    /// nothing changes) for this node or a node already known. A known node's new address takes
+    /// effect when [`Peers::readdress`] is called.
+    pub fn add(&self, to: u64, address: String) -> bool {
+        let inner = &self.inner;
+        let mut links = inner.links.write().unwrap_or_else(|e| e.into_inner());
+        if to == inner.node_id || links.contains_key(&to) {
+            return false;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let connected = Arc::new(AtomicBool::new(false));
+        let address = Arc::new(std::sync::Mutex::new(address));
+        let sender = Sender {
+            node_id: inner.node_id,
+            to,
+            address: address.clone(),
+            rx,
+            connected: connected.clone(),
+            counters: inner.counters.clone(),
+            shutdown: inner.shutdown.clone(),
+            buf: BytesMut::new(),
+            header: RequestHeader {
+                api_key: ApiKey::RaftMessages as i16,
+                api_version: 0,
+                correlation_id: 0,
+                client_id: Some(format!("broker-{}", inner.node_id)),
+            },
+        };
+        inner.tasks.spawn_on(sender.run(), &inner.runtime);
+        links.insert(to, Link { tx, connected, address });
+        true
+    }
+
+    /// Points node `to`'s connection at a new address (a broker that re-registered from
+    /// elsewhere); used from the next connect attempt.
+    pub fn readdress(&self, to: u64, address: &str) {
+        if let Some(link) = self.inner.links.read().unwrap_or_else(|e| e.into_inner()).get(&to) {
+            let mut a = link.address.lock().unwrap_or_else(|e| e.into_inner());
+            if *a != address {
+                tracing::info!(peer = to, from = %a, to = %address, "peer broker moved");
+                *a = address.to_string();
+            }
         }
     }
 
@@ -183,7 +219,8 @@ impl Peers {
         if msgs.is_empty() {
             return;
         }
-        let Some(link) = self.inner.links.get(&to) else {
+        let links = self.inner.links.read().unwrap_or_else(|e| e.into_inner());
+        let Some(link) = links.get(&to) else {
             tracing::debug!(
                 peer = to,
                 count = msgs.len(),
@@ -205,6 +242,8 @@ impl Peers {
     pub fn is_connected(&self, to: u64) -> bool {
         self.inner
             .links
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .get(&to)
             .is_some_and(|l| l.connected.load(Ordering::Relaxed))
     }
@@ -213,6 +252,8 @@ impl Peers {
     pub fn connected_count(&self) -> usize {
         self.inner
             .links
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .values()
             .filter(|l| l.connected.load(Ordering::Relaxed))
             .count()
@@ -246,7 +287,7 @@ enum Ended {
 struct Sender {
     node_id: u64,
     to: u64,
-    address: String,
+    address: Arc<std::sync::Mutex<String>>,
     rx: mpsc::Receiver<Vec<OutboundMessage>>,
     connected: Arc<AtomicBool>,
     counters: Arc<Counters>,
@@ -268,10 +309,11 @@ impl Sender {
         loop {
             // Whatever is queued predates this attempt; Raft has or will have newer messages.
             self.drop_queued();
+            let address = self.address.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let attempt = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return,
-                r = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.address.as_str())) => r,
+                r = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address.as_str())) => r,
             };
             let stream = match attempt {
                 Ok(Ok(stream)) => stream,
@@ -283,10 +325,10 @@ impl Sender {
                         _ => format!("timed out after {CONNECT_TIMEOUT:?}"),
                     };
                     if warned_at.is_none_or(|at| at.elapsed() >= UNREACHABLE_WARN_INTERVAL) {
-                        tracing::warn!(peer = self.to, address = %self.address, %error, failures, "cannot connect to peer broker");
+                        tracing::warn!(peer = self.to, %address, %error, failures, "cannot connect to peer broker");
                         warned_at = Some(Instant::now());
                     } else {
-                        tracing::debug!(peer = self.to, address = %self.address, %error, failures, "cannot connect to peer broker");
+                        tracing::debug!(peer = self.to, %address, %error, failures, "cannot connect to peer broker");
                     }
                     if !self.wait_dropping(backoff).await {
                         return;
@@ -300,9 +342,9 @@ impl Sender {
             }
             // A peer that accepts and at once hangs up, again and again, is logged at debug.
             if flapping {
-                tracing::debug!(peer = self.to, address = %self.address, "connected to peer broker");
+                tracing::debug!(peer = self.to, %address, "connected to peer broker");
             } else {
-                tracing::info!(peer = self.to, address = %self.address, "connected to peer broker");
+                tracing::info!(peer = self.to, %address, "connected to peer broker");
             }
             failures = 0;
             warned_at = None;
@@ -315,9 +357,9 @@ impl Sender {
             };
             let short = since.elapsed() < SHORT_CONNECTION;
             if short && flapping {
-                tracing::debug!(peer = self.to, address = %self.address, %reason, "lost the connection to peer broker");
+                tracing::debug!(peer = self.to, %address, %reason, "lost the connection to peer broker");
             } else {
-                tracing::warn!(peer = self.to, address = %self.address, %reason, "lost the connection to peer broker");
+                tracing::warn!(peer = self.to, %address, %reason, "lost the connection to peer broker");
             }
             flapping = short;
             if short {

@@ -55,6 +55,9 @@ pub struct Broker {
     pub(crate) metrics: Arc<Metrics>,
     /// The controller voters (node id → client address); on a cluster of one, this broker.
     pub(crate) voters: Voters,
+    /// Every broker of the cluster (node id → client address): the voters and the data brokers
+    /// that registered (kept current by the metadata reconciler).
+    pub(crate) brokers: RwLock<Voters>,
     /// Proposing metadata changes and waiting for them.
     pub(crate) controller: Controller,
     /// The metadata group's replica on this broker (its leadership is the controller's).
@@ -62,13 +65,27 @@ pub struct Broker {
     /// Whether this broker has applied the metadata known committed when it started (until then
     /// an unknown topic may just not be replayed yet).
     pub(crate) metadata_ready: std::sync::atomic::AtomicBool,
-    /// The Raft transport to the other brokers (`None` on a cluster of one), for metrics.
+    /// The Raft transport to the other brokers (`None` on a cluster of one that nobody can
+    /// join), for metrics.
     pub(crate) peers: Option<crate::peer::Peers>,
     /// The producer ids this broker may hand out: `[next, end)`, a block from the controller.
     pub(crate) producer_ids: tokio::sync::Mutex<(u64, u64)>,
 }
 
 impl Broker {
+    /// Every broker of the cluster and its client address.
+    pub(crate) fn brokers(&self) -> Voters {
+        self.brokers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether `node` is a broker of the cluster.
+    pub(crate) fn knows(&self, node: u64) -> bool {
+        self.brokers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&node)
+    }
+
     /// The partition, if hosted here.
     pub(crate) fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         let p = u32::try_from(partition).ok()?;
@@ -204,11 +221,15 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     let http_bound = http_listener.local_addr()?;
     let advertised = advertised(&opts, bound)?;
     let metrics = Arc::new(Metrics::new(opts.metrics_per_partition).context("defining the metrics")?);
-    let voters: Voters = if opts.voters.is_empty() {
-        [(opts.node_id, format!("{}:{}", advertised.0, advertised.1))].into()
+    let my_address = format!("{}:{}", advertised.0, advertised.1);
+    let voters: Voters = if let Some(join) = &opts.join {
+        crate::join::voters(&opts, join, &my_address).await?
+    } else if opts.voters.is_empty() {
+        [(opts.node_id, my_address.clone())].into()
     } else {
         opts.voters.iter().map(|v| (v.id, v.address.clone())).collect()
     };
+    let joined = !voters.contains_key(&opts.node_id);
     if let Some(me) = opts.voters.iter().find(|v| v.id == opts.node_id) {
         let listen = bound.to_string();
         let adv = format!("{}:{}", advertised.0, advertised.1);
@@ -217,7 +238,8 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         }
     }
     let peer_stop = CancellationToken::new();
-    let peers = (voters.len() > 1).then(|| {
+    // Always running, even alone: a data-only broker may join a cluster of one.
+    let peers = Some({
         let others = voters
             .iter()
             .filter(|(id, _)| **id != opts.node_id)
@@ -247,6 +269,11 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         advertised,
         shutting_down: CancellationToken::new(),
         metrics,
+        brokers: RwLock::new({
+            let mut all = voters.clone();
+            all.insert(opts.node_id, my_address.clone());
+            all
+        }),
         voters,
         controller: Controller::new(opts.node_id),
         metadata: std::sync::OnceLock::new(),
@@ -271,14 +298,13 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     let metadata = {
         let b = broker.clone();
         let replicas: Vec<u64> = broker.voters.keys().copied().collect();
+        let mut assignment = crate::partition::Assignment::fixed(replicas);
+        if joined {
+            // A data-only broker follows the metadata group as a learner.
+            assignment.learners.push(opts.node_id);
+        }
         tokio::task::spawn_blocking(move || {
-            b.open_partition(
-                METADATA_TOPIC,
-                0,
-                0,
-                crate::partition::Assignment::fixed(replicas),
-                &metadata_config(&b.opts),
-            )
+            b.open_partition(METADATA_TOPIC, 0, 0, assignment, &metadata_config(&b.opts))
         })
         .await??
     };
@@ -355,7 +381,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     ready_task.abort();
     readiness.set_stopping();
     broker.shutting_down.cancel();
-    if broker.voters.len() > 1 {
+    if broker.brokers().len() > 1 {
         // Leadership moves to followers first, so this broker's partitions keep serving; peer
         // connections stay open (see `serve_connection`) until the transfers have happened.
         let (tx, rx) = oneshot::channel();

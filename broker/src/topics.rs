@@ -258,6 +258,7 @@ impl TopicMeta {
                 .unwrap_or_else(|| replicas.clone()),
             target: self.targets.get(&p).cloned(),
             replicas,
+            learners: Vec::new(),
         })
     }
 }
@@ -273,6 +274,9 @@ pub struct Registry {
     /// Brokers being emptied: placement skips them.
     #[serde(default)]
     pub decommissioned: std::collections::BTreeSet<u64>,
+    /// Data-only brokers that joined (not voters), with their client addresses.
+    #[serde(default)]
+    pub brokers: BTreeMap<u64, String>,
 }
 
 /// The directory of a partition.

@@ -147,6 +147,8 @@ fn request() -> impl Strategy<Value = Request> {
         (any::<i32>(), any::<i32>()).prop_map(|(broker_id, timeout_ms)| Request::DecommissionBroker(
             DecommissionBrokerRequest { broker_id, timeout_ms }
         )),
+        (any::<i32>(), name())
+            .prop_map(|(node_id, address)| Request::BrokerRegistration(BrokerRegistrationRequest { node_id, address })),
     ]
 }
 
@@ -324,6 +326,21 @@ fn response() -> impl Strategy<Value = Response> {
             .prop_map(|(error, reassignments)| Response::ListPartitionReassignments(
                 ListPartitionReassignmentsResponse { error, reassignments }
             )),
+        (
+            error_code(),
+            proptest::option::of(name()),
+            proptest::collection::vec(
+                (any::<i32>(), name()).prop_map(|(node_id, address)| BrokerAddress { node_id, address }),
+                0..4
+            )
+        )
+            .prop_map(
+                |(error, message, voters)| Response::BrokerRegistration(BrokerRegistrationResponse {
+                    error,
+                    message,
+                    voters
+                })
+            ),
         (error_code(), proptest::option::of(name()), any::<i32>()).prop_map(|(error, message, partitions_moving)| {
             Response::DecommissionBroker(DecommissionBrokerResponse {
                 error,
@@ -529,6 +546,7 @@ fn api_keys_are_pinned() {
         (ApiKey::InitProducerId, 22),
         (ApiKey::AlterPartitionReassignments, 45),
         (ApiKey::ListPartitionReassignments, 46),
+        (ApiKey::BrokerRegistration, 62),
         (ApiKey::RaftMessages, 1000),
         (ApiKey::DecommissionBroker, 1001),
     ];

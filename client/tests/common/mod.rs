@@ -411,7 +411,8 @@ impl Conn {
             // Cluster administration: this mock is a single broker with nothing to move.
             Request::AlterPartitionReassignments(_)
             | Request::ListPartitionReassignments(_)
-            | Request::DecommissionBroker(_) => return None,
+            | Request::DecommissionBroker(_)
+            | Request::BrokerRegistration(_) => return None,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod produce;
 pub mod raft_messages;
 pub mod reassign;
+pub mod register;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -35,6 +36,7 @@ pub use reassign::{
     DecommissionBrokerResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
     OngoingReassignment, PartitionResult, ReassignablePartition,
 };
+pub use register::{BrokerAddress, BrokerRegistrationRequest, BrokerRegistrationResponse};
 
 /// A message body with a versioned encoding.
 pub trait Body: Sized {
@@ -72,6 +74,8 @@ pub enum ApiKey {
     AlterPartitionReassignments = 45,
     /// The partition moves in progress.
     ListPartitionReassignments = 46,
+    /// A data-only broker joins the cluster.
+    BrokerRegistration = 62,
     /// Internal, broker-to-broker only: Raft messages for many partitions' groups. Never
     /// answered.
     RaftMessages = 1000,
@@ -81,7 +85,7 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every API.
-    pub const ALL: [ApiKey; 12] = [
+    pub const ALL: [ApiKey; 13] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -92,6 +96,7 @@ impl ApiKey {
         ApiKey::InitProducerId,
         ApiKey::AlterPartitionReassignments,
         ApiKey::ListPartitionReassignments,
+        ApiKey::BrokerRegistration,
         ApiKey::RaftMessages,
         ApiKey::DecommissionBroker,
     ];
@@ -121,6 +126,7 @@ impl ApiKey {
             ApiKey::AlterPartitionReassignments => "alter_partition_reassignments",
             ApiKey::ListPartitionReassignments => "list_partition_reassignments",
             ApiKey::DecommissionBroker => "decommission_broker",
+            ApiKey::BrokerRegistration => "broker_registration",
         }
     }
 }
@@ -141,6 +147,7 @@ pub enum Request {
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
     ListPartitionReassignments(ListPartitionReassignmentsRequest),
     DecommissionBroker(DecommissionBrokerRequest),
+    BrokerRegistration(BrokerRegistrationRequest),
 }
 
 /// A decoded response body.
@@ -160,6 +167,7 @@ pub enum Response {
     AlterPartitionReassignments(AlterPartitionReassignmentsResponse),
     ListPartitionReassignments(ListPartitionReassignmentsResponse),
     DecommissionBroker(DecommissionBrokerResponse),
+    BrokerRegistration(BrokerRegistrationResponse),
 }
 
 macro_rules! dispatch {
@@ -202,7 +210,8 @@ dispatch!(
     RaftMessages,
     AlterPartitionReassignments,
     ListPartitionReassignments,
-    DecommissionBroker
+    DecommissionBroker,
+    BrokerRegistration
 );
 dispatch!(
     Response,
@@ -217,7 +226,8 @@ dispatch!(
     RaftMessages,
     AlterPartitionReassignments,
     ListPartitionReassignments,
-    DecommissionBroker
+    DecommissionBroker,
+    BrokerRegistration
 );
 
 /// Per-topic grouping used by produce, fetch and list-offsets: a topic name and its partitions'

@@ -1,0 +1,117 @@
+//! A data-only broker joins a running three-voter cluster with `--join`: every broker lists it,
+//! new topics place replicas on it, clients produce and consume through it, and it comes back
+//! after a `kill -9` from what it remembers (no join address needed to be up).
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use strata_client::{ClientConfig, ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, Seek};
+use strata_protocol::ErrorCode;
+use strata_protocol::api::*;
+use strata_testkit::{BrokerProcess, free_port};
+
+mod common;
+use common::cluster::{Cluster, all_led, wait_metadata};
+use common::{BROKER, Client};
+
+fn launch_joiner(dir: &std::path::Path, listen: std::net::SocketAddr, join: std::net::SocketAddr) -> BrokerProcess {
+    let join = join.to_string();
+    BrokerProcess::launch(BROKER, dir, listen, &["--node-id", "4", "--join", &join]).wait()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_only_broker_joins_serves_and_restarts() {
+    let cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let joiner = launch_joiner(dir.path(), listen, cluster.addrs[1]);
+
+    // Every broker lists it (the metadata it follows names all four).
+    for addr in cluster.addrs.iter().chain([&listen]) {
+        let mut c = Client::connect(*addr).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let Response::Metadata(m) = c
+                .call(Request::Metadata(MetadataRequest { topics: Some(vec![]) }))
+                .await
+                .unwrap()
+            else {
+                panic!("not a metadata response")
+            };
+            let mut ids: Vec<i32> = m.brokers.iter().map(|b| b.node_id).collect();
+            ids.sort_unstable();
+            if ids == [1, 2, 3, 4] {
+                let four = m.brokers.iter().find(|b| b.node_id == 4).unwrap();
+                assert_eq!(four.port, i32::from(listen.port()), "{four:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{addr} lists {ids:?}\n{}", joiner.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // A voter's id cannot register as a data broker.
+    let mut c = Client::connect(cluster.addrs[0]).await;
+    let Response::BrokerRegistration(r) = c
+        .call(Request::BrokerRegistration(BrokerRegistrationRequest {
+            node_id: 2,
+            address: "127.0.0.1:1".into(),
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("not a registration response")
+    };
+    assert_eq!(r.error, ErrorCode::InvalidRequest, "{r:?}");
+
+    // New topics use it; clients bootstrapped from it alone produce and consume.
+    let only_joiner = strata_client::Client::connect(ClientConfig::new(&listen.to_string()))
+        .await
+        .unwrap();
+    only_joiner
+        .admin()
+        .create_topic(NewTopic::new("spread", 12, 3))
+        .await
+        .unwrap();
+    let mut meta = Client::connect(listen).await;
+    let t = wait_metadata(&mut meta, "spread", "leaders", all_led).await;
+    let on_four = t.partitions.iter().filter(|p| p.replicas.contains(&4)).count();
+    assert!(on_four >= 3, "only {on_four} of 12 partitions on broker 4: {t:?}");
+
+    let producer = only_joiner.producer(ProducerConfig::default()).unwrap();
+    for i in 0..240u32 {
+        let rec = ProducerRecord::new("spread", i.to_string().into_bytes()).partition((i % 12) as i32);
+        producer.send(rec).await.unwrap();
+    }
+    producer.close().await;
+
+    // kill -9 and restart it: it rejoins from its own data directory.
+    joiner.kill9();
+    let joiner = launch_joiner(dir.path(), listen, cluster.addrs[2]);
+    let mut meta = Client::connect(listen).await;
+    wait_metadata(&mut meta, "spread", "leaders after the restart", all_led).await;
+    let mut consumer = only_joiner.consumer(ConsumerConfig::default()).unwrap();
+    consumer.assign_topic("spread").await.unwrap();
+    consumer.seek_all(Seek::Earliest).await.unwrap();
+    let mut stream = consumer.stream();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 240 {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of 240\n{}",
+            seen.len(),
+            joiner.logs()
+        );
+        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(20), stream.next()).await else {
+            panic!("the consumer stalled after {} records\n{}", seen.len(), joiner.logs());
+        };
+        let r = r.unwrap();
+        let n: u32 = std::str::from_utf8(r.value.as_deref().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(seen.insert(n), "record {n} twice");
+    }
+    drop(joiner);
+}
