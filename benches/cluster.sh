@@ -31,7 +31,8 @@ BOOT="127.0.0.1:${PORTS[0]},127.0.0.1:${PORTS[1]},127.0.0.1:${PORTS[2]}"
 PIDS=(0 0 0)
 
 start() { # i (0-based)
-  local i=$1 dir="$OUT/b$((i + 1))"
+  local i=$1
+  local dir="$OUT/b$((i + 1))"
   mkdir -p "$dir"
   rm -f "$dir/ready.json"
   "$BROKER" --node-id $((i + 1)) --voters "$VOTERS" --listen "127.0.0.1:${PORTS[$i]}" --http 127.0.0.1:0 \
@@ -90,8 +91,37 @@ produce)
   "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
     --rate "$RATE" --duration 10s --warmup 2s --json | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
   ;;
+failover)
+  KILLS=${2:-20}
+  "$CLI" --bootstrap "$BOOT" topic create fo --partitions 3 --replication-factor 3 >/dev/null
+  sleep 3
+  # Background load on every partition while leaders are killed.
+  "$BENCH" produce --bootstrap "$BOOT" --topic fo --message-size 1024 --acks all --rate 2000 \
+    --duration 3600s >"$OUT/load.log" 2>&1 &
+  LOAD=$!
+  : >"$OUT/failover.txt"
+  for k in $(seq 1 "$KILLS"); do
+    leader=$("$CLI" --bootstrap "$BOOT" --format json topic describe fo | jq '.partitions[0].leader')
+    [[ "$leader" =~ ^[1-3]$ ]] || { echo "no leader for fo/0"; sleep 1; continue; }
+    t0=$(date +%s.%N)
+    kill -9 "${PIDS[$((leader - 1))]}"
+    # One record to partition 0 with acks=all: returns once acknowledged (the client retries
+    # through the failover). Includes the CLI's own start (~10 ms).
+    echo "kill-$k" | "$CLI" --bootstrap "$BOOT" produce fo --partition 0 --acks all --delivery-timeout-ms 30000 >/dev/null
+    t1=$(date +%s.%N)
+    ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", (b - a) * 1000}')
+    echo "$ms" >>"$OUT/failover.txt"
+    echo "kill $k: broker $leader, first acked produce on fo/0 after $ms ms"
+    start $((leader - 1)); wait_ready $((leader - 1))
+    sleep 4 # leadership returns to the preferred replica
+  done
+  kill "$LOAD" 2>/dev/null || true
+  sort -n "$OUT/failover.txt" | awk '{a[NR]=$1} END {
+    p99 = a[int(NR * 0.99 + 0.999)]; if (p99 == "") p99 = a[NR];
+    printf "failover over %d kills: min %d ms, median %d ms, p99 %d ms, max %d ms\n", NR, a[1], a[int((NR + 1) / 2)], p99, a[NR] }'
+  ;;
 *)
-  echo "usage: benches/cluster.sh idle [PARTITIONS] | produce" >&2
+  echo "usage: benches/cluster.sh idle [PARTITIONS] | produce | failover [KILLS]" >&2
   exit 2
   ;;
 esac

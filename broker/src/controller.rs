@@ -45,6 +45,8 @@ pub const METADATA_TOPIC: &str = "__cluster_metadata";
 pub const TOPIC_ID_FILE: &str = "topic-id";
 /// How long an admin change waits to be committed and applied.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a proposal may go unapplied before it is proposed again (it may have been lost).
+const REPROPOSE_AFTER: Duration = Duration::from_millis(500);
 
 /// Identifies a proposal: the proposing broker and its sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -275,45 +277,76 @@ pub(crate) async fn submit(
     let c = &broker.controller;
     let request = c.next_request();
     let data = make(request).encode()?;
-    let (tx, rx) = oneshot::channel();
+    let (tx, mut rx) = oneshot::channel();
     c.waiting().insert(request, tx);
     let forget = || {
         c.waiting().remove(&request);
     };
-    let (ptx, prx) = oneshot::channel();
-    let sent = broker.driver.send(Command::ProposeMetadata { data, reply: ptx }).await;
-    let proposed = if sent {
-        prx.await.unwrap_or(Err((
-            ErrorCode::BrokerShuttingDown,
-            "the broker is shutting down".into(),
-        )))
-    } else {
-        Err((ErrorCode::BrokerShuttingDown, "the broker is shutting down".into()))
-    };
-    if let Err((code, message)) = proposed {
-        forget();
-        return Err(AdminError::new(code, message));
-    }
-    match tokio::time::timeout(COMMIT_TIMEOUT, rx).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(_)) => Err(AdminError::new(
-            ErrorCode::BrokerShuttingDown,
-            "the broker is shutting down",
-        )),
-        Err(_) => {
-            forget();
-            Err(AdminError::new(
-                ErrorCode::RequestTimedOut,
-                format!(
-                    "the metadata change was not committed within {COMMIT_TIMEOUT:?} (is a majority of the controller voters up?); it may still be applied"
-                ),
-            ))
+    let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+    let mut last_error = None;
+    // A proposal can be lost: raft-rs drops it while no leader is known, and one forwarded to a
+    // leader that just died vanishes. So it is proposed again (same request id) until it is
+    // applied or the time is up; a copy applied after the first is answered to nobody, and
+    // every command is harmless applied twice (see `apply`).
+    loop {
+        let (ptx, prx) = oneshot::channel();
+        let sent = broker
+            .driver
+            .send(Command::ProposeMetadata {
+                data: data.clone(),
+                reply: ptx,
+            })
+            .await;
+        let proposed = if sent {
+            prx.await.unwrap_or(Err((
+                ErrorCode::BrokerShuttingDown,
+                "the broker is shutting down".into(),
+            )))
+        } else {
+            Err((ErrorCode::BrokerShuttingDown, "the broker is shutting down".into()))
+        };
+        match proposed {
+            Err((ErrorCode::BrokerShuttingDown, message)) => {
+                forget();
+                return Err(AdminError::new(ErrorCode::BrokerShuttingDown, message));
+            }
+            Err((code, message)) => last_error = Some(AdminError::new(code, message)),
+            Ok(()) => {}
+        }
+        let wait = deadline.min(tokio::time::Instant::now() + REPROPOSE_AFTER);
+        match tokio::time::timeout_at(wait, &mut rx).await {
+            Ok(Ok(outcome)) => return outcome,
+            Ok(Err(_)) => {
+                return Err(AdminError::new(
+                    ErrorCode::BrokerShuttingDown,
+                    "the broker is shutting down",
+                ));
+            }
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                forget();
+                return Err(last_error.unwrap_or_else(|| {
+                    AdminError::new(
+                        ErrorCode::RequestTimedOut,
+                        format!(
+                            "the metadata change was not committed within {COMMIT_TIMEOUT:?} (is a majority of the controller voters up?); it may still be applied"
+                        ),
+                    )
+                }));
+            }
+            Err(_) => {}
         }
     }
 }
 
 /// Applies one command to the metadata view. Deterministic: every broker gets the same outcome.
 pub fn apply(registry: &mut Registry, index: u64, cmd: &MetadataCommand) -> Result<u64, AdminError> {
+    let r = cmd.request();
+    if !registry.recent.insert((r.node, r.nonce, r.seq)) {
+        return Err(AdminError::new(
+            ErrorCode::InvalidRequest,
+            "a copy of a command already applied",
+        ));
+    }
     match cmd {
         MetadataCommand::CreateTopic {
             name, config, replicas, ..
@@ -998,31 +1031,35 @@ mod tests {
     #[test]
     fn apply_is_deterministic_and_refuses_duplicates() {
         let mut r = Registry::default();
-        let req = RequestId {
-            node: 1,
-            seq: 0,
-            nonce: 0,
-        };
-        let create = MetadataCommand::CreateTopic {
-            request: req,
+        let req = |seq| RequestId { node: 1, seq, nonce: 0 };
+        let create = |seq| MetadataCommand::CreateTopic {
+            request: req(seq),
             name: "t".into(),
             config: TopicConfig::from_defaults(&crate::options::TopicDefaults::default()),
             replicas: vec![vec![1, 2, 3]],
         };
-        apply(&mut r, 5, &create).unwrap();
+        apply(&mut r, 5, &create(0)).unwrap();
         assert_eq!(r.topics["t"].id, 5);
         assert_eq!(
-            apply(&mut r, 6, &create).unwrap_err().code,
+            apply(&mut r, 6, &create(1)).unwrap_err().code,
             ErrorCode::TopicAlreadyExists
         );
-        let delete = MetadataCommand::DeleteTopic {
-            request: req,
+        let delete = |seq| MetadataCommand::DeleteTopic {
+            request: req(seq),
             name: "t".into(),
         };
-        apply(&mut r, 7, &delete).unwrap();
+        apply(&mut r, 7, &delete(2)).unwrap();
         assert_eq!(
-            apply(&mut r, 8, &delete).unwrap_err().code,
+            apply(&mut r, 8, &delete(3)).unwrap_err().code,
             ErrorCode::UnknownTopicOrPartition
         );
+        // A proposal retried after it seemed lost may commit twice: the copy changes nothing,
+        // even after the topic was created again.
+        apply(&mut r, 9, &create(4)).unwrap();
+        assert_eq!(
+            apply(&mut r, 10, &delete(2)).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        assert!(r.topics.contains_key("t"));
     }
 }

@@ -277,6 +277,37 @@ pub struct Registry {
     /// Data-only brokers that joined (not voters), with their client addresses.
     #[serde(default)]
     pub brokers: BTreeMap<u64, String>,
+    /// The request ids of the newest commands applied, so a command proposed twice (a proposal
+    /// retried after it seemed lost) applies once.
+    #[serde(skip)]
+    pub recent: RecentRequests,
+}
+
+/// The newest request ids applied (a bounded window, the same on every broker: it is rebuilt
+/// by applying the same log).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecentRequests {
+    order: std::collections::VecDeque<(u64, u64, u64)>,
+    set: std::collections::HashSet<(u64, u64, u64)>,
+}
+
+impl RecentRequests {
+    /// Requests remembered.
+    const WINDOW: usize = 4096;
+
+    /// Records a request id; `false` if it was applied already.
+    pub fn insert(&mut self, id: (u64, u64, u64)) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::WINDOW
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
 }
 
 /// The directory of a partition.

@@ -111,7 +111,9 @@ pub struct ProducerConfig {
     pub retries: u32,
     /// First retry backoff, doubled per attempt. Default 100 ms.
     pub retry_backoff: Duration,
-    /// Largest retry backoff. Default 1 s.
+    /// Largest retry backoff. Default 250 ms: a partition whose leader died gets a new one
+    /// within an election timeout (1–2 s at the broker's default tick), and the producer should
+    /// find it soon after, not up to a second later.
     pub retry_backoff_max: Duration,
     /// How keyless records spread over partitions (ignored if `partitioner` is set). Default
     /// sticky.
@@ -135,7 +137,7 @@ impl Default for ProducerConfig {
             request_timeout: Duration::from_secs(30),
             retries: u32::MAX,
             retry_backoff: Duration::from_millis(100),
-            retry_backoff_max: Duration::from_secs(1),
+            retry_backoff_max: Duration::from_millis(250),
             keyless: KeylessStrategy::Sticky,
             partitioner: None,
         }
