@@ -3,7 +3,6 @@
 //! producers write numbered records; then every acknowledged record is read back once, in order,
 //! and the brokers moved away from no longer hold the partitions' files.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,6 +48,98 @@ fn sorted(v: &[i32]) -> Vec<i32> {
     let mut v = v.to_vec();
     v.sort_unstable();
     v
+}
+
+/// Numbered records (`i` to partition `i % partitions`) from an idempotent producer, until
+/// stopped (at most 200 k).
+struct Load {
+    producer: Arc<strata_client::Producer>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<strata_client::Delivery>>,
+}
+
+impl Load {
+    fn start(c: &strata_client::Client, topic: &'static str, partitions: u32) -> Self {
+        let producer = Arc::new(
+            c.producer(ProducerConfig {
+                linger: Duration::from_millis(2),
+                ..ProducerConfig::default()
+            })
+            .unwrap(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (producer, stop) = (producer.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut deliveries = Vec::new();
+                let mut i: u32 = 0;
+                while !stop.load(Ordering::Relaxed) && i < 200_000 {
+                    let rec = ProducerRecord::new(topic, i.to_string().into_bytes()).partition((i % partitions) as i32);
+                    deliveries.push(producer.enqueue(rec).await.unwrap());
+                    i += 1;
+                    if i.is_multiple_of(20) {
+                        tokio::time::sleep(Duration::from_millis(3)).await;
+                    }
+                }
+                deliveries
+            })
+        };
+        Self { producer, stop, task }
+    }
+
+    /// Stops, checks every record was acknowledged, and returns how many were sent.
+    async fn finish(self, cluster: &Cluster) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let deliveries = self.task.await.unwrap();
+        self.producer.flush().await;
+        let total = deliveries.len();
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let r = tokio::time::timeout(Duration::from_secs(120), d)
+                .await
+                .expect("delivery in time");
+            assert!(r.is_ok(), "record {i} not acknowledged: {r:?}\n{}", cluster.logs());
+        }
+        total
+    }
+}
+
+/// Reads the topic from the start: records `0..total`, each once, in order per partition.
+async fn read_back(c: &strata_client::Client, topic: &str, partitions: u32, total: usize) {
+    let mut consumer = c.consumer(ConsumerConfig::default()).unwrap();
+    consumer.assign_topic(topic).await.unwrap();
+    consumer.seek_all(Seek::Earliest).await.unwrap();
+    let mut stream = consumer.stream();
+    let mut seen = std::collections::HashSet::new();
+    let mut last = vec![None::<u32>; partitions as usize];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while seen.len() < total {
+        assert!(Instant::now() < deadline, "only {} of {total} read back", seen.len());
+        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await else {
+            panic!("the consumer stalled after {} records", seen.len());
+        };
+        let r = r.unwrap();
+        let n: u32 = std::str::from_utf8(r.value.as_deref().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            n % partitions,
+            r.partition as u32,
+            "record {n} in partition {}",
+            r.partition
+        );
+        assert!(
+            (n as usize) < total && seen.insert(n),
+            "record {n} unexpected or read twice"
+        );
+        let p = r.partition as usize;
+        assert!(
+            last[p].is_none_or(|prev| prev < n),
+            "partition {p}: {n} after {:?}",
+            last[p]
+        );
+        last[p] = Some(n);
+    }
 }
 
 fn has_dir(cluster: &Cluster, broker: i32, partition: i32) -> bool {
@@ -98,31 +189,7 @@ async fn partitions_move_and_brokers_empty_under_load_without_losing_a_record() 
     assert!(admin.list_reassignments().await.unwrap().is_empty());
 
     // Load: numbered records to both partitions until told to stop.
-    let producer = Arc::new(
-        c.producer(ProducerConfig {
-            linger: Duration::from_millis(2),
-            ..ProducerConfig::default()
-        })
-        .unwrap(),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (producer, stop) = (producer.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut deliveries = Vec::new();
-            let mut i: u32 = 0;
-            // Bounded: at most 200 k records or until stopped.
-            while !stop.load(Ordering::Relaxed) && i < 200_000 {
-                let rec = ProducerRecord::new(TOPIC, i.to_string().into_bytes()).partition((i % 2) as i32);
-                deliveries.push(producer.enqueue(rec).await.unwrap());
-                i += 1;
-                if i.is_multiple_of(20) {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            }
-            deliveries
-        })
-    };
+    let load = Load::start(&c, TOPIC, PARTITIONS as u32);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Move partition 0 so that its leader leaves and the broker without it joins.
@@ -168,48 +235,10 @@ async fn partitions_move_and_brokers_empty_under_load_without_losing_a_record() 
         "{after:?}"
     );
 
-    // Stop the load: every record acknowledged.
-    stop.store(true, Ordering::Relaxed);
-    let deliveries = load.await.unwrap();
-    producer.flush().await;
-    let total = deliveries.len();
-    for (i, d) in deliveries.into_iter().enumerate() {
-        let r = tokio::time::timeout(Duration::from_secs(60), d)
-            .await
-            .expect("delivery in time");
-        assert!(r.is_ok(), "record {i} not acknowledged: {r:?}\n{}", cluster.logs());
-    }
+    // Stop the load: every record acknowledged, and read back once, in order.
+    let total = load.finish(&cluster).await;
     assert!(total > 500, "only {total} records produced");
-
-    // Read back: each record once, in order per partition.
-    let mut consumer = c.consumer(ConsumerConfig::default()).unwrap();
-    consumer.assign_topic(TOPIC).await.unwrap();
-    consumer.seek_all(Seek::Earliest).await.unwrap();
-    let mut stream = consumer.stream();
-    let mut seen = BTreeMap::<u32, i32>::new();
-    let mut last = [None::<u32>; PARTITIONS as usize];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < total {
-        assert!(Instant::now() < deadline, "only {} of {total} read back", seen.len());
-        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await else {
-            panic!("the consumer stalled after {} records", seen.len());
-        };
-        let r = r.unwrap();
-        let n: u32 = std::str::from_utf8(r.value.as_deref().unwrap())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(n % 2, r.partition as u32, "record {n} in partition {}", r.partition);
-        assert!(seen.insert(n, r.partition).is_none(), "record {n} read twice");
-        let p = r.partition as usize;
-        assert!(
-            last[p].is_none_or(|prev| prev < n),
-            "partition {p}: {n} after {:?}",
-            last[p]
-        );
-        last[p] = Some(n);
-    }
-    assert_eq!(seen.len(), total);
+    read_back(&c, TOPIC, PARTITIONS as u32, total).await;
 
     moving_a_compacted_partition_copies_everything_retained(&cluster, emptied).await;
     if std::env::var_os("STRATA_TEST_LOGS").is_some() {
@@ -320,30 +349,7 @@ async fn moves_during_broker_kills_lose_nothing() {
     c.admin().create_topic(NewTopic::new(TOPIC, N, 3)).await.unwrap();
     wait_metadata(&mut Client::connect(cluster.addrs[0]).await, TOPIC, "leaders", all_led).await;
 
-    let producer = Arc::new(
-        c.producer(ProducerConfig {
-            linger: Duration::from_millis(2),
-            ..ProducerConfig::default()
-        })
-        .unwrap(),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (producer, stop) = (producer.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut deliveries = Vec::new();
-            let mut i: u32 = 0;
-            while !stop.load(Ordering::Relaxed) && i < 200_000 {
-                let rec = ProducerRecord::new(TOPIC, i.to_string().into_bytes()).partition((i % N as u32) as i32);
-                deliveries.push(producer.enqueue(rec).await.unwrap());
-                i += 1;
-                if i.is_multiple_of(20) {
-                    tokio::time::sleep(Duration::from_millis(3)).await;
-                }
-            }
-            deliveries
-        })
-    };
+    let load = Load::start(&c, TOPIC, N as u32);
 
     let admin = c.admin();
     let (mut moves, mut kills) = (0, 0);
@@ -394,41 +400,6 @@ async fn moves_during_broker_kills_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    stop.store(true, Ordering::Relaxed);
-    let deliveries = load.await.unwrap();
-    producer.flush().await;
-    let total = deliveries.len();
-    for (i, d) in deliveries.into_iter().enumerate() {
-        let r = tokio::time::timeout(Duration::from_secs(120), d)
-            .await
-            .expect("delivery in time");
-        assert!(r.is_ok(), "record {i} not acknowledged: {r:?}\n{}", cluster.logs());
-    }
-    let mut consumer = c.consumer(ConsumerConfig::default()).unwrap();
-    consumer.assign_topic(TOPIC).await.unwrap();
-    consumer.seek_all(Seek::Earliest).await.unwrap();
-    let mut stream = consumer.stream();
-    let mut seen = std::collections::HashSet::new();
-    let mut last = [None::<u32>; N as usize];
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while seen.len() < total {
-        assert!(Instant::now() < deadline, "only {} of {total} read back", seen.len());
-        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await else {
-            panic!("the consumer stalled after {} records", seen.len());
-        };
-        let r = r.unwrap();
-        let n: u32 = std::str::from_utf8(r.value.as_deref().unwrap())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(n % N as u32, r.partition as u32);
-        assert!(seen.insert(n), "record {n} read twice");
-        let p = r.partition as usize;
-        assert!(
-            last[p].is_none_or(|prev| prev < n),
-            "partition {p}: {n} after {:?}",
-            last[p]
-        );
-        last[p] = Some(n);
-    }
+    let total = load.finish(&cluster).await;
+    read_back(&c, TOPIC, N as u32, total).await;
 }
