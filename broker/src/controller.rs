@@ -212,6 +212,64 @@ pub struct Applied {
     pub index: u64,
     /// Commands with the index of their entry.
     pub commands: Vec<(u64, MetadataCommand)>,
+    /// A snapshot from the leader: the whole registry as of `index` (JSON), replacing this
+    /// broker's (its log now starts after `index`).
+    pub snapshot: Option<Bytes>,
+}
+
+/// File (in the metadata log's directory) holding the registry as of an applied index: the
+/// metadata log below it is deleted, and a restart starts from it.
+pub const SNAPSHOT_FILE: &str = "registry.json";
+
+/// The registry as saved in [`SNAPSHOT_FILE`] and sent in Raft snapshots.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RegistrySnapshot {
+    /// The metadata log index it is as of.
+    pub index: u64,
+    /// The registry.
+    pub registry: Registry,
+}
+
+/// Metadata entries applied between snapshots (then the log below the snapshot is deleted).
+/// `STRATA_METADATA_SNAPSHOT_ENTRIES` overrides it (at least 16).
+fn snapshot_every() -> u64 {
+    std::env::var("STRATA_METADATA_SNAPSHOT_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(4096, |n| n.max(16))
+}
+
+/// Reads the registry snapshot in `dir` (the metadata log's directory), if any.
+///
+/// # Errors
+/// A damaged file: starting without it would replay a log whose start is gone.
+pub fn read_snapshot(dir: &Path) -> anyhow::Result<Option<RegistrySnapshot>> {
+    let path = dir.join(SNAPSHOT_FILE);
+    strata_storage::durable::remove_stale_tmp(&path);
+    let Some(bytes) = strata_storage::durable::read(&path)? else {
+        return Ok(None);
+    };
+    let snap: RegistrySnapshot =
+        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?;
+    Ok(Some(snap))
+}
+
+/// Saves the registry as of `index` (durably) and attaches it to the metadata group's Raft
+/// snapshots.
+async fn save_snapshot(broker: &Arc<Broker>, index: u64, registry: &Registry) -> anyhow::Result<()> {
+    let Some(metadata) = broker.metadata.get() else {
+        return Ok(());
+    };
+    let file = serde_json::to_vec(&RegistrySnapshot {
+        index,
+        registry: registry.clone(),
+    })?;
+    // Raft snapshots carry the registry alone (its `index` says as of when).
+    let state = serde_json::to_vec(registry)?;
+    let path = metadata.storage.dir().join(SNAPSHOT_FILE);
+    tokio::task::spawn_blocking(move || strata_storage::durable::write_atomic(&path, &file)).await??;
+    metadata.storage.set_snapshot_state(index, Bytes::from(state));
+    Ok(())
 }
 
 /// The proposal side of the controller, shared by the request handlers.
@@ -243,6 +301,10 @@ impl Controller {
     /// The last metadata index applied here.
     pub fn applied_index(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    pub(crate) fn set_applied(&self, index: u64) {
+        self.applied.send_replace(index);
     }
 
     /// Sees every change of [`applied_index`](Self::applied_index).
@@ -570,6 +632,16 @@ fn is_empty_dir(dir: &Path) -> bool {
 /// the driver stops.
 pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Applied>, replay_until: u64) {
     let mut swept = false;
+    let mut snapshotted = broker.registry.lock().await.index;
+    if snapshotted > 0 && snapshotted >= replay_until {
+        // Started from a snapshot that covers everything known committed: open the replicas now
+        // (no entry may follow for a while).
+        let registry = broker.registry.lock().await.clone();
+        update_brokers(&broker, &registry).await;
+        let _ = sync_replicas(&broker, &registry).await;
+        swept = true;
+        sweep_moved_replicas(&broker, &registry).await;
+    }
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -581,7 +653,40 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
         let desired = {
             let mut registry = broker.registry.lock().await;
             for a in &batch {
+                if let Some(bytes) = &a.snapshot {
+                    match serde_json::from_slice::<Registry>(bytes) {
+                        Ok(installed) if a.index > registry.index => {
+                            tracing::info!(
+                                index = a.index,
+                                topics = installed.topics.len(),
+                                "installed a metadata snapshot from the controller"
+                            );
+                            // Topics gone (or re-created) in the snapshot were deleted meanwhile.
+                            for (name, meta) in &registry.topics {
+                                if installed.topics.get(name).is_none_or(|t| t.id != meta.id) {
+                                    deleted.push((name.clone(), meta.id, meta.partitions));
+                                }
+                            }
+                            *registry = installed;
+                            registry.index = a.index;
+                            // Deletes it learned only from the snapshot leave directories.
+                            swept = false;
+                            let copy = registry.clone();
+                            if let Err(e) = save_snapshot(&broker, a.index, &copy).await {
+                                tracing::error!(error = %format!("{e:#}"), "saving the metadata snapshot failed");
+                            } else {
+                                snapshotted = a.index;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "an unreadable metadata snapshot; ignored"),
+                    }
+                }
                 for (index, cmd) in &a.commands {
+                    // Already in the snapshot this broker started from.
+                    if *index <= registry.index {
+                        continue;
+                    }
                     if let MetadataCommand::DeleteTopic { name, .. } = cmd
                         && let Some(meta) = registry.topics.get(name)
                     {
@@ -596,9 +701,29 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
                     }
                     outcomes.push((cmd.request(), cmd.clone(), outcome));
                 }
+                registry.index = registry.index.max(a.index);
             }
             registry.clone()
         };
+        if last >= replay_until && last >= snapshotted + snapshot_every() {
+            // Snapshot the registry, then delete the metadata log below it.
+            match save_snapshot(&broker, last, &desired).await {
+                Ok(()) => {
+                    snapshotted = last;
+                    if let Some(m) = broker.metadata.get() {
+                        broker
+                            .driver
+                            .send(Command::Compact {
+                                key: m.key.clone(),
+                                below: last + 1,
+                            })
+                            .await;
+                    }
+                    tracing::info!(index = last, "snapshotted the metadata");
+                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "snapshotting the metadata failed"),
+            }
+        }
         update_brokers(&broker, &desired).await;
         // Deleted topics first (their partitions may be re-created under the same name below).
         for (name, id, partitions) in deleted {
@@ -798,10 +923,13 @@ async fn update_brokers(broker: &Arc<Broker>, registry: &Registry) {
     }
 }
 
-/// Deletes partition directories of existing topics whose partition is no longer assigned to
-/// this broker (and is not open): left by a move that finished while this broker was down.
+/// Deletes partition directories this broker no longer needs (and has not open): of existing
+/// topics whose partition is no longer assigned here (a move that finished while this broker
+/// was down), and of topics deleted (or re-created) at or before the registry's index (a
+/// delete this broker learned from a snapshot, never from its entry).
 async fn sweep_moved_replicas(broker: &Arc<Broker>, registry: &Registry) {
     let me = broker.opts.node_id;
+    let as_of = registry.index;
     let root = broker.opts.data_dir.join("partitions");
     // What the scan needs, taken here: (topic id, which partitions stay) by topic.
     let keep: HashMap<String, (u64, Vec<bool>)> = registry
@@ -830,20 +958,29 @@ async fn sweep_moved_replicas(broker: &Arc<Broker>, registry: &Registry) {
             let Some((topic, p)) = name.to_str().and_then(|n| n.rsplit_once('-')) else {
                 continue;
             };
-            let (Some((id, stays)), Ok(p)) = (keep.get(topic), p.parse::<u32>()) else {
+            let Ok(p) = p.parse::<u32>() else {
                 continue;
             };
             let key = PartitionKey {
                 topic: topic.to_string(),
                 partition: p,
             };
-            if stays.get(p as usize).copied().unwrap_or(false) || open.contains(&key) {
+            if open.contains(&key) {
                 continue;
             }
             let dir = entry.path();
-            // Only a directory of this very topic (by id): never one of unknown origin.
-            if matches!(dir_topic_id(&dir), Ok(Some(d)) if d == *id) {
-                tracing::info!(dir = %dir.display(), "deleting a replica moved off this broker while it was down");
+            // Only a directory whose topic id is known: never one of unknown origin.
+            let Ok(Some(d)) = dir_topic_id(&dir) else {
+                continue;
+            };
+            let stale = match keep.get(topic) {
+                Some((id, stays)) if *id == d => !stays.get(p as usize).copied().unwrap_or(false),
+                // The topic of that id is gone by the registry's index.
+                Some((id, _)) => d < *id,
+                None => d <= as_of,
+            };
+            if stale {
+                tracing::info!(dir = %dir.display(), "deleting a replica this broker no longer holds (moved or deleted while it was down)");
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     tracing::error!(dir = %dir.display(), error = %e, "deleting a moved partition's directory failed");
                 }

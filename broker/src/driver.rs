@@ -125,6 +125,14 @@ pub enum Command {
         /// The messages, by group.
         messages: Vec<InboundMessage>,
     },
+    /// Delete the partition's log below this index (whole segments; the metadata group, once
+    /// its registry is snapshotted there).
+    Compact {
+        /// Which.
+        key: PartitionKey,
+        /// The first index to keep.
+        below: u64,
+    },
     /// A partition's assignment changed (a reassignment started, finished or was cancelled).
     Reassigned {
         /// Which.
@@ -507,7 +515,13 @@ fn admissible(g: &Group, me: u64, m: &mut Message) -> Result<(), &'static str> {
                     .chain(&cs.voters_outgoing)
                     .chain(&cs.learners_next)
             };
-            if snap.data.len() != crate::raft::storage::SNAPSHOT_DATA_LEN
+            // The metadata group's snapshots carry the registry; others only the log start.
+            let data_ok = if g.is_metadata {
+                snap.data.len() > crate::raft::storage::SNAPSHOT_DATA_LEN && snap.data.len() <= 256 << 20
+            } else {
+                snap.data.len() == crate::raft::storage::SNAPSHOT_DATA_LEN
+            };
+            if !data_ok
                 || meta.term > m.term
                 || meta.index == 0
                 || cs.voters.is_empty()
@@ -723,6 +737,18 @@ impl Driver {
                 result,
                 bytes,
             } => self.synced(&key, incarnation, result, bytes),
+            Command::Compact { key, below } => {
+                if let Some(g) = self.groups.get(&key) {
+                    match g.partition.storage.compact(RaftIndex(below)) {
+                        Ok(rep) if rep.segments_deleted > 0 => {
+                            Self::publish_log_state(&g.partition);
+                            tracing::info!(topic = %key.topic, segments = rep.segments_deleted, below, "compacted the log below a snapshot")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(topic = %key.topic, error = %e, "compacting the log failed"),
+                    }
+                }
+            }
             Command::Reassigned { key, assignment } => {
                 if let Some(g) = self.groups.get_mut(&key) {
                     g.assignment = assignment;
@@ -1163,6 +1189,16 @@ impl Driver {
         let store = g.partition.storage.clone();
         if !rd.snapshot().is_empty() {
             store.apply_snapshot(rd.snapshot())?;
+            let data = &rd.snapshot().data;
+            if g.is_metadata && data.len() > crate::raft::storage::SNAPSHOT_DATA_LEN {
+                // The registry as of the snapshot: the controller installs it before the
+                // entries that follow.
+                let _ = metadata.send(Applied {
+                    index: rd.snapshot().get_metadata().index,
+                    commands: Vec::new(),
+                    snapshot: Some(data.slice(crate::raft::storage::SNAPSHOT_DATA_LEN..)),
+                });
+            }
         }
         Self::apply(g, rd.take_committed_entries(), metadata)?;
         let infos = if rd.entries().is_empty() {
@@ -1253,7 +1289,11 @@ impl Driver {
                 .filter(|e| e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty())
                 .flat_map(|e| MetadataCommand::decode(&e.data).into_iter().map(move |c| (e.index, c)))
                 .collect();
-            let _ = metadata.send(Applied { index: last, commands });
+            let _ = metadata.send(Applied {
+                index: last,
+                commands,
+                snapshot: None,
+            });
         }
         let mut conf_changed = false;
         for e in &entries {

@@ -308,6 +308,27 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         })
         .await??
     };
+    // The registry as of the last metadata snapshot (the log below it is deleted); the log
+    // replays from there.
+    let snapshot = {
+        let dir = metadata.storage.dir().to_path_buf();
+        tokio::task::spawn_blocking(move || controller::read_snapshot(&dir)).await??
+    };
+    if let Some(snap) = snapshot {
+        let mut registry = snap.registry;
+        registry.index = snap.index;
+        let bytes = serde_json::to_vec(&registry)?;
+        tracing::info!(
+            index = snap.index,
+            topics = registry.topics.len(),
+            "loaded the metadata snapshot"
+        );
+        *broker.registry.lock().await = registry;
+        broker.controller.set_applied(snap.index);
+        metadata
+            .storage
+            .set_snapshot_state(snap.index, bytes::Bytes::from(bytes));
+    }
     // What this broker knew committed when it stopped: replayed as a whole before any replica
     // is opened, so a topic created and later deleted is never brought back to life meanwhile.
     let replay_until = metadata.storage.state().map_or(0, |s| s.hard_state.commit);
@@ -446,7 +467,9 @@ fn metadata_config(opts: &BrokerOptions) -> TopicConfig {
     let mut c = TopicConfig::from_defaults(&opts.topic_defaults);
     c.retention_bytes = None;
     c.retention_ms = None;
-    c.segment_bytes = 64 << 20;
+    // Small segments, so the log below a registry snapshot can be deleted (whole segments
+    // only) soon after: an entry is a few hundred bytes.
+    c.segment_bytes = 64 << 10;
     c.max_message_bytes = 1 << 20;
     c.flush_policy = "always".into();
     c

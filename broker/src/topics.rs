@@ -266,6 +266,9 @@ impl TopicMeta {
 /// The cluster's metadata, as applied from the metadata log.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
+    /// The last metadata log index applied.
+    #[serde(default)]
+    pub index: u64,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicMeta>,
     /// The next producer id the controller hands out (ids start at 1).
@@ -278,17 +281,35 @@ pub struct Registry {
     #[serde(default)]
     pub brokers: BTreeMap<u64, String>,
     /// The request ids of the newest commands applied, so a command proposed twice (a proposal
-    /// retried after it seemed lost) applies once.
-    #[serde(skip)]
+    /// retried after it seemed lost) applies once. Part of snapshots: every broker must skip
+    /// the same copies.
+    #[serde(default)]
     pub recent: RecentRequests,
 }
 
 /// The newest request ids applied (a bounded window, the same on every broker: it is rebuilt
-/// by applying the same log).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// by applying the same log). Serialized as the list, oldest first.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<(u64, u64, u64)>", into = "Vec<(u64, u64, u64)>")]
 pub struct RecentRequests {
     order: std::collections::VecDeque<(u64, u64, u64)>,
     set: std::collections::HashSet<(u64, u64, u64)>,
+}
+
+impl From<Vec<(u64, u64, u64)>> for RecentRequests {
+    fn from(ids: Vec<(u64, u64, u64)>) -> Self {
+        let mut r = Self::default();
+        for id in ids {
+            r.insert(id);
+        }
+        r
+    }
+}
+
+impl From<RecentRequests> for Vec<(u64, u64, u64)> {
+    fn from(r: RecentRequests) -> Self {
+        r.order.into_iter().collect()
+    }
 }
 
 impl RecentRequests {

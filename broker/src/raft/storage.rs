@@ -40,8 +40,12 @@
 //!   learner), it is added as a learner: raft-rs refuses a snapshot that does not name its
 //!   recipient, and the recipient reaches the true configuration by applying the changes after
 //!   the snapshot's index in order (membership changes set a node's role whatever it was);
+//! - a group with state of its own beyond the log (the metadata group: the applied registry)
+//!   attaches it with [`PartitionRaftStorage::set_snapshot_state`]: the snapshot is then taken
+//!   at that state's index (at or above the log start) and `data` carries the state after the
+//!   offset;
 //! - `data` = the record offset the follower's log starts at after the snapshot: 8 bytes,
-//!   big-endian `u64` ([`SNAPSHOT_DATA_LEN`]).
+//!   big-endian `u64` ([`SNAPSHOT_DATA_LEN`]), then the attached state, if any.
 //!
 //! Installing one ([`PartitionRaftStorage::apply_snapshot`]) is [`PartitionLog::reset`] to
 //! `LogStart { index: meta.index + 1, prev_term: meta.term, offset }`, made crash-safe by
@@ -549,12 +553,16 @@ fn snapshot_log_start(snap: &Snapshot) -> Result<LogStart, Error> {
         index: meta.index,
         reason,
     };
-    let offset: [u8; SNAPSHOT_DATA_LEN] = snap.data.as_ref().try_into().map_err(|_| {
-        invalid(format!(
-            "data must be the {SNAPSHOT_DATA_LEN}-byte log start offset, got {} bytes",
-            snap.data.len()
-        ))
-    })?;
+    let offset: [u8; SNAPSHOT_DATA_LEN] = snap
+        .data
+        .get(..SNAPSHOT_DATA_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            invalid(format!(
+                "data must start with the {SNAPSHOT_DATA_LEN}-byte log start offset, got {} bytes",
+                snap.data.len()
+            ))
+        })?;
     if meta.index == 0 {
         return Err(invalid("index 0".into()));
     }
@@ -583,6 +591,8 @@ struct Shared {
     dir: PathBuf,
     state_path: PathBuf,
     inner: RwLock<Inner>,
+    /// State beyond the log that snapshots carry: (the index it is as of, its bytes).
+    snapshot_state: std::sync::Mutex<Option<(u64, Bytes)>>,
 }
 
 /// A partition's Raft storage: its segment log plus the `raft-state` file. A cloneable handle;
@@ -674,6 +684,7 @@ impl PartitionRaftStorage {
                     state_dirty,
                     limits,
                 }),
+                snapshot_state: std::sync::Mutex::new(None),
             }),
         };
         Ok((storage, report))
@@ -969,6 +980,13 @@ impl PartitionRaftStorage {
         Ok(())
     }
 
+    /// Attaches the group's own state as of entry `index` (applied, and durable elsewhere) to
+    /// the snapshots this storage gives: a lagging follower then gets the state with the log
+    /// from `index + 1` (see the module docs). Compact only below `index + 1` afterwards.
+    pub fn set_snapshot_state(&self, index: u64, state: Bytes) {
+        *self.shared.snapshot_state.lock().unwrap_or_else(|e| e.into_inner()) = Some((index, state));
+    }
+
     /// Writes the commit and applied index to `raft-state` if they moved since the last write.
     /// Call it on shutdown, and now and then to bound how much Raft re-delivers after a crash.
     /// Returns whether it wrote.
@@ -1113,12 +1131,23 @@ impl Storage for PartitionRaftStorage {
     }
 
     fn snapshot(&self, _request_index: u64, to: u64) -> ::raft::Result<Snapshot> {
+        let attached = self
+            .shared
+            .snapshot_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let inner = self.read()?;
         let log = &inner.log;
         let start = log.log_start();
-        let index = start.index.0 - 1;
+        let floor = start.index.0 - 1;
         // (`request_index` asks for a snapshot at least that new; Strata never requests one.)
         let unavailable = || ::raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        // With attached state, the snapshot is as of that state (never below the log start).
+        let (index, state) = match attached {
+            Some((i, state)) if i >= floor => (i, Some(state)),
+            _ => (floor, None),
+        };
         if index == 0 || index > inner.state.applied.0 {
             return Err(unavailable());
         }
@@ -1133,9 +1162,22 @@ impl Storage for PartitionRaftStorage {
         if !named && to != 0 {
             conf.learners.push(to);
         }
-        let (term, offset) = (start.prev_term.0, start.offset);
+        let (term, offset) = if index == floor {
+            (start.prev_term.0, start.offset)
+        } else {
+            let batches = log
+                .entries(RaftIndex(index), RaftIndex(index + 1), 0)
+                .map_err(raft_err)?;
+            let b = batches.first().ok_or_else(unavailable)?;
+            (b.header.raft_term.0, b.header.next_offset())
+        };
+        let mut data = Vec::with_capacity(SNAPSHOT_DATA_LEN + state.as_ref().map_or(0, Bytes::len));
+        data.extend_from_slice(&offset.0.to_be_bytes());
+        if let Some(state) = &state {
+            data.extend_from_slice(state);
+        }
         let mut snap = Snapshot {
-            data: Bytes::copy_from_slice(&offset.0.to_be_bytes()),
+            data: Bytes::from(data),
             ..Snapshot::default()
         };
         let meta = snap.mut_metadata();
