@@ -89,6 +89,10 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<Outgoing
             raft_messages(broker, r);
             return None;
         }
+        Request::LeaderAnnouncements(r) => {
+            leader_announcements(broker, r);
+            return None;
+        }
         Request::AlterPartitionReassignments(r) => {
             Response::AlterPartitionReassignments(alter_reassignments(broker, r).await)
         }
@@ -99,6 +103,26 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<Outgoing
         Request::BrokerRegistration(r) => Response::BrokerRegistration(register_broker(broker, r).await),
     };
     respond(Ok(response))
+}
+
+/// Records the partitions another broker leads (never answered): a newer term replaces an older
+/// one; announcements from unknown brokers are dropped.
+pub(crate) fn leader_announcements(broker: &Broker, req: LeaderAnnouncementsRequest) {
+    let from = req.from_node;
+    if from == broker.opts.node_id || !broker.knows(from) {
+        return;
+    }
+    let mut table = broker.leaders.write().unwrap_or_else(|e| e.into_inner());
+    for l in req.leaders {
+        let partitions = table.entry(l.topic).or_default();
+        match partitions.get(&l.partition) {
+            Some(&(id, term, _)) if id == l.topic_id && term > l.term => {}
+            Some(&(id, _, _)) if id > l.topic_id => {}
+            _ => {
+                partitions.insert(l.partition, (l.topic_id, l.term, from));
+            }
+        }
+    }
 }
 
 /// Hands Raft messages from another broker to the driver (never answered). Messages from a node
@@ -228,48 +252,60 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
                 partitions: vec![],
                 configs: vec![],
             },
-            Some(meta) => TopicMetadata {
-                error: ErrorCode::None,
-                partitions: (0..meta.partitions)
-                    .map(|i| (i, meta.assignment(i).map(|a| a.members()).unwrap_or_default()))
-                    .map(|(i, replicas)| match broker.partition(&name, i as i32) {
-                        Some(p) => PartitionMetadata {
-                            error: if p.leader_id().is_some() && !p.is_failed() {
-                                ErrorCode::None
-                            } else {
-                                not_leader(&p)
+            Some(meta) => {
+                // (A short read lock per topic; the table changes twice a second.)
+                let leaders = broker.leaders.read().unwrap_or_else(|e| e.into_inner());
+                let announced = leaders.get(&name);
+                TopicMetadata {
+                    error: ErrorCode::None,
+                    partitions: (0..meta.partitions)
+                        .map(|i| (i, meta.assignment(i).map(|a| a.members()).unwrap_or_default()))
+                        .map(|(i, replicas)| match broker.partition(&name, i as i32) {
+                            Some(p) => PartitionMetadata {
+                                error: if p.leader_id().is_some() && !p.is_failed() {
+                                    ErrorCode::None
+                                } else {
+                                    not_leader(&p)
+                                },
+                                partition: i as i32,
+                                leader: leader_id(&p),
+                                leader_term: p.leader_term() as i64,
+                                replicas: ids(&replicas),
+                                in_sync: ids(&p.in_sync_replicas()),
+                                log_start_offset: log_start(&p),
+                                high_watermark: p.high_watermark() as i64,
                             },
-                            partition: i as i32,
-                            leader: leader_id(&p),
-                            leader_term: p.leader_term() as i64,
-                            replicas: ids(&replicas),
-                            in_sync: ids(&p.in_sync_replicas()),
-                            log_start_offset: log_start(&p),
-                            high_watermark: p.high_watermark() as i64,
-                        },
-                        // Not hosted here: this broker does not follow the partition's Raft
-                        // group, so it names the preferred leader, which leads unless it failed
-                        // over (a produce there answers NOT_LEADER with the actual leader).
-                        None => PartitionMetadata {
-                            error: ErrorCode::None,
-                            partition: i as i32,
-                            leader: replicas.first().map_or(-1, |&l| l as i32),
-                            leader_term: 0,
-                            replicas: ids(&replicas),
-                            in_sync: ids(&replicas),
-                            log_start_offset: -1,
-                            high_watermark: -1,
-                        },
-                    })
-                    .collect(),
-                configs: meta
-                    .config
-                    .entries()
-                    .into_iter()
-                    .map(|(key, value)| ConfigEntry { key, value })
-                    .collect(),
-                name,
-            },
+                            // Not hosted here: this broker does not follow the partition's Raft
+                            // group; it names the leader that last announced itself, else the
+                            // preferred one (a produce there answers NOT_LEADER with the actual
+                            // leader).
+                            None => PartitionMetadata {
+                                error: ErrorCode::None,
+                                partition: i as i32,
+                                leader: announced
+                                    .and_then(|t| t.get(&i))
+                                    .filter(|(id, _, _)| *id == meta.id)
+                                    .map_or_else(|| replicas.first().map_or(-1, |&l| l as i32), |&(_, _, l)| l as i32),
+                                leader_term: announced
+                                    .and_then(|t| t.get(&i))
+                                    .filter(|(id, _, _)| *id == meta.id)
+                                    .map_or(0, |&(_, term, _)| term as i64),
+                                replicas: ids(&replicas),
+                                in_sync: ids(&replicas),
+                                log_start_offset: -1,
+                                high_watermark: -1,
+                            },
+                        })
+                        .collect(),
+                    configs: meta
+                        .config
+                        .entries()
+                        .into_iter()
+                        .map(|(key, value)| ConfigEntry { key, value })
+                        .collect(),
+                    name,
+                }
+            }
         })
         .collect();
     MetadataResponse {

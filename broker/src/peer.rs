@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use protobuf::{CodedOutputStream, Message as _};
 use raft::eraftpb::Message;
@@ -114,6 +114,8 @@ impl Counters {
 #[derive(Debug)]
 struct Link {
     tx: mpsc::Sender<Vec<OutboundMessage>>,
+    /// Whole frames of other internal APIs (leader announcements), written as they are.
+    ctl: mpsc::Sender<Bytes>,
     connected: Arc<AtomicBool>,
     /// Where the peer listens (changes if it re-registers elsewhere).
     address: Arc<std::sync::Mutex<String>>,
@@ -178,6 +180,7 @@ impl Peers {
             return false;
         }
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let (ctl, ctl_rx) = mpsc::channel(2);
         let connected = Arc::new(AtomicBool::new(false));
         let address = Arc::new(std::sync::Mutex::new(address));
         let sender = Sender {
@@ -185,6 +188,7 @@ impl Peers {
             to,
             address: address.clone(),
             rx,
+            ctl_rx,
             connected: connected.clone(),
             counters: inner.counters.clone(),
             shutdown: inner.shutdown.clone(),
@@ -197,8 +201,26 @@ impl Peers {
             },
         };
         inner.tasks.spawn_on(sender.run(), &inner.runtime);
-        links.insert(to, Link { tx, connected, address });
+        links.insert(
+            to,
+            Link {
+                tx,
+                ctl,
+                connected,
+                address,
+            },
+        );
         true
+    }
+
+    /// Queues a whole frame (another internal API than RaftMessages) for every peer; dropped
+    /// for a peer whose queue is full or that is not connected (the next one follows).
+    pub fn broadcast(&self, frame: Bytes) {
+        for link in self.inner.links.read().unwrap_or_else(|e| e.into_inner()).values() {
+            if link.connected.load(Ordering::Relaxed) {
+                let _ = link.ctl.try_send(frame.clone());
+            }
+        }
     }
 
     /// Points node `to`'s connection at a new address (a broker that re-registered from
@@ -289,6 +311,7 @@ struct Sender {
     to: u64,
     address: Arc<std::sync::Mutex<String>>,
     rx: mpsc::Receiver<Vec<OutboundMessage>>,
+    ctl_rx: mpsc::Receiver<Bytes>,
     connected: Arc<AtomicBool>,
     counters: Arc<Counters>,
     shutdown: CancellationToken,
@@ -392,6 +415,10 @@ impl Sender {
                     Some(batch) => batch,
                     None => return Ended::Stop,
                 },
+                Some(frame) = self.ctl_rx.recv() => {
+                    self.buf.extend_from_slice(&frame);
+                    Vec::new()
+                }
             };
             let count = self.encode_drain(first);
             if self.buf.is_empty() {

@@ -41,6 +41,9 @@ use crate::topics::{Registry, TopicConfig, partition_dir};
 /// Directory (under the data dir) of the metadata group's log.
 pub const METADATA_DIR: &str = "metadata";
 
+/// Announced leaders: topic → partition → (topic id, term, leader node id).
+pub(crate) type LeaderTable = HashMap<String, HashMap<u32, (u64, u64, u64)>>;
+
 /// Shared broker state, as the request handlers see it.
 pub struct Broker {
     pub(crate) opts: BrokerOptions,
@@ -58,6 +61,9 @@ pub struct Broker {
     /// Every broker of the cluster (node id → client address): the voters and the data brokers
     /// that registered (kept current by the metadata reconciler).
     pub(crate) brokers: RwLock<Voters>,
+    /// Leaders of partitions this broker may not host, as their leaders announce them
+    /// (topic → partition → (topic id, term, leader)): Metadata names them.
+    pub(crate) leaders: RwLock<LeaderTable>,
     /// Proposing metadata changes and waiting for them.
     pub(crate) controller: Controller,
     /// The metadata group's replica on this broker (its leadership is the controller's).
@@ -182,6 +188,51 @@ impl Broker {
     }
 }
 
+/// Twice a second, tells every peer which partitions this broker leads (with their terms), so
+/// brokers without a replica of a partition still name its actual leader in Metadata.
+async fn announce_leaders(broker: Arc<Broker>) {
+    use strata_protocol::api::{ApiKey, LeaderAnnouncementsRequest, LedPartition, Request};
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut correlation_id = 0i32;
+    loop {
+        tick.tick().await;
+        let Some(peers) = &broker.peers else {
+            return;
+        };
+        let leaders: Vec<LedPartition> = broker
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|p| p.is_leader())
+            .map(|p| LedPartition {
+                topic: p.key.topic.clone(),
+                partition: p.key.partition,
+                topic_id: p.topic_id,
+                term: p.leader_term(),
+            })
+            .collect();
+        // Frames stay well under a peer's frame limit.
+        for chunk in leaders.chunks(20_000) {
+            correlation_id = correlation_id.wrapping_add(1);
+            let header = strata_protocol::frame::RequestHeader {
+                api_key: ApiKey::LeaderAnnouncements as i16,
+                api_version: 0,
+                correlation_id,
+                client_id: None,
+            };
+            let body = Request::LeaderAnnouncements(LeaderAnnouncementsRequest {
+                from_node: broker.opts.node_id,
+                leaders: chunk.to_vec(),
+            });
+            let mut buf = bytes::BytesMut::new();
+            strata_protocol::frame::encode_request(&mut buf, &header, &body);
+            peers.broadcast(buf.freeze());
+        }
+    }
+}
+
 /// Takes an exclusive lock on the data directory so two brokers never share it.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     use std::os::fd::AsRawFd;
@@ -274,6 +325,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
             all.insert(opts.node_id, my_address.clone());
             all
         }),
+        leaders: RwLock::new(HashMap::new()),
         voters,
         controller: Controller::new(opts.node_id),
         metadata: std::sync::OnceLock::new(),
@@ -334,6 +386,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     let replay_until = metadata.storage.state().map_or(0, |s| s.hard_state.commit);
     let reconciler = tokio::spawn(controller::reconcile(broker.clone(), applied_rx, replay_until));
     let completer = tokio::spawn(controller::complete_reassignments(broker.clone()));
+    let announcer = tokio::spawn(announce_leaders(broker.clone()));
     let _ = broker.metadata.set(metadata.clone());
     broker.start_group(metadata).await?;
     // Ready once the metadata known committed is applied (every local replica it names is open).
@@ -428,6 +481,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     peer_stop.cancel();
     reconciler.abort();
     completer.abort();
+    announcer.abort();
     drop(broker);
     tokio::task::spawn_blocking(move || driver_thread.join())
         .await?
@@ -553,6 +607,10 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
                         if let Ok(strata_protocol::api::Request::RaftMessages(r)) = incoming.body {
                             crate::api::raft_messages(&broker, r);
                         }
+                        continue;
+                    }
+                    if let Ok(strata_protocol::api::Request::LeaderAnnouncements(r)) = incoming.body {
+                        crate::api::leader_announcements(&broker, r);
                         continue;
                     }
                     in_flight.push_back(crate::api::handle(broker.clone(), incoming));

@@ -21,7 +21,7 @@ fn launch_joiner(dir: &std::path::Path, listen: std::net::SocketAddr, join: std:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_only_broker_joins_serves_and_restarts() {
-    let cluster = Cluster::start(3);
+    let mut cluster = Cluster::start(3);
     let dir = tempfile::tempdir().unwrap();
     let listen = free_port();
     let joiner = launch_joiner(dir.path(), listen, cluster.addrs[1]);
@@ -113,5 +113,34 @@ async fn a_data_only_broker_joins_serves_and_restarts() {
             .unwrap();
         assert!(seen.insert(n), "record {n} twice");
     }
+
+    // A partition broker 4 does not host: after its leader dies, broker 4 names the new leader
+    // (announced by it), not the dead preferred one.
+    only_joiner
+        .admin()
+        .create_topic(NewTopic::new("watched", 1, 3))
+        .await
+        .unwrap();
+    only_joiner
+        .admin()
+        .reassign_partition("watched", 0, &[1, 2, 3])
+        .await
+        .unwrap();
+    let mut c4 = Client::connect(listen).await;
+    let t = wait_metadata(&mut c4, "watched", "the move and a leader", |t| {
+        all_led(t) && {
+            let mut r = t.partitions[0].replicas.clone();
+            r.sort_unstable();
+            r == [1, 2, 3]
+        }
+    })
+    .await;
+    let dead = t.partitions[0].leader;
+    tokio::task::block_in_place(|| cluster.kill9(dead as usize - 1));
+    wait_metadata(&mut c4, "watched", "broker 4 to name the new leader", |t| {
+        let l = t.partitions[0].leader;
+        l > 0 && l != dead
+    })
+    .await;
     drop(joiner);
 }

@@ -149,6 +149,23 @@ fn request() -> impl Strategy<Value = Request> {
         )),
         (any::<i32>(), name())
             .prop_map(|(node_id, address)| Request::BrokerRegistration(BrokerRegistrationRequest { node_id, address })),
+        (
+            any::<u64>(),
+            proptest::collection::vec(
+                (name(), any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(topic, partition, topic_id, term)| {
+                    LedPartition {
+                        topic,
+                        partition,
+                        topic_id,
+                        term,
+                    }
+                }),
+                0..4
+            )
+        )
+            .prop_map(
+                |(from_node, leaders)| Request::LeaderAnnouncements(LeaderAnnouncementsRequest { from_node, leaders })
+            ),
     ]
 }
 
@@ -297,6 +314,7 @@ fn response() -> impl Strategy<Value = Response> {
         )
         .prop_map(|topics| Response::ListOffsets(ListOffsetsResponse { topics })),
         Just(Response::RaftMessages(RaftMessagesResponse)),
+        Just(Response::LeaderAnnouncements(LeaderAnnouncementsResponse)),
         proptest::collection::vec(
             (name(), any::<i32>(), error_code(), proptest::option::of(name())).prop_map(
                 |(topic, partition, error, message)| PartitionResult {
@@ -549,6 +567,7 @@ fn api_keys_are_pinned() {
         (ApiKey::BrokerRegistration, 62),
         (ApiKey::RaftMessages, 1000),
         (ApiKey::DecommissionBroker, 1001),
+        (ApiKey::LeaderAnnouncements, 1002),
     ];
     for (k, v) in pinned {
         assert_eq!(k as i16, v);

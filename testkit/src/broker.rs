@@ -137,16 +137,28 @@ pub struct Starting {
 }
 
 /// A free TCP port on 127.0.0.1 for a broker that must know its peers' addresses before they
-/// start (the port is released before returning, so another process could take it first; the
-/// kernel hands ports out round-robin, which makes that unlikely).
+/// start. Picked below the kernel's ephemeral range (32768–60999 by default), so the source
+/// port of some outgoing connection (peers reconnecting, clients) cannot take it between this
+/// check and the broker's bind — or while the broker is down for a restart — and never twice in
+/// one test process.
 ///
 /// # Panics
 ///
-/// If no port can be bound.
+/// If no port in the range can be bound.
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding an ephemeral port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Processes running tests at once start at different points of the range.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let port = LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().expect("a bound listener has an address");
+        }
+    }
+    panic!("no free port in 127.0.0.1:{LOW}..{}", LOW + SPAN);
 }
 
 impl Starting {

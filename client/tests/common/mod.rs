@@ -412,7 +412,8 @@ impl Conn {
             Request::AlterPartitionReassignments(_)
             | Request::ListPartitionReassignments(_)
             | Request::DecommissionBroker(_)
-            | Request::BrokerRegistration(_) => return None,
+            | Request::BrokerRegistration(_)
+            | Request::LeaderAnnouncements(_) => return None,
         })
     }
 

@@ -9,6 +9,7 @@ pub mod create_topics;
 pub mod delete_topics;
 pub mod fetch;
 pub mod init_producer_id;
+pub mod leaders;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -27,6 +28,7 @@ pub use create_topics::{CreatableTopic, CreateTopicsRequest, CreateTopicsRespons
 pub use delete_topics::{DeleteTopicsRequest, DeleteTopicsResponse};
 pub use fetch::{FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse};
 pub use init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
+pub use leaders::{LeaderAnnouncementsRequest, LeaderAnnouncementsResponse, LedPartition};
 pub use list_offsets::{ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse};
 pub use metadata::{BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata};
 pub use produce::{Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse};
@@ -81,11 +83,13 @@ pub enum ApiKey {
     RaftMessages = 1000,
     /// Move every replica off a broker (Strata's own; Kafka has no equivalent API).
     DecommissionBroker = 1001,
+    /// Internal, broker-to-broker only: the partitions a broker leads. Never answered.
+    LeaderAnnouncements = 1002,
 }
 
 impl ApiKey {
     /// Every API.
-    pub const ALL: [ApiKey; 13] = [
+    pub const ALL: [ApiKey; 14] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -99,6 +103,7 @@ impl ApiKey {
         ApiKey::BrokerRegistration,
         ApiKey::RaftMessages,
         ApiKey::DecommissionBroker,
+        ApiKey::LeaderAnnouncements,
     ];
 
     /// Parses the wire value.
@@ -127,6 +132,7 @@ impl ApiKey {
             ApiKey::ListPartitionReassignments => "list_partition_reassignments",
             ApiKey::DecommissionBroker => "decommission_broker",
             ApiKey::BrokerRegistration => "broker_registration",
+            ApiKey::LeaderAnnouncements => "leader_announcements",
         }
     }
 }
@@ -148,6 +154,7 @@ pub enum Request {
     ListPartitionReassignments(ListPartitionReassignmentsRequest),
     DecommissionBroker(DecommissionBrokerRequest),
     BrokerRegistration(BrokerRegistrationRequest),
+    LeaderAnnouncements(LeaderAnnouncementsRequest),
 }
 
 /// A decoded response body.
@@ -168,6 +175,8 @@ pub enum Response {
     ListPartitionReassignments(ListPartitionReassignmentsResponse),
     DecommissionBroker(DecommissionBrokerResponse),
     BrokerRegistration(BrokerRegistrationResponse),
+    /// Never sent: brokers do not answer LeaderAnnouncements.
+    LeaderAnnouncements(LeaderAnnouncementsResponse),
 }
 
 macro_rules! dispatch {
@@ -211,7 +220,8 @@ dispatch!(
     AlterPartitionReassignments,
     ListPartitionReassignments,
     DecommissionBroker,
-    BrokerRegistration
+    BrokerRegistration,
+    LeaderAnnouncements
 );
 dispatch!(
     Response,
@@ -227,7 +237,8 @@ dispatch!(
     AlterPartitionReassignments,
     ListPartitionReassignments,
     DecommissionBroker,
-    BrokerRegistration
+    BrokerRegistration,
+    LeaderAnnouncements
 );
 
 /// Per-topic grouping used by produce, fetch and list-offsets: a topic name and its partitions'
