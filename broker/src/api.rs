@@ -112,9 +112,18 @@ pub(crate) fn leader_announcements(broker: &Broker, req: LeaderAnnouncementsRequ
     if from == broker.opts.node_id || !broker.knows(from) {
         return;
     }
+    // Bounded: names arrive from the network, and only topics that exist matter.
+    const MAX_TOPICS: usize = 100_000;
+    const MAX_PARTITIONS_PER_TOPIC: usize = crate::topics::MAX_PARTITIONS as usize;
     let mut table = broker.leaders.write().unwrap_or_else(|e| e.into_inner());
     for l in req.leaders {
+        if !table.contains_key(&l.topic) && table.len() >= MAX_TOPICS {
+            continue;
+        }
         let partitions = table.entry(l.topic).or_default();
+        if !partitions.contains_key(&l.partition) && partitions.len() >= MAX_PARTITIONS_PER_TOPIC {
+            continue;
+        }
         match partitions.get(&l.partition) {
             Some(&(id, term, _)) if id == l.topic_id && term > l.term => {}
             Some(&(id, _, _)) if id > l.topic_id => {}
