@@ -521,14 +521,24 @@ fn admissible(g: &Group, me: u64, m: &mut Message) -> Result<(), &'static str> {
             } else {
                 snap.data.len() == crate::raft::storage::SNAPSHOT_DATA_LEN
             };
+            // Every member one the group has or had (a snapshot describes the configuration at
+            // the leader's log start, which may predate the current assignment), and raft-rs's
+            // invariants: no node both voter and learner, staged learners only among the
+            // outgoing voters.
+            let known = |id: u64| {
+                g.assignment.contains(id) || g.assignment.initial.contains(&id) || g.raw.raft.prs().get(id).is_some()
+            };
+            let voting = |id: &u64| cs.voters.contains(id) || cs.voters_outgoing.contains(id);
             if !data_ok
                 || meta.term > m.term
                 || meta.index == 0
                 || cs.voters.is_empty()
                 || cs.voters.len() > 64
                 || ids().count() > 256
-                || ids().any(|&id| id == 0)
+                || ids().any(|&id| id == 0 || !known(id))
                 || !ids().any(|&id| id == me)
+                || cs.learners.iter().any(voting)
+                || cs.learners_next.iter().any(|id| !cs.voters_outgoing.contains(id))
             {
                 return Err("malformed snapshot");
             }
