@@ -217,18 +217,10 @@ pub struct Applied {
     pub snapshot: Option<Bytes>,
 }
 
-/// File (in the metadata log's directory) holding the registry as of an applied index: the
-/// metadata log below it is deleted, and a restart starts from it.
+/// File (in the metadata log's directory) holding the registry (JSON; its `index` is the
+/// applied index it is as of): the metadata log below it is deleted, and a restart starts from
+/// it. Raft snapshots of the metadata group carry the same bytes.
 pub const SNAPSHOT_FILE: &str = "registry.json";
-
-/// The registry as saved in [`SNAPSHOT_FILE`] and sent in Raft snapshots.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RegistrySnapshot {
-    /// The metadata log index it is as of.
-    pub index: u64,
-    /// The registry.
-    pub registry: Registry,
-}
 
 /// Metadata entries applied between snapshots (then the log below the snapshot is deleted).
 /// `STRATA_METADATA_SNAPSHOT_ENTRIES` overrides it (at least 16).
@@ -243,32 +235,28 @@ fn snapshot_every() -> u64 {
 ///
 /// # Errors
 /// A damaged file: starting without it would replay a log whose start is gone.
-pub fn read_snapshot(dir: &Path) -> anyhow::Result<Option<RegistrySnapshot>> {
+pub fn read_snapshot(dir: &Path) -> anyhow::Result<Option<(Registry, Bytes)>> {
     let path = dir.join(SNAPSHOT_FILE);
     strata_storage::durable::remove_stale_tmp(&path);
     let Some(bytes) = strata_storage::durable::read(&path)? else {
         return Ok(None);
     };
-    let snap: RegistrySnapshot =
+    let registry: Registry =
         serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?;
-    Ok(Some(snap))
+    Ok(Some((registry, Bytes::from(bytes))))
 }
 
-/// Saves the registry as of `index` (durably) and attaches it to the metadata group's Raft
+/// Saves the registry (as of its `index`) durably and attaches it to the metadata group's Raft
 /// snapshots.
-async fn save_snapshot(broker: &Arc<Broker>, index: u64, registry: &Registry) -> anyhow::Result<()> {
+async fn save_snapshot(broker: &Arc<Broker>, registry: &Registry) -> anyhow::Result<()> {
     let Some(metadata) = broker.metadata.get() else {
         return Ok(());
     };
-    let file = serde_json::to_vec(&RegistrySnapshot {
-        index,
-        registry: registry.clone(),
-    })?;
-    // Raft snapshots carry the registry alone (its `index` says as of when).
-    let state = serde_json::to_vec(registry)?;
+    let bytes = Bytes::from(serde_json::to_vec(registry)?);
     let path = metadata.storage.dir().join(SNAPSHOT_FILE);
+    let file = bytes.clone();
     tokio::task::spawn_blocking(move || strata_storage::durable::write_atomic(&path, &file)).await??;
-    metadata.storage.set_snapshot_state(index, Bytes::from(state));
+    metadata.storage.set_snapshot_state(registry.index, bytes);
     Ok(())
 }
 
@@ -672,7 +660,7 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
                             // Deletes it learned only from the snapshot leave directories.
                             swept = false;
                             let copy = registry.clone();
-                            if let Err(e) = save_snapshot(&broker, a.index, &copy).await {
+                            if let Err(e) = save_snapshot(&broker, &copy).await {
                                 tracing::error!(error = %format!("{e:#}"), "saving the metadata snapshot failed");
                             } else {
                                 snapshotted = a.index;
@@ -707,7 +695,7 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
         };
         if last >= replay_until && last >= snapshotted + snapshot_every() {
             // Snapshot the registry, then delete the metadata log below it.
-            match save_snapshot(&broker, last, &desired).await {
+            match save_snapshot(&broker, &desired).await {
                 Ok(()) => {
                     snapshotted = last;
                     if let Some(m) = broker.metadata.get() {

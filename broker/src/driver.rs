@@ -1266,14 +1266,12 @@ impl Driver {
             // In sync: members whose log has everything committed, in assignment order.
             let commit = g.raw.raft.raft_log.committed;
             let prs = g.raw.raft.prs();
-            let a = &g.assignment;
-            let desired = a.desired();
-            let members = desired
-                .iter()
-                .chain(a.replicas.iter().filter(|id| !desired.contains(id)));
             g.in_sync.clear();
-            g.in_sync
-                .extend(members.filter(|id| prs.get(**id).is_some_and(|p| p.matched >= commit)));
+            g.in_sync.extend(
+                g.assignment
+                    .member_ids()
+                    .filter(|id| prs.get(*id).is_some_and(|p| p.matched >= commit)),
+            );
             g.partition.set_in_sync(&g.in_sync);
         }
         if leader_id != g.leader_id {

@@ -38,7 +38,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 /// voters cannot be read or saved.
 pub async fn voters(opts: &BrokerOptions, join: &str, my_address: &str) -> anyhow::Result<Voters> {
     let path = opts.data_dir.join(CLUSTER_FILE);
-    if let Some(known) = read(&path)? {
+    let p = path.clone();
+    if let Some(known) = tokio::task::spawn_blocking(move || read(&p)).await?? {
         let (node, join, address) = (opts.node_id, join.to_string(), my_address.to_string());
         tokio::spawn(async move {
             if let Err(e) = register_until_done(node, &join, &address).await {

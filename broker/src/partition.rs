@@ -57,10 +57,19 @@ impl Assignment {
     /// Every broker holding a replica now: the desired ones first (preferred leader first), then
     /// the replicas being moved away from.
     pub fn members(&self) -> Vec<u64> {
-        let mut all = self.desired().to_vec();
-        all.extend(self.replicas.iter().filter(|id| !self.desired().contains(id)));
-        all.extend(self.learners.iter().filter(|id| !all.contains(id)).collect::<Vec<_>>());
-        all
+        self.member_ids().collect()
+    }
+
+    /// [`members`](Self::members) without allocating: the desired replicas, then the
+    /// replicas leaving, then learners not among either.
+    pub fn member_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        let desired = self.desired();
+        let leaving = self.replicas.iter().filter(move |id| !desired.contains(id));
+        let learners = self
+            .learners
+            .iter()
+            .filter(move |id| !desired.contains(id) && !self.replicas.contains(id));
+        desired.iter().chain(leaving).chain(learners).copied()
     }
 
     /// Whether `node` holds a replica now.

@@ -366,20 +366,12 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         let dir = metadata.storage.dir().to_path_buf();
         tokio::task::spawn_blocking(move || controller::read_snapshot(&dir)).await??
     };
-    if let Some(snap) = snapshot {
-        let mut registry = snap.registry;
-        registry.index = snap.index;
-        let bytes = serde_json::to_vec(&registry)?;
-        tracing::info!(
-            index = snap.index,
-            topics = registry.topics.len(),
-            "loaded the metadata snapshot"
-        );
+    if let Some((registry, bytes)) = snapshot {
+        let index = registry.index;
+        tracing::info!(index, topics = registry.topics.len(), "loaded the metadata snapshot");
         *broker.registry.lock().await = registry;
-        broker.controller.set_applied(snap.index);
-        metadata
-            .storage
-            .set_snapshot_state(snap.index, bytes::Bytes::from(bytes));
+        broker.controller.set_applied(index);
+        metadata.storage.set_snapshot_state(index, bytes);
     }
     // What this broker knew committed when it stopped: replayed as a whole before any replica
     // is opened, so a topic created and later deleted is never brought back to life meanwhile.

@@ -274,8 +274,7 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
 /// each one exactly once, in order per partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_rides_through_a_leader_kill_under_load_without_loss_or_duplicates() {
-    use futures::StreamExt;
-    use strata_client::{ConsumerConfig, NewTopic, ProducerConfig, ProducerRecord, Seek};
+    use strata_client::{NewTopic, ProducerConfig, ProducerRecord};
 
     const RECORDS: u32 = 3000;
     let mut cluster = Cluster::start(3);
@@ -313,34 +312,7 @@ async fn the_client_rides_through_a_leader_kill_under_load_without_loss_or_dupli
     }
     producer.close().await;
 
-    let mut consumer = c.consumer(ConsumerConfig::default()).unwrap();
-    consumer.assign_topic("load").await.unwrap();
-    consumer.seek_all(Seek::Earliest).await.unwrap();
-    let mut stream = consumer.stream();
-    let mut seen = std::collections::BTreeMap::<u32, i32>::new();
-    let mut last = [None::<u32>; 3];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < RECORDS as usize {
-        assert!(Instant::now() < deadline, "only {} of {RECORDS} read back", seen.len());
-        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await else {
-            panic!("the consumer stalled after {} records", seen.len());
-        };
-        let r = r.unwrap();
-        let n: u32 = std::str::from_utf8(r.value.as_deref().unwrap())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(n % 3, r.partition as u32, "record {n} in partition {}", r.partition);
-        assert!(seen.insert(n, r.partition).is_none(), "record {n} read twice");
-        let p = r.partition as usize;
-        assert!(
-            last[p].is_none_or(|prev| prev < n),
-            "partition {p}: {n} after {:?}",
-            last[p]
-        );
-        last[p] = Some(n);
-    }
-    assert_eq!(seen.len(), RECORDS as usize);
+    common::cluster::read_back(&c, "load", 3, RECORDS as usize).await;
 }
 
 /// Anyone who can reach a broker's port can send RaftMessages. Messages no correct peer sends

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use strata_client::{ConsumerConfig, Error, NewTopic, ProducerConfig, ProducerRecord, Seek};
+use strata_client::{Error, NewTopic, ProducerConfig, ProducerRecord};
 use strata_protocol::ErrorCode;
 
 mod common;
 use common::Client;
-use common::cluster::{Cluster, all_led, wait_metadata};
+use common::cluster::{Cluster, all_led, read_back, wait_metadata};
 
 const TOPIC: &str = "moving";
 const PARTITIONS: i32 = 2;
@@ -100,45 +99,6 @@ impl Load {
             assert!(r.is_ok(), "record {i} not acknowledged: {r:?}\n{}", cluster.logs());
         }
         total
-    }
-}
-
-/// Reads the topic from the start: records `0..total`, each once, in order per partition.
-async fn read_back(c: &strata_client::Client, topic: &str, partitions: u32, total: usize) {
-    let mut consumer = c.consumer(ConsumerConfig::default()).unwrap();
-    consumer.assign_topic(topic).await.unwrap();
-    consumer.seek_all(Seek::Earliest).await.unwrap();
-    let mut stream = consumer.stream();
-    let mut seen = std::collections::HashSet::new();
-    let mut last = vec![None::<u32>; partitions as usize];
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while seen.len() < total {
-        assert!(Instant::now() < deadline, "only {} of {total} read back", seen.len());
-        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await else {
-            panic!("the consumer stalled after {} records", seen.len());
-        };
-        let r = r.unwrap();
-        let n: u32 = std::str::from_utf8(r.value.as_deref().unwrap())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(
-            n % partitions,
-            r.partition as u32,
-            "record {n} in partition {}",
-            r.partition
-        );
-        assert!(
-            (n as usize) < total && seen.insert(n),
-            "record {n} unexpected or read twice"
-        );
-        let p = r.partition as usize;
-        assert!(
-            last[p].is_none_or(|prev| prev < n),
-            "partition {p}: {n} after {:?}",
-            last[p]
-        );
-        last[p] = Some(n);
     }
 }
 

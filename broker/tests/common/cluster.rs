@@ -157,3 +157,43 @@ pub async fn wait_metadata(
 pub fn all_led(t: &TopicMetadata) -> bool {
     t.error == ErrorCode::None && !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader > 0)
 }
+
+/// Reads the topic from the start: records `0..total`, each once, in order per partition.
+pub async fn read_back(c: &strata_client::Client, topic: &str, partitions: u32, total: usize) {
+    let mut consumer = c.consumer(strata_client::ConsumerConfig::default()).unwrap();
+    consumer.assign_topic(topic).await.unwrap();
+    consumer.seek_all(strata_client::Seek::Earliest).await.unwrap();
+    let mut stream = consumer.stream();
+    let mut seen = std::collections::HashSet::new();
+    let mut last = vec![None::<u32>; partitions as usize];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while seen.len() < total {
+        assert!(Instant::now() < deadline, "only {} of {total} read back", seen.len());
+        let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(&mut stream)).await
+        else {
+            panic!("the consumer stalled after {} records", seen.len());
+        };
+        let r = r.unwrap();
+        let n: u32 = std::str::from_utf8(r.value.as_deref().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            n % partitions,
+            r.partition as u32,
+            "record {n} in partition {}",
+            r.partition
+        );
+        assert!(
+            (n as usize) < total && seen.insert(n),
+            "record {n} unexpected or read twice"
+        );
+        let p = r.partition as usize;
+        assert!(
+            last[p].is_none_or(|prev| prev < n),
+            "partition {p}: {n} after {:?}",
+            last[p]
+        );
+        last[p] = Some(n);
+    }
+}

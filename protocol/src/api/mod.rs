@@ -179,7 +179,7 @@ pub enum Response {
     LeaderAnnouncements(LeaderAnnouncementsResponse),
 }
 
-macro_rules! dispatch {
+macro_rules! dispatch_impl {
     ($enum:ident, $($variant:ident),*) => {
         impl $enum {
             /// The API this body belongs to.
@@ -206,8 +206,15 @@ macro_rules! dispatch {
     };
 }
 
+/// Both bodies' dispatch for every API, listed once.
+macro_rules! dispatch {
+    ($($variant:ident),* $(,)?) => {
+        dispatch_impl!(Request, $($variant),*);
+        dispatch_impl!(Response, $($variant),*);
+    };
+}
+
 dispatch!(
-    Request,
     ApiVersions,
     Metadata,
     CreateTopics,
@@ -221,24 +228,7 @@ dispatch!(
     ListPartitionReassignments,
     DecommissionBroker,
     BrokerRegistration,
-    LeaderAnnouncements
-);
-dispatch!(
-    Response,
-    ApiVersions,
-    Metadata,
-    CreateTopics,
-    DeleteTopics,
-    Produce,
-    Fetch,
-    ListOffsets,
-    InitProducerId,
-    RaftMessages,
-    AlterPartitionReassignments,
-    ListPartitionReassignments,
-    DecommissionBroker,
-    BrokerRegistration,
-    LeaderAnnouncements
+    LeaderAnnouncements,
 );
 
 /// Per-topic grouping used by produce, fetch and list-offsets: a topic name and its partitions'

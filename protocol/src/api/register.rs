@@ -16,27 +16,8 @@ use crate::ErrorCode;
 use crate::error::DecodeError;
 use crate::wire::{Reader, put_nullable_string, put_string};
 
-/// BrokerRegistration request.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BrokerRegistrationRequest {
-    /// The joining broker's node id.
-    pub node_id: i32,
-    /// Its client address, `host:port`.
-    pub address: String,
-}
-
-impl Body for BrokerRegistrationRequest {
-    fn encode(&self, _version: i16, out: &mut BytesMut) {
-        out.put_i32(self.node_id);
-        put_string(out, &self.address);
-    }
-    fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            node_id: r.i32("node id")?,
-            address: r.string("address")?,
-        })
-    }
-}
+/// BrokerRegistration request: the joining broker's node id and client address.
+pub type BrokerRegistrationRequest = BrokerAddress;
 
 /// A broker and its client address.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
