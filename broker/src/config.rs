@@ -59,6 +59,8 @@ use serde::{Deserialize, Serialize};
 use strata_storage::FlushPolicy;
 use thiserror::Error;
 
+use strata_protocol::host_aliases::{HostAliasError, HostAliases};
+
 use crate::options::{BrokerOptions, TopicDefaults, Voter};
 
 /// A complete config file: every key, set to its default, with its bounds. Keys whose default is
@@ -76,6 +78,13 @@ pub const EXAMPLE_CONFIG: &str = r#"# strata-broker configuration. Every key is 
 # env STRATA_NODE_ID, flag --node-id
 node_id = 1
 
+# Take the node id from the host name instead: the number after its last '-', plus 1, so the
+# pods strata-0, strata-1, strata-2 of a Kubernetes StatefulSet are nodes 1, 2, 3. The host name
+# is the HOSTNAME environment variable (Kubernetes sets it to the pod name), else the system's.
+# Not together with node_id. true or false.
+# env STRATA_NODE_ID_FROM_HOSTNAME, flag --node-id-from-hostname
+node_id_from_hostname = false
+
 # Where partition logs and metadata live. Not empty.
 # env STRATA_DATA_DIR, flag --data-dir
 data_dir = "strata-data"
@@ -89,16 +98,25 @@ data_dir = "strata-data"
 # The metadata controller quorum: every voter as ID@HOST:PORT, comma-separated in one string,
 # where HOST:PORT is that broker's client listener address (host a DNS name or an IP, IPv6 in
 # brackets). Ids at least 1 and unique, addresses unique, at most 9 voters, and this broker's
-# node_id among them. Give every voter the same list. Default: unset (or ""): a cluster of one,
-# this broker its only voter (unless it joins one, below).
+# node_id among them (unless join is set too, below). Give every broker the same list.
+# Default: unset (or ""): a cluster of one, this broker its only voter (unless it joins one).
 # env STRATA_CLUSTER_VOTERS or STRATA_VOTERS, flag --voters
 # voters = "1@broker-1.example.com:9700,2@broker-2.example.com:9700,3@broker-3.example.com:9700"
 
 # Join a running cluster as a data-only broker (not a voter): HOST:PORT of any of its brokers.
-# Needs a node_id no other broker has; not with voters. Once joined, the broker remembers the
-# cluster in its data dir and restarts without contacting this address first.
+# Needs a node_id no other broker has. Once joined, the broker remembers the cluster in its data
+# dir and restarts without contacting this address first. With voters set too, only a broker
+# whose node_id is not among the voters joins; the voters ignore it (so every broker of a
+# StatefulSet can share one config file).
 # env STRATA_CLUSTER_JOIN or STRATA_JOIN, flag --join
 # join = "broker-1.example.com:9700"
+
+# Host aliases: DNS names and the IP address each stands for, NAME=IP comma-separated, looked
+# up before the system resolver for every connection this broker makes (voters, join, peers).
+# For running the brokers of a Kubernetes StatefulSet on one machine, each pod's DNS name
+# standing for a loopback address; leave unset otherwise. Default: unset.
+# env STRATA_CLUSTER_HOST_ALIASES or STRATA_HOST_ALIASES, flag --host-aliases
+# host_aliases = "strata-0.strata-headless.default.svc.cluster.local=127.0.0.11"
 
 [listener]
 # Client listener, IP:PORT. Port 0 picks a free port.
@@ -226,6 +244,10 @@ const _: () = assert!(MIN_MESSAGE_BYTES <= *MAX_FRAME_BYTES_RANGE.start());
 pub struct Config {
     /// This broker's node id, unique in the cluster. Default 1; at least 1.
     pub node_id: u64,
+    /// Take the node id from the host name (`HOSTNAME`, else the system's): the number after
+    /// its last `-`, plus 1 (a StatefulSet's pod `strata-0` is node 1). Default false; not
+    /// together with an explicit `node_id`. [`load`] resolves it into `node_id`.
+    pub node_id_from_hostname: bool,
     /// Data directory. Default `strata-data` (relative to the working directory); not empty.
     pub data_dir: PathBuf,
     /// Once listening, write the bound addresses to this file. Default: unset; not empty.
@@ -260,9 +282,13 @@ pub struct ClusterConfig {
     #[serde(with = "voters", skip_serializing_if = "Vec::is_empty")]
     pub voters: Vec<Voter>,
     /// `host:port` of a broker of a running cluster to join as a data-only broker. Default
-    /// unset; not with `voters`.
+    /// unset. With `voters` too, only a broker whose `node_id` is not among them joins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<String>,
+    /// DNS names standing for IP addresses in this broker's outgoing connections,
+    /// `"NAME=IP,NAME=IP"` in the file. Default empty.
+    #[serde(with = "host_aliases", skip_serializing_if = "HostAliases::is_empty")]
+    pub host_aliases: HostAliases,
 }
 
 /// `[listener]`: the client listener.
@@ -420,11 +446,13 @@ impl From<&BrokerOptions> for Config {
         let t = &o.topic_defaults;
         Config {
             node_id: o.node_id,
+            node_id_from_hostname: false,
             data_dir: o.data_dir.clone(),
             ready_file: o.ready_file.clone(),
             cluster: ClusterConfig {
                 voters: o.voters.clone(),
                 join: o.join.clone(),
+                host_aliases: o.host_aliases.clone(),
             },
             listener: ListenerConfig {
                 listen: o.listen,
@@ -671,12 +699,6 @@ impl Config {
             if let Err(reason) = check_host_port(join) {
                 return invalid(reason, None);
             }
-            if !voters.is_empty() {
-                return invalid(
-                    "a broker either is a voter (cluster.voters) or joins as a data-only broker, not both".into(),
-                    Some(KEY),
-                );
-            }
         }
         if voters.is_empty() {
             return Ok(());
@@ -725,12 +747,12 @@ impl Config {
                 );
             }
         }
-        if !ids.contains(&self.node_id) {
+        if !ids.contains(&self.node_id) && self.cluster.join.is_none() {
             let listed: Vec<String> = ids.iter().map(u64::to_string).collect();
             return invalid(
                 format!(
                     "node id {} is not among the voters (ids {}); list this broker in cluster.voters, give it \
-                     one of those ids, or start it with cluster.join instead to add a data-only broker",
+                     one of those ids, or set cluster.join too to add it as a data-only broker",
                     self.node_id,
                     listed.join(", ")
                 ),
@@ -762,6 +784,7 @@ impl Config {
             node_id: self.node_id,
             voters: self.cluster.voters.clone(),
             join: self.cluster.join.clone(),
+            host_aliases: self.cluster.host_aliases.clone(),
             listen: l.listen,
             advertised_address: l.advertised_address.clone(),
             http: self.http.listen,
@@ -1144,6 +1167,20 @@ mod voters {
     }
 }
 
+/// serde for host aliases: one `"NAME=IP,…"` string.
+mod host_aliases {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use strata_protocol::host_aliases::HostAliases;
+
+    pub fn serialize<S: Serializer>(v: &HostAliases, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HostAliases, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// serde for the flush policy: `"always"`, `"never"`, `"interval:<duration>"`.
 mod flush {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -1210,6 +1247,17 @@ const SETTINGS: &[Setting] = &[
         get: |c| c.node_id.to_string(),
     },
     Setting {
+        key: "node_id_from_hostname",
+        env: "STRATA_NODE_ID_FROM_HOSTNAME",
+        env_alias: None,
+        flag: Some("--node-id-from-hostname"),
+        set: |c, v| {
+            c.node_id_from_hostname = parse_bool(v)?;
+            Ok(())
+        },
+        get: |c| c.node_id_from_hostname.to_string(),
+    },
+    Setting {
         key: "data_dir",
         env: "STRATA_DATA_DIR",
         env_alias: None,
@@ -1258,6 +1306,23 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| unset_or(c.cluster.join.clone()),
+    },
+    Setting {
+        key: "cluster.host_aliases",
+        env: "STRATA_CLUSTER_HOST_ALIASES",
+        env_alias: Some("STRATA_HOST_ALIASES"),
+        flag: Some("--host-aliases"),
+        set: |c, v| {
+            c.cluster.host_aliases = v.parse().map_err(|e: HostAliasError| e.to_string())?;
+            Ok(())
+        },
+        get: |c| {
+            if c.cluster.host_aliases.is_empty() {
+                "unset".into()
+            } else {
+                c.cluster.host_aliases.to_string()
+            }
+        },
     },
     Setting {
         key: "listener.listen",
@@ -1488,14 +1553,25 @@ struct Cli {
     #[arg(long, value_name = "ID")]
     node_id: Option<u64>,
 
+    /// Node id from the host name: the number after its last '-', plus 1 (pod strata-0 is node 1)
+    /// [env: STRATA_NODE_ID_FROM_HOSTNAME=true]
+    #[arg(long)]
+    node_id_from_hostname: bool,
+
     /// Metadata controller quorum: every voter (this broker too) as ID@HOST:PORT of its client listener,
     /// comma-separated [default: none, a cluster of one] [env: STRATA_VOTERS]
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voter_list)]
     voters: Option<VoterList>,
 
-    /// Join a running cluster through this broker, as a data-only broker [default: none] [env: STRATA_JOIN]
+    /// Join a running cluster through this broker, as a data-only broker (with --voters: only if this
+    /// broker is not one of them) [default: none] [env: STRATA_JOIN]
     #[arg(long, value_name = "HOST:PORT")]
     join: Option<String>,
+
+    /// DNS names standing for IP addresses in this broker's outgoing connections, NAME=IP,... (for
+    /// running a StatefulSet's brokers on one machine) [default: none] [env: STRATA_HOST_ALIASES]
+    #[arg(long, value_name = "NAME=IP,...", value_parser = parse_host_aliases)]
+    host_aliases: Option<HostAliases>,
 
     /// Data directory [default: strata-data] [env: STRATA_DATA_DIR]
     #[arg(long, value_name = "DIR")]
@@ -1543,6 +1619,10 @@ fn parse_voter_list(s: &str) -> Result<VoterList, String> {
     parse_voters(s).map(VoterList)
 }
 
+fn parse_host_aliases(s: &str) -> Result<HostAliases, String> {
+    s.parse().map_err(|e: HostAliasError| e.to_string())
+}
+
 impl Cli {
     /// Applies every flag given over `config`, recording each as the origin of its key.
     fn apply(self, config: &mut Config, origins: &mut BTreeMap<&'static str, Origin>) {
@@ -1552,6 +1632,16 @@ impl Cli {
         };
         if let Some(v) = self.node_id {
             set("node_id", "--node-id", &|c| c.node_id = v);
+        }
+        if self.node_id_from_hostname {
+            set("node_id_from_hostname", "--node-id-from-hostname", &|c| {
+                c.node_id_from_hostname = true
+            });
+        }
+        if let Some(v) = self.host_aliases {
+            set("cluster.host_aliases", "--host-aliases", &|c| {
+                c.cluster.host_aliases = v.clone()
+            });
         }
         if let Some(VoterList(v)) = self.voters {
             set("cluster.voters", "--voters", &|c| c.cluster.voters = v.clone());
@@ -1845,6 +1935,9 @@ pub fn load(
     };
     apply_env(&mut config, env, &mut origins)?;
     cli.apply(&mut config, &mut origins);
+    if config.node_id_from_hostname {
+        node_id_from_hostname(&mut config, env, &mut origins)?;
+    }
 
     let origin_of = |key: &str| origins.get(key).cloned().unwrap_or(Origin::Default);
     let options = config.to_options().map_err(|e| match e {
@@ -1861,6 +1954,66 @@ pub fn load(
         config_file,
         origins,
     })
+}
+
+/// Sets `node_id` from the host name (`HOSTNAME`, else the system's): the number after its last
+/// `-`, plus 1.
+fn node_id_from_hostname(
+    config: &mut Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    origins: &mut BTreeMap<&'static str, Origin>,
+) -> Result<(), ConfigError> {
+    let invalid = |value: String, reason: String, other_key| {
+        ConfigError::Invalid(Box::new(InvalidSetting {
+            key: "node_id_from_hostname",
+            value,
+            reason,
+            origin: origins.get("node_id_from_hostname").cloned(),
+            other_key,
+            other_origin: other_key.and_then(|k| origins.get(k).cloned()),
+        }))
+    };
+    if origins.contains_key("node_id") {
+        return Err(invalid(
+            "true".into(),
+            "the node id comes either from node_id or from the host name, not both".into(),
+            Some("node_id"),
+        ));
+    }
+    let (host, source) = match env("HOSTNAME").map(|h| h.trim().to_string()).filter(|h| !h.is_empty()) {
+        Some(h) => (h, "HOSTNAME"),
+        None => (system_hostname().unwrap_or_default(), "the system host name"),
+    };
+    let ordinal = host
+        .rsplit_once('-')
+        .and_then(|(_, n)| (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(n))
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| *n < u64::MAX);
+    let Some(ordinal) = ordinal else {
+        return Err(invalid(
+            "true".into(),
+            format!(
+                "host name {host:?} (from {source}) does not end in -N, a StatefulSet pod's ordinal; set node_id instead"
+            ),
+            None,
+        ));
+    };
+    config.node_id = ordinal + 1;
+    origins.insert("node_id", Origin::Env("HOSTNAME"));
+    Ok(())
+}
+
+/// The kernel's host name.
+fn system_hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success (and we
+    // stop at the buffer's end otherwise).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
 /// Reads and parses the file, recording which keys it sets.
@@ -2125,6 +2278,7 @@ mod tests {
                 voter(9, "10.0.0.9:19700"),
             ],
             join: None,
+            host_aliases: HostAliases::new(),
             listen: "0.0.0.0:19700".parse().unwrap(),
             advertised_address: Some("broker-7.example.com:19700".into()),
             http: "0.0.0.0:19701".parse().unwrap(),
@@ -2394,11 +2548,70 @@ mod tests {
         assert_eq!(t.max_message_bytes, 2 << 20);
         assert_eq!(t.flush, FlushPolicy::Never);
         for s in SETTINGS {
-            // (cluster.join excludes cluster.voters: see `join_is_a_data_only_broker`.)
-            if s.key != "cluster.join" {
+            // (node_id_from_hostname excludes node_id: see `node_id_from_the_host_name`.)
+            if !["cluster.join", "node_id_from_hostname", "cluster.host_aliases"].contains(&s.key) {
                 assert_eq!(loaded.origin(s.key), Origin::Env(s.env), "{}", s.key);
             }
         }
+    }
+
+    #[test]
+    fn node_id_from_the_host_name() {
+        for (host, id) in [("strata-0", 1), ("strata-broker-11", 12), ("a-007", 8)] {
+            let env = move |k: &str| (k == "HOSTNAME").then(|| host.to_string());
+            let loaded = load(args(&["--node-id-from-hostname"]), &env).unwrap();
+            assert_eq!(loaded.options.node_id, id, "{host}");
+            assert_eq!(loaded.origin("node_id"), Origin::Env("HOSTNAME"));
+            assert!(
+                loaded
+                    .to_string()
+                    .contains("node_id_from_hostname=true(--node-id-from-hostname)")
+            );
+        }
+        let env = |k: &str| match k {
+            "HOSTNAME" => Some("strata-2".to_string()),
+            "STRATA_NODE_ID_FROM_HOSTNAME" => Some("true".to_string()),
+            _ => None,
+        };
+        assert_eq!(load(args(&[]), &env).unwrap().options.node_id, 3);
+        // The id must come from one place.
+        let err = load(args(&["--node-id", "3"]), &env).unwrap_err();
+        assert_eq!(invalid_key(&err), "node_id_from_hostname");
+        assert!(err.to_string().contains("not both"), "{err}");
+        assert!(err.to_string().contains("node_id is from flag --node-id"), "{err}");
+        for host in [
+            "strata",
+            "strata-",
+            "strata-x",
+            "strata-1a",
+            "strata-18446744073709551615",
+        ] {
+            let env = move |k: &str| (k == "HOSTNAME").then(|| host.to_string());
+            let err = load(args(&["--node-id-from-hostname"]), &env).unwrap_err();
+            assert!(err.to_string().contains("does not end in -N"), "{host}: {err}");
+        }
+    }
+
+    #[test]
+    fn host_aliases_setting() {
+        let env = env_of(&[("STRATA_HOST_ALIASES", "strata-0.s.default.svc.cluster.local=127.0.0.11")]);
+        let loaded = load(args(&[]), &env).unwrap();
+        assert_eq!(
+            loaded
+                .options
+                .host_aliases
+                .resolve("strata-0.s.default.svc.cluster.local:9700"),
+            "127.0.0.11:9700"
+        );
+        let c = Config::from_toml("[cluster]\nhost_aliases = \"a=127.0.0.2,b=::1\"").unwrap();
+        assert_eq!(c.cluster.host_aliases.get("b"), Some("::1".parse().unwrap()));
+        assert_eq!(Config::from_toml(&c.to_toml().unwrap()).unwrap(), c);
+        let err = load(args(&["--host-aliases", "a=not-an-ip"]), &no_env).unwrap_err();
+        assert!(err.to_string().contains("expected an IP address"), "{err}");
+        let err = Config::from_toml("[cluster]\nhost_aliases = \"a\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected NAME=IP"), "{err}");
     }
 
     #[test]
@@ -2410,13 +2623,21 @@ mod tests {
         let loaded = load(args(&["--node-id", "4", "--join", "b2:9700"]), &env).unwrap();
         assert_eq!(loaded.options.join.as_deref(), Some("b2:9700"));
         assert_eq!(loaded.origin("cluster.join"), Origin::Flag("--join"));
-        // Not with voters, and only a host:port.
-        let err = load(
-            args(&["--voters", "1@b1:9700", "--node-id", "1", "--join", "b2:9700"]),
-            &no_env,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("not both"), "{err}");
+        // With voters too: a voter keeps it (and ignores it), so does a broker that is not one
+        // of them (and joins); every broker of a StatefulSet shares one file.
+        let voters = "1@b1:9700,2@b2:9700,3@b3:9700";
+        for node in ["1", "4"] {
+            let loaded = load(
+                args(&["--voters", voters, "--node-id", node, "--join", "b:9700"]),
+                &no_env,
+            )
+            .unwrap();
+            assert_eq!(loaded.options.join.as_deref(), Some("b:9700"));
+            assert_eq!(loaded.options.voters.len(), 3);
+        }
+        // Without join, a node id missing from the voters is an error (a typo, most likely).
+        let err = load(args(&["--voters", voters, "--node-id", "4"]), &no_env).unwrap_err();
+        assert!(err.to_string().contains("not among the voters"), "{err}");
         let err = load(args(&["--node-id", "4", "--join", "b2"]), &no_env).unwrap_err();
         assert!(err.to_string().contains("cluster.join"), "{err}");
     }
@@ -2538,7 +2759,7 @@ mod tests {
         assert!(!o.metrics_per_partition);
         for s in SETTINGS {
             if let Some(flag) = s.flag
-                && s.key != "cluster.join"
+                && !["cluster.join", "node_id_from_hostname", "cluster.host_aliases"].contains(&s.key)
             {
                 assert_eq!(loaded.origin(s.key), Origin::Flag(flag), "{}", s.key);
             }
@@ -2680,7 +2901,11 @@ mod tests {
         let message = |node_id: u64, voters: Vec<Voter>| {
             let c = Config {
                 node_id,
-                cluster: ClusterConfig { voters, join: None },
+                cluster: ClusterConfig {
+                    voters,
+                    join: None,
+                    host_aliases: HostAliases::new(),
+                },
                 ..Config::default()
             };
             let e = c.validate().unwrap_err();
@@ -2721,6 +2946,7 @@ mod tests {
                 cluster: ClusterConfig {
                     voters: voters.clone(),
                     join: None,
+                    host_aliases: HostAliases::new(),
                 },
                 ..Config::default()
             };

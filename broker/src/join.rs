@@ -1,4 +1,5 @@
-//! Joining a running cluster as a data-only broker (`--join HOST:PORT`).
+//! Joining a running cluster as a data-only broker (`--join HOST:PORT`; with `--voters` too, only
+//! a broker that is not one of the voters joins).
 //!
 //! The new broker sends `BrokerRegistration` (its node id and client address) to the given
 //! broker, which commits a `RegisterBroker` metadata command through the controller and answers
@@ -18,6 +19,7 @@ use futures::{SinkExt, StreamExt};
 use strata_protocol::api::{ApiKey, BrokerRegistrationRequest, BrokerRegistrationResponse, Request, Response};
 use strata_protocol::codec::{ClientCodec, OutgoingRequest};
 use strata_protocol::frame::RequestHeader;
+use strata_protocol::host_aliases::HostAliases;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
@@ -41,14 +43,15 @@ pub async fn voters(opts: &BrokerOptions, join: &str, my_address: &str) -> anyho
     let p = path.clone();
     if let Some(known) = tokio::task::spawn_blocking(move || read(&p)).await?? {
         let (node, join, address) = (opts.node_id, join.to_string(), my_address.to_string());
+        let aliases = opts.host_aliases.clone();
         tokio::spawn(async move {
-            if let Err(e) = register_until_done(node, &join, &address).await {
+            if let Err(e) = register_until_done(node, &join, &address, &aliases).await {
                 tracing::error!(error = %format!("{e:#}"), "re-registering with the cluster failed");
             }
         });
         return Ok(known);
     }
-    let voters = register_until_done(opts.node_id, join, my_address).await?;
+    let voters = register_until_done(opts.node_id, join, my_address, &opts.host_aliases).await?;
     let json = serde_json::to_vec_pretty(&voters)?;
     let p = path.clone();
     tokio::task::spawn_blocking(move || strata_storage::durable::write_atomic(&p, &json))
@@ -72,12 +75,12 @@ fn read(path: &Path) -> anyhow::Result<Option<Voters>> {
 
 /// Registers, retrying (with a warning now and then) while the cluster cannot be reached or has
 /// no controller; a refusal is final.
-async fn register_until_done(node: u64, join: &str, address: &str) -> anyhow::Result<Voters> {
+async fn register_until_done(node: u64, join: &str, address: &str, aliases: &HostAliases) -> anyhow::Result<Voters> {
     let mut delay = Duration::from_millis(200);
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT, register(node, join, address)).await;
+        let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT, register(node, &aliases.resolve(join), address)).await;
         let error = match outcome {
             Ok(Ok(r)) if r.error.is_ok() => {
                 return Ok(r

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use strata_protocol::host_aliases::HostAliases;
 use strata_storage::FlushPolicy;
 
 /// Defaults applied to topics that do not override them.
@@ -68,6 +69,9 @@ pub struct BrokerOptions {
     /// `host:port` of a broker of a running cluster this broker joins as a data-only broker
     /// (not a voter). Default none.
     pub join: Option<String>,
+    /// DNS names standing for IP addresses in the connections this broker makes (voters, join,
+    /// peers), before the system resolver. Default none.
+    pub host_aliases: HostAliases,
     /// Client listener. Port 0 picks a free port; the bound address is reported once listening.
     pub listen: SocketAddr,
     /// `host:port` clients are told to connect to (default: the bound listen address).
@@ -106,6 +110,7 @@ impl Default for BrokerOptions {
             node_id: 1,
             voters: Vec::new(),
             join: None,
+            host_aliases: HostAliases::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9700)),
             advertised_address: None,
             http: SocketAddr::from(([127, 0, 0, 1], 9701)),

@@ -31,6 +31,7 @@ use strata_protocol::ErrorCode;
 use strata_protocol::api::{ApiKey, MinLen, RaftMessage, RaftMessagesEncoder};
 use strata_protocol::codec::ClientCodec;
 use strata_protocol::frame::{DEFAULT_MAX_FRAME_BYTES, LENGTH_LEN, RequestHeader};
+use strata_protocol::host_aliases::HostAliases;
 use strata_protocol::wire::Reader;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -130,6 +131,8 @@ struct Inner {
     tasks: TaskTracker,
     runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
+    /// Names looked up before the system resolver.
+    aliases: Arc<HostAliases>,
 }
 
 /// The connections to the other brokers. Cheap to clone; the sender tasks stop when `shutdown`
@@ -142,11 +145,12 @@ pub struct Peers {
 impl Peers {
     /// Spawns one sender task per peer on `runtime` (a handle, since the caller of
     /// [`Peers::send`] is a plain OS thread, the Raft driver). `peers` are (node id,
-    /// `"host:port"`); the host may be a DNS name, resolved at each connect attempt. An entry for
-    /// `node_id` itself, or a repeated id, is ignored.
+    /// `"host:port"`); the host may be a DNS name, resolved at each connect attempt (through
+    /// `aliases` first). An entry for `node_id` itself, or a repeated id, is ignored.
     pub fn start(
         node_id: u64,
         peers: Vec<(u64, String)>,
+        aliases: HostAliases,
         runtime: tokio::runtime::Handle,
         shutdown: CancellationToken,
     ) -> Peers {
@@ -160,6 +164,7 @@ impl Peers {
                 tasks,
                 runtime,
                 shutdown,
+                aliases: Arc::new(aliases),
             }),
         };
         for (to, address) in peers {
@@ -187,6 +192,7 @@ impl Peers {
             node_id: inner.node_id,
             to,
             address: address.clone(),
+            aliases: inner.aliases.clone(),
             rx,
             ctl_rx,
             connected: connected.clone(),
@@ -310,6 +316,7 @@ struct Sender {
     node_id: u64,
     to: u64,
     address: Arc<std::sync::Mutex<String>>,
+    aliases: Arc<HostAliases>,
     rx: mpsc::Receiver<Vec<OutboundMessage>>,
     ctl_rx: mpsc::Receiver<Bytes>,
     connected: Arc<AtomicBool>,
@@ -333,10 +340,11 @@ impl Sender {
             // Whatever is queued predates this attempt; Raft has or will have newer messages.
             self.drop_queued();
             let address = self.address.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let target = self.aliases.resolve(&address);
             let attempt = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return,
-                r = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address.as_str())) => r,
+                r = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())) => r,
             };
             let stream = match attempt {
                 Ok(Ok(stream)) => stream,
@@ -672,6 +680,7 @@ mod tests {
         let peers = Peers::start(
             1,
             vec![(1, "127.0.0.1:1".into()), (2, address)],
+            HostAliases::new(),
             tokio::runtime::Handle::current(),
             shutdown.clone(),
         );
@@ -730,6 +739,7 @@ mod tests {
         let peers = Peers::start(
             1,
             vec![(2, address)],
+            HostAliases::new(),
             tokio::runtime::Handle::current(),
             shutdown.clone(),
         );
@@ -773,6 +783,7 @@ mod tests {
         let peers = Peers::start(
             1,
             vec![(2, address.to_string())],
+            HostAliases::new(),
             tokio::runtime::Handle::current(),
             shutdown.clone(),
         );
@@ -812,6 +823,7 @@ mod tests {
         let peers = Peers::start(
             1,
             vec![(2, address)],
+            HostAliases::new(),
             tokio::runtime::Handle::current(),
             shutdown.clone(),
         );

@@ -273,7 +273,8 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     let advertised = advertised(&opts, bound)?;
     let metrics = Arc::new(Metrics::new(opts.metrics_per_partition).context("defining the metrics")?);
     let my_address = format!("{}:{}", advertised.0, advertised.1);
-    let voters: Voters = if let Some(join) = &opts.join {
+    let is_voter = opts.voters.iter().any(|v| v.id == opts.node_id);
+    let voters: Voters = if let Some(join) = opts.join.as_ref().filter(|_| !is_voter) {
         crate::join::voters(&opts, join, &my_address).await?
     } else if opts.voters.is_empty() {
         [(opts.node_id, my_address.clone())].into()
@@ -299,6 +300,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         crate::peer::Peers::start(
             opts.node_id,
             others,
+            opts.host_aliases.clone(),
             tokio::runtime::Handle::current(),
             peer_stop.clone(),
         )

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use strata_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
+use strata_protocol::host_aliases::HostAliases;
 
 use crate::error::{Error, Result};
 
@@ -40,6 +41,10 @@ pub struct ClientConfig {
     /// Least time between two metadata refreshes forced by errors, so a broker that keeps
     /// answering `NOT_LEADER` is not hammered. Default 100 ms.
     pub metadata_refresh_backoff: Duration,
+    /// DNS names standing for IP addresses, consulted before the system resolver for every
+    /// broker address (bootstrap and those in metadata). For reaching brokers that advertise
+    /// names this machine cannot resolve, e.g. a StatefulSet's pod names in tests. Default none.
+    pub host_aliases: HostAliases,
 }
 
 impl Default for ClientConfig {
@@ -53,6 +58,7 @@ impl Default for ClientConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             metadata_max_age: Duration::from_secs(300),
             metadata_refresh_backoff: Duration::from_millis(100),
+            host_aliases: HostAliases::new(),
         }
     }
 }

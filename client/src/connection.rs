@@ -234,7 +234,8 @@ impl Connection {
     /// [`Error::Io`] if the connection fails, [`Error::Timeout`] if it takes too long, or the
     /// handshake's error.
     pub async fn connect(addr: &str, config: &ClientConfig) -> Result<Connection> {
-        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
+        let target = config.host_aliases.resolve(addr);
+        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(target.as_str()))
             .await
             .map_err(|_| Error::Timeout {
                 what: "connect",

@@ -66,4 +66,5 @@ pub use partitioner::{DefaultPartitioner, KeylessStrategy, Partitioner, Partitio
 pub use producer::{Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use strata_protocol as protocol;
 pub use strata_protocol::api::Acks;
+pub use strata_protocol::host_aliases::HostAliases;
 pub use strata_protocol::{Compression, Offset};

@@ -52,6 +52,7 @@ pub mod compression;
 pub mod error;
 pub mod error_code;
 pub mod frame;
+pub mod host_aliases;
 pub mod record;
 pub mod types;
 pub mod varint;

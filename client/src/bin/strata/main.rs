@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use strata_client::{Client, ClientConfig};
+use strata_client::{Client, ClientConfig, HostAliases};
 
 use crate::output::{Format, Out};
 
@@ -61,6 +61,11 @@ struct Global {
     #[arg(long, global = true, default_value_t = 30_000, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
+    /// DNS names standing for IP addresses, NAME=IP comma-separated, looked up before the system
+    /// resolver (for brokers advertising names this machine cannot resolve).
+    #[arg(long, global = true, env = "STRATA_HOST_ALIASES", value_name = "NAME=IP,...",
+          value_parser = |s: &str| s.parse::<HostAliases>().map_err(|e| e.to_string()))]
+    host_aliases: Option<HostAliases>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +165,7 @@ impl Global {
             client_id: Some("strata-cli".to_owned()),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            host_aliases: self.host_aliases.clone().unwrap_or_default(),
             ..ClientConfig::new(&self.bootstrap)
         }
     }
