@@ -1047,10 +1047,16 @@ impl Driver {
             }
         }
         worked |= !jobs.is_empty();
-        // With nothing queued behind it, a lone fsync runs right here: handing it to a pool
-        // thread and being woken by its completion would only add two thread switches to the
-        // producer's wait. With commands queued, the pool runs it while they are appended.
-        let lone = jobs.len() == 1 && self.queue_is_empty(rx);
+        // What phase 1 may send now goes out before any fsync starts: a leader's appends reach
+        // its followers while it syncs its own copy, so their fsyncs overlap its one.
+        self.flush_outbox();
+        // With nothing queued behind it and no peers, a lone fsync runs right here: handing it
+        // to a pool thread and being woken by its completion would only add two thread switches
+        // to the producer's wait. With commands queued, the pool runs it while they are
+        // appended; with peers, whose messages may arrive any moment (a follower's ack, another
+        // leader's appends), the driver never blocks on a disk.
+        let alone = self.peers.as_ref().is_none_or(|p| p.connected_count() == 0);
+        let lone = jobs.len() == 1 && alone && self.queue_is_empty(rx);
         let mut finished = Vec::new();
         for task in jobs {
             let (key, incarnation, bytes) = (task.0.clone(), task.1, task.3);
