@@ -1984,7 +1984,11 @@ fn node_id_from_hostname(
         Some(h) => (h, "HOSTNAME"),
         None => (system_hostname().unwrap_or_default(), "the system host name"),
     };
+    // A fully qualified name (a pod with setHostnameAsFQDN): its first label is the pod's name.
     let ordinal = host
+        .split('.')
+        .next()
+        .unwrap_or_default()
         .rsplit_once('-')
         .and_then(|(_, n)| (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(n))
         .and_then(|n| n.parse::<u64>().ok())
@@ -1999,7 +2003,12 @@ fn node_id_from_hostname(
         ));
     };
     config.node_id = ordinal + 1;
-    origins.insert("node_id", Origin::Env("HOSTNAME"));
+    // Derived by the setting that asked for it (from HOSTNAME or the system's host name).
+    let origin = origins
+        .get("node_id_from_hostname")
+        .cloned()
+        .unwrap_or(Origin::Env("HOSTNAME"));
+    origins.insert("node_id", origin);
     Ok(())
 }
 
@@ -2557,11 +2566,16 @@ mod tests {
 
     #[test]
     fn node_id_from_the_host_name() {
-        for (host, id) in [("strata-0", 1), ("strata-broker-11", 12), ("a-007", 8)] {
+        for (host, id) in [
+            ("strata-0", 1),
+            ("strata-broker-11", 12),
+            ("a-007", 8),
+            ("strata-2.strata-headless.default.svc.cluster.local", 3),
+        ] {
             let env = move |k: &str| (k == "HOSTNAME").then(|| host.to_string());
             let loaded = load(args(&["--node-id-from-hostname"]), &env).unwrap();
             assert_eq!(loaded.options.node_id, id, "{host}");
-            assert_eq!(loaded.origin("node_id"), Origin::Env("HOSTNAME"));
+            assert_eq!(loaded.origin("node_id"), Origin::Flag("--node-id-from-hostname"));
             assert!(
                 loaded
                     .to_string()

@@ -62,6 +62,11 @@ fn tools() -> Option<&'static Tools> {
                 return Some(tools);
             }
             let out = Command::new(root.join("scripts/chart-tools.sh")).output();
+            // CI sets STRATA_REQUIRE_CHART_TOOLS: there a missing tool fails instead of skipping.
+            let required = std::env::var_os("STRATA_REQUIRE_CHART_TOOLS").is_some_and(|v| v != "0");
+            if required && !out.as_ref().is_ok_and(|o| o.status.success()) {
+                panic!("STRATA_REQUIRE_CHART_TOOLS is set but scripts/chart-tools.sh failed: {out:?}");
+            }
             match out {
                 Ok(o) if o.status.success() && present(&tools) => Some(tools),
                 Ok(o) => {

@@ -144,3 +144,25 @@ async fn a_data_only_broker_joins_serves_and_restarts() {
     .await;
     drop(joiner);
 }
+
+/// A broker that joined as a data-only broker refuses to start as a voter (a changed voter list,
+/// e.g. a StatefulSet's controller.voters raised), naming why, instead of running with a
+/// metadata membership that disagrees with the others'.
+#[test]
+fn a_joined_broker_does_not_start_as_a_voter() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.json"), r#"{"1":"127.0.0.1:1"}"#).unwrap();
+    let (a, b) = (free_port(), free_port());
+    let voters = format!("1@127.0.0.1:1,2@{a}");
+    let out = std::process::Command::new(BROKER)
+        .args(["--node-id", "2", "--voters", &voters, "--join", "127.0.0.1:1"])
+        .args(["--listen", &a.to_string(), "--http", &b.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("STRATA_SHUTDOWN_TIMEOUT", "1s")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("joined this cluster as a data-only broker"), "{stderr}");
+}

@@ -625,9 +625,12 @@ async fn a_refused_sequence_fails_the_batch_and_later_records_go_under_a_new_pro
             "{code}: later records go on"
         );
         assert_eq!(values(&broker, 0), ["first", "later"]);
+        // first; refused; later, pipelined behind refused under the same id and refused too
+        // (so it is not in the log); later again, under the new id. The refused
+        // batch itself is not retried.
         assert_eq!(
             broker.count(ApiKey::Produce),
-            3,
+            4,
             "{code}: the refused batch is not retried"
         );
         assert_eq!(broker.count(ApiKey::InitProducerId), 2, "{code}: a new producer id");
@@ -677,4 +680,40 @@ async fn a_non_retriable_init_producer_id_error_fails_the_records() {
     );
     assert_eq!(broker.count(ApiKey::InitProducerId), 1);
     assert_eq!(broker.count(ApiKey::Produce), 0);
+}
+
+#[tokio::test]
+async fn pipelined_sends_keep_their_order_when_they_wait_for_a_producer_id_and_when_slow() {
+    let (broker, producer) = setup(1, fast()).await;
+    let init = ApiKey::InitProducerId as i16;
+    broker.with(|s| {
+        s.reject.insert(init, ErrorCode::LeaderNotAvailable);
+        // Slow answers: several sends of the partition are in flight at once.
+        s.produce_delay = Duration::from_millis(40);
+    });
+    let mut deliveries = Vec::new();
+    for i in 0..60u32 {
+        deliveries.push(
+            producer
+                .enqueue(ProducerRecord::new("t", format!("{i}")))
+                .await
+                .unwrap(),
+        );
+        if i == 20 {
+            broker.with(|s| s.reject.remove(&init));
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    for (i, d) in deliveries.into_iter().enumerate() {
+        assert_eq!(d.await.unwrap().offset, Some(Offset(i as u64)), "record {i}");
+    }
+    let expected: Vec<Bytes> = (0..60u32).map(|i| Bytes::from(i.to_string())).collect();
+    assert_eq!(values(&broker, 0), expected, "enqueue order");
+    let batches = produced(&broker, 0);
+    assert!(batches.len() > 2, "several sends: {batches:?}");
+    let mut next = 0;
+    for (_, _, base, count) in batches {
+        assert_eq!(base, next, "sequences follow each other");
+        next += count as i32;
+    }
 }

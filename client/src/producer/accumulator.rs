@@ -52,8 +52,12 @@ pub(crate) struct AccumulatorConfig {
     pub buffer_memory: usize,
     pub delivery_timeout: Duration,
     /// Most batches in one partition's send (the idempotent producer's limit: the broker
-    /// recognises a retry only among a producer's last few batches per partition).
+    /// recognises a retry only among a producer's last few batches per partition). With several
+    /// sends in flight, the limit is on their batches together.
     pub max_batches_per_send: usize,
+    /// Most sends of one partition in flight at once (1 unless idempotent: only sequence
+    /// numbers let the broker keep pipelined sends in order through a retry).
+    pub max_in_flight: usize,
 }
 
 /// Memory reserved for one record; returned to the pool if dropped unused.
@@ -105,6 +109,12 @@ pub(crate) struct ProducerBatch {
     load_bytes: u64,
     pub(crate) created: Instant,
     pub(crate) attempts: u32,
+    /// Once a send failed and came back: the id of that send's first batch, shared by all its
+    /// batches, so the retry resends exactly them (not merged with another failed send).
+    retry_group: u64,
+    /// The broker refused it as out of order (so it is certainly not in the log): if the
+    /// producer id it was stamped with is gone, it may be stamped again under the new one.
+    pub(crate) refused: bool,
 }
 
 impl ProducerBatch {
@@ -131,6 +141,33 @@ impl ProducerBatch {
     /// sealed yet).
     pub(crate) fn sequence(&self) -> Option<BatchSequence> {
         self.sequence
+    }
+
+    /// Whether the batch must be stamped again before it is resent: the broker refused it as out
+    /// of order (it is not in the log) and its producer id is no longer the one in use.
+    pub(crate) fn needs_restamp(&self, current: impl Fn(&BatchSequence) -> bool) -> bool {
+        self.refused && self.sequence.is_some_and(|s| !current(&s))
+    }
+
+    /// Stamps a sealed batch the broker refused with a new producer id, epoch and sequence,
+    /// recomputing its CRC (the records are untouched).
+    pub(crate) fn restamp(&mut self, sequence: BatchSequence) -> Option<Bytes> {
+        use strata_protocol::batch::{compute_crc, field};
+        let sealed = self.sealed.as_ref()?;
+        let mut buf = sealed.to_vec();
+        if buf.len() < strata_protocol::HEADER_LEN {
+            return None;
+        }
+        buf[field::PRODUCER_ID..field::PRODUCER_ID + 8].copy_from_slice(&sequence.producer_id.to_be_bytes());
+        buf[field::PRODUCER_EPOCH..field::PRODUCER_EPOCH + 2].copy_from_slice(&sequence.producer_epoch.to_be_bytes());
+        buf[field::BASE_SEQUENCE..field::BASE_SEQUENCE + 4].copy_from_slice(&sequence.base_sequence.to_be_bytes());
+        let crc = compute_crc(&buf);
+        buf[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let bytes = Bytes::from(buf);
+        self.sealed = Some(bytes.clone());
+        self.sequence = Some(sequence);
+        self.refused = false;
+        Some(bytes)
     }
 
     /// Compresses and finishes the batch, stamping `sequence` into its header, if that has not
@@ -179,6 +216,8 @@ pub(crate) struct PartitionSend {
     pub leader: i32,
     /// Batches in enqueue order.
     pub batches: Vec<ProducerBatch>,
+    /// The id of its first batch when drained: its key among the partition's sends in flight.
+    pub(crate) flight: u64,
 }
 
 impl PartitionSend {
@@ -196,7 +235,12 @@ impl PartitionSend {
 struct PartitionQueue {
     topic: Arc<str>,
     batches: VecDeque<ProducerBatch>,
-    in_flight: bool,
+    /// The sends in flight, by their first batch's id (ids grow in enqueue order), with their
+    /// batch counts.
+    in_flight: BTreeMap<u64, usize>,
+    /// A retried send is in flight: nothing else is sent until it returns, so retries go out
+    /// one at a time, in order.
+    retry_in_flight: bool,
     /// Nothing is sent before this (retry backoff).
     retry_at: Option<Instant>,
 }
@@ -381,7 +425,8 @@ impl Accumulator {
         let queue = partitions.entry(partition).or_insert_with(|| PartitionQueue {
             topic: Arc::from(topic),
             batches: VecDeque::new(),
-            in_flight: false,
+            in_flight: BTreeMap::new(),
+            retry_in_flight: false,
             retry_at: None,
         });
         let fits = queue.batches.back().is_some_and(|b| {
@@ -408,6 +453,8 @@ impl Accumulator {
                 load_bytes: 0,
                 created: Instant::now(),
                 attempts: 0,
+                retry_group: 0,
+                refused: false,
             });
             incomplete.insert(next_id);
             next_id += 1;
@@ -474,7 +521,58 @@ impl Accumulator {
         for (topic, partitions) in &mut state.topics {
             let mut topic_needs_metadata = false;
             for (&partition, queue) in partitions.iter_mut() {
-                if queue.in_flight {
+                // A failed send comes back to the front of the queue: nothing goes out after it
+                // before it is known whether it did, so only one send at a time while the
+                // front is a retry (or one is in flight).
+                let retry_front = queue.batches.front().is_some_and(ProducerBatch::is_sealed);
+                let limit = if retry_front || queue.retry_in_flight {
+                    1
+                } else {
+                    self.config.max_in_flight
+                };
+                let batches_in_flight: usize = queue.in_flight.values().sum();
+                if queue.in_flight.len() >= limit || batches_in_flight >= self.config.max_batches_per_send {
+                    continue;
+                }
+                if !queue.in_flight.is_empty() {
+                    // Pipelined behind a send in flight: only fresh batches, never expired here
+                    // (that waits until the partition is idle, as before).
+                    let Some(front) = queue.batches.front() else {
+                        continue;
+                    };
+                    let linger_ends = front.created + self.config.linger;
+                    let ready = urgent
+                        || queue.batches.len() > 1
+                        || front.size() >= self.config.batch_size
+                        || linger_ends <= now;
+                    if !ready {
+                        out.next_check = min_instant(out.next_check, Some(linger_ends));
+                        continue;
+                    }
+                    let Some(leader) = leader_of(topic, partition) else {
+                        continue;
+                    };
+                    let room = self.config.max_batches_per_send - batches_in_flight;
+                    let mut batches = Vec::new();
+                    let mut bytes = 0usize;
+                    while let Some(b) = queue.batches.front() {
+                        if !batches.is_empty() && (bytes + b.size() > max_request_size || batches.len() >= room) {
+                            break;
+                        }
+                        bytes += b.size();
+                        if let Some(b) = queue.batches.pop_front() {
+                            batches.push(b);
+                        }
+                    }
+                    let flight = batches[0].id;
+                    queue.in_flight.insert(flight, batches.len());
+                    out.ready.push(PartitionSend {
+                        topic: Arc::clone(&queue.topic),
+                        partition,
+                        leader,
+                        batches,
+                        flight,
+                    });
                     continue;
                 }
                 let expired =
@@ -526,8 +624,9 @@ impl Accumulator {
                 // those (they fitted the limits the first time). Otherwise fill up to the limits
                 // with open batches.
                 let retry = front.is_sealed();
+                let group = front.retry_group;
                 while let Some(b) = queue.batches.front() {
-                    if b.is_sealed() != retry {
+                    if b.is_sealed() != retry || (retry && b.retry_group != group) {
                         break;
                     }
                     if !retry
@@ -541,12 +640,15 @@ impl Accumulator {
                         batches.push(b);
                     }
                 }
-                queue.in_flight = true;
+                let flight = batches[0].id;
+                queue.in_flight.insert(flight, batches.len());
+                queue.retry_in_flight = retry;
                 out.ready.push(PartitionSend {
                     topic: Arc::clone(&queue.topic),
                     partition,
                     leader,
                     batches,
+                    flight,
                 });
             }
             if topic_needs_metadata {
@@ -555,7 +657,7 @@ impl Accumulator {
         }
         // Forget idle partitions so the map only holds partitions with work.
         for partitions in state.topics.values_mut() {
-            partitions.retain(|_, q| q.in_flight || !q.batches.is_empty() || q.retry_at.is_some());
+            partitions.retain(|_, q| !q.in_flight.is_empty() || !q.batches.is_empty() || q.retry_at.is_some());
         }
         state.topics.retain(|_, p| !p.is_empty());
         out
@@ -565,7 +667,7 @@ impl Accumulator {
     /// enqueue order if `Ok(Some(base_offset))`, no offset if `Ok(None)` (acks = 0), the error
     /// otherwise — returns the memory and lets the partition send again.
     pub(crate) fn complete(&self, send: PartitionSend, result: Result<Option<u64>>) {
-        self.finish_partition(&send.topic, send.partition);
+        self.finish_partition(&send);
         self.complete_batches(send.batches, result);
     }
 
@@ -609,18 +711,24 @@ impl Accumulator {
         self.wakeup.notify_one();
     }
 
-    /// Puts a failed send back at the front of its partition's queue, in order and ahead of
-    /// anything enqueued since, to be retried no earlier than `retry_at`.
-    pub(crate) fn requeue(&self, send: PartitionSend, retry_at: Instant) {
+    /// Puts a failed send back at the front of its partition's queue, ahead of anything
+    /// enqueued since and in enqueue order among other failed sends (pipelined sends may fail
+    /// together), to be retried no earlier than `retry_at`.
+    pub(crate) fn requeue(&self, send: PartitionSend, retry_at: Instant, refused: bool) {
         let PartitionSend {
             topic,
             partition,
             batches,
+            flight,
             ..
         } = send;
         let mut batches = batches;
+        let first = flight;
+        let group = batches.iter().find(|b| b.attempts > 0).map_or(first, |b| b.retry_group);
         for b in &mut batches {
             b.attempts += 1;
+            b.retry_group = group;
+            b.refused = refused;
         }
         {
             let mut state = lock(&self.state);
@@ -628,23 +736,59 @@ impl Accumulator {
             let queue = partitions.entry(partition).or_insert_with(|| PartitionQueue {
                 topic: Arc::clone(&topic),
                 batches: VecDeque::new(),
-                in_flight: false,
+                in_flight: BTreeMap::new(),
+                retry_in_flight: false,
                 retry_at: None,
             });
-            for b in batches.into_iter().rev() {
-                queue.batches.push_front(b);
+            if queue.in_flight.remove(&first).is_some() && queue.in_flight.is_empty() {
+                queue.retry_in_flight = false;
             }
-            queue.in_flight = false;
-            queue.retry_at = Some(retry_at);
+            // Failed sends sit at the front, sealed, in id order: this one goes after those
+            // enqueued before it.
+            let at = queue
+                .batches
+                .iter()
+                .take_while(|b| b.is_sealed() && b.id < first)
+                .count();
+            for (i, b) in batches.into_iter().enumerate() {
+                queue.batches.insert(at + i, b);
+            }
+            queue.retry_at = Some(queue.retry_at.map_or(retry_at, |t| t.max(retry_at)));
         }
         self.wakeup.notify_one();
     }
 
-    fn finish_partition(&self, topic: &str, partition: i32) {
+    /// Whether a send of `topic`/`partition` older than the one whose first batch is
+    /// `first_batch` is still in flight or waiting to be retried: a later send refused as out of
+    /// order is then only ahead of it, and is retried after it.
+    pub(crate) fn has_earlier_send(&self, topic: &str, partition: i32, first_batch: u64) -> bool {
+        let state = lock(&self.state);
+        state
+            .topics
+            .get(topic)
+            .and_then(|p| p.get(&partition))
+            .is_some_and(|q| {
+                q.in_flight.range(..first_batch).next().is_some()
+                    || q.batches
+                        .iter()
+                        .take_while(|b| b.is_sealed())
+                        .any(|b| b.id < first_batch)
+            })
+    }
+
+    fn finish_partition(&self, send: &PartitionSend) {
+        let first = send.flight;
         let mut state = lock(&self.state);
-        if let Some(q) = state.topics.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
-            q.in_flight = false;
-            q.retry_at = None;
+        if let Some(q) = state
+            .topics
+            .get_mut(&*send.topic)
+            .and_then(|p| p.get_mut(&send.partition))
+        {
+            q.in_flight.remove(&first);
+            if q.in_flight.is_empty() {
+                q.retry_in_flight = false;
+                q.retry_at = None;
+            }
         }
     }
 
@@ -717,6 +861,7 @@ mod tests {
             buffer_memory: 1 << 20,
             delivery_timeout: Duration::from_secs(60),
             max_batches_per_send: usize::MAX,
+            max_in_flight: 1,
         }
     }
 
@@ -816,7 +961,7 @@ mod tests {
         }
         // …and the send fails retriably: it goes back to the front.
         let retry_at = now + Duration::from_millis(100);
-        acc.requeue(first, retry_at);
+        acc.requeue(first, retry_at, false);
         let d = acc.drain(now, 1 << 20, &leader);
         assert!(d.ready.is_empty(), "backing off");
         assert_eq!(d.next_check, Some(retry_at));
@@ -855,19 +1000,111 @@ mod tests {
         let mut first = acc.drain(now, 1 << 20, &leader).ready.pop().unwrap();
         assert_eq!(first.batches.len(), 2, "capped at max_batches_per_send");
         let sent: Vec<Bytes> = first.batches.iter_mut().map(|b| b.seal(None).unwrap()).collect();
-        acc.requeue(first, now);
+        acc.requeue(first, now, false);
         // The retry is the same two sealed batches, though more would fit.
         let mut retry = acc.drain(now, 1 << 20, &leader).ready.pop().unwrap();
         let resent: Vec<Bytes> = retry.batches.iter_mut().map(|b| b.seal(None).unwrap()).collect();
         assert_eq!(resent, sent);
         // Even under a request size limit smaller than both: they were one request before.
-        acc.requeue(retry, now);
+        acc.requeue(retry, now, false);
         let retry = acc.drain(now, 1, &leader).ready.pop().unwrap();
         assert_eq!(retry.batches.len(), 2);
         assert!(retry.batches.iter().all(ProducerBatch::is_sealed));
         acc.complete(retry, Ok(Some(0)));
         let next = acc.drain(now, 1 << 20, &leader).ready.pop().unwrap();
         assert!(next.batches.iter().all(|b| !b.is_sealed()), "then open batches");
+    }
+
+    #[tokio::test]
+    async fn pipelined_sends_fail_back_in_order_and_retry_one_at_a_time() {
+        let acc = Accumulator::new(AccumulatorConfig {
+            max_in_flight: 3,
+            max_batches_per_send: 4,
+            ..config()
+        });
+        let now = Instant::now();
+        let mut sends = Vec::new();
+        for i in 0..4u8 {
+            // 250 bytes: one record fills one 300-byte batch, ready at once.
+            drop(append(&acc, 0, &[i; 250]).await);
+            let mut d = acc.drain(now, 1 << 20, &leader);
+            if i < 3 {
+                let mut send = d.ready.pop().expect("sent behind the ones in flight");
+                assert_eq!(send.batches.len(), 1);
+                assert_eq!(values(&mut send), vec![vec![i; 250]]);
+                sends.push(send);
+            } else {
+                assert!(d.ready.is_empty(), "three in flight is the limit");
+            }
+        }
+        let (third, second, first) = (sends.pop().unwrap(), sends.pop().unwrap(), sends.pop().unwrap());
+        assert!(!acc.has_earlier_send("t", 0, first.flight));
+        assert!(acc.has_earlier_send("t", 0, third.flight), "the first is in flight");
+        // The second and third come back (say, refused) before the first does.
+        let third_flight = third.flight;
+        acc.requeue(third, now, true);
+        acc.requeue(second, now, true);
+        assert!(
+            acc.has_earlier_send("t", 0, third_flight),
+            "the second waits for a retry"
+        );
+        assert!(
+            acc.drain(now, 1 << 20, &leader).ready.is_empty(),
+            "a retry waits for the send in flight"
+        );
+        acc.requeue(first, now, false);
+        // Retries go one send at a time, in enqueue order, then the fresh batch.
+        let mut order = Vec::new();
+        while let Some(mut send) = acc.drain(now, 1 << 20, &leader).ready.pop() {
+            assert!(
+                acc.drain(now, 1 << 20, &leader).ready.is_empty(),
+                "nothing goes out beside a retry"
+            );
+            order.extend(values(&mut send));
+            acc.complete(send, Ok(Some(0)));
+        }
+        let expected: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 250]).collect();
+        assert_eq!(order, expected);
+        assert!(acc.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_is_restamped_under_a_new_producer_id_with_a_valid_crc() {
+        let acc = Accumulator::new(AccumulatorConfig {
+            compression: Compression::Lz4,
+            ..config()
+        });
+        drop(append(&acc, 0, &[9u8; 250]).await);
+        let mut send = acc.drain(Instant::now(), 1 << 20, &leader).ready.pop().unwrap();
+        let old = BatchSequence {
+            producer_id: 7,
+            producer_epoch: 1,
+            base_sequence: 40,
+        };
+        let b = &mut send.batches[0];
+        b.seal(Some(old)).unwrap();
+        assert!(!b.needs_restamp(|_| false), "not refused");
+        b.refused = true;
+        assert!(!b.needs_restamp(|q| *q == old), "its id is still the current one");
+        assert!(b.needs_restamp(|q| *q != old));
+        let new = BatchSequence {
+            producer_id: 8,
+            producer_epoch: 0,
+            base_sequence: 0,
+        };
+        let bytes = b.restamp(new).unwrap();
+        assert_eq!(b.sequence(), Some(new));
+        assert!(!b.needs_restamp(|_| false), "stamped anew, no longer refused");
+        let batch = RecordBatch::validate(bytes, &BatchLimits::default()).expect("the CRC matches");
+        let h = batch.header();
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (8, 0, 0));
+        let values: Vec<Vec<u8>> = batch
+            .records()
+            .unwrap()
+            .map(|r| r.unwrap().value.unwrap().to_vec())
+            .collect();
+        assert_eq!(values, [vec![9u8; 250]]);
+        acc.complete(send, Ok(Some(0)));
     }
 
     #[tokio::test]
@@ -891,7 +1128,7 @@ mod tests {
         }
         // Only the first batch is past the timeout, but the second goes with it.
         send.batches[1].created = t0 + Duration::from_millis(150);
-        acc.requeue(send, t0 + Duration::from_millis(250));
+        acc.requeue(send, t0 + Duration::from_millis(250), false);
         let d = acc.drain(t0 + Duration::from_millis(250), 1 << 20, &leader);
         assert_eq!(d.expired.len(), 2);
         assert!(d.ready.is_empty());

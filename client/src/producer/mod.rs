@@ -120,6 +120,12 @@ pub struct ProducerConfig {
     pub keyless: KeylessStrategy,
     /// A custom partitioner for records without an explicit partition.
     pub partitioner: Option<Arc<dyn Partitioner>>,
+    /// Most produce requests of one partition in flight at once when idempotent (Kafka's
+    /// `max.in.flight.requests.per.connection`): a record need not wait for the previous
+    /// request's acknowledgement to be sent. The broker keeps them in sequence order; a failed
+    /// one is retried before those after it. Without idempotence it is always 1 (ordering).
+    /// Default 5; 1 ..= 16.
+    pub max_in_flight_per_partition: usize,
 }
 
 impl Default for ProducerConfig {
@@ -140,6 +146,7 @@ impl Default for ProducerConfig {
             retry_backoff_max: Duration::from_millis(250),
             keyless: KeylessStrategy::Sticky,
             partitioner: None,
+            max_in_flight_per_partition: 5,
         }
     }
 }
@@ -170,6 +177,9 @@ impl ProducerConfig {
         }
         if self.max_request_size < self.batch_size {
             return Err(Error::config("max_request_size", "must be at least batch_size"));
+        }
+        if !(1..=16).contains(&self.max_in_flight_per_partition) {
+            return Err(Error::config("max_in_flight_per_partition", "must be in 1..=16"));
         }
         if self.max_request_size.saturating_add(REQUEST_OVERHEAD) > max_frame_bytes
             || i32::try_from(self.max_request_size).is_err()
@@ -352,6 +362,11 @@ impl Producer {
                 idempotence::MAX_BATCHES_PER_SEND
             } else {
                 usize::MAX
+            },
+            max_in_flight: if config.idempotence {
+                config.max_in_flight_per_partition
+            } else {
+                1
             },
         }));
         let partitioner = config

@@ -92,12 +92,18 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
         let mut ready = drained.ready;
         if config.idempotence {
             if sequencer.identity().is_some() {
-                ready.append(&mut awaiting_id);
+                // Those that waited for the id first: a partition's sends are sealed (take
+                // their sequence numbers) in the order they were drained.
+                awaiting_id.append(&mut ready);
+                ready = std::mem::take(&mut awaiting_id);
             } else {
-                // Open batches get their sequence numbers when sealed, which needs the id.
-                let (wait, go): (Vec<_>, Vec<_>) = ready
-                    .into_iter()
-                    .partition(|s| s.batches.first().is_some_and(|b| !b.is_sealed()));
+                // Open batches get their sequence numbers when sealed, which needs the id; so do
+                // refused batches of a producer id given up on.
+                let (wait, go): (Vec<_>, Vec<_>) = ready.into_iter().partition(|s| {
+                    s.batches
+                        .first()
+                        .is_some_and(|b| !b.is_sealed() || b.needs_restamp(|q| sequencer.is_current(q)))
+                });
                 ready = go;
                 awaiting_id.extend(wait);
                 if !awaiting_id.is_empty() && init.is_none() {
@@ -111,7 +117,10 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
                 }
             }
         }
-        let mut by_leader: BTreeMap<i32, Vec<(PartitionSend, Bytes)>> = BTreeMap::new();
+        // One request per leader, but a partition at most once per request (its response has
+        // one entry per partition): a second send of a partition (pipelined, or waiting for the
+        // producer id together) goes in the leader's next request, sent after.
+        let mut by_leader: BTreeMap<i32, Vec<Vec<(PartitionSend, Bytes)>>> = BTreeMap::new();
         for mut send in ready {
             let (records, failed) = record_set(&mut send, &mut sequencer);
             if let Some((batches, error)) = failed {
@@ -120,13 +129,26 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
                 acc.complete_batches(batches, Err(error));
             }
             match records {
-                Some(records) => by_leader.entry(send.leader).or_default().push((send, records)),
+                Some(records) => {
+                    let requests = by_leader.entry(send.leader).or_default();
+                    let free = requests.iter().position(|r| {
+                        !r.iter()
+                            .any(|(s, _)| s.partition == send.partition && s.topic == send.topic)
+                    });
+                    match free {
+                        Some(i) => requests[i].push((send, records)),
+                        None => requests.push(vec![(send, records)]),
+                    }
+                }
                 // Nothing left to send (the batches failed above): frees the partition.
                 None => acc.complete(send, Ok(None)),
             }
         }
-        for (leader, sends) in by_leader {
-            in_flight.push(send_to_leader(client.clone(), leader, sends, config.acks, config.request_timeout).boxed());
+        for (leader, requests) in by_leader {
+            for sends in requests {
+                in_flight
+                    .push(send_to_leader(client.clone(), leader, sends, config.acks, config.request_timeout).boxed());
+            }
         }
         if acc.is_closed() && acc.is_empty() && in_flight.is_empty() {
             break;
@@ -214,7 +236,22 @@ fn handle_outcome(
         let retry_at = now + Client::backoff(config.retry_backoff, config.retry_backoff_max, attempts + 1);
         let deadline = send.created().map(|c| c + config.delivery_timeout);
         let in_time = deadline.is_some_and(|d| retry_at < d);
-        if error.is_retriable() && attempts < config.retries && in_time {
+        // A send refused as out of order (or fenced) is not in the log. If it overtook an earlier send of
+        // its partition (still in flight or waiting to be retried) it goes again after that
+        // one; if an earlier send failed for good and its producer id was given up, it goes
+        // again under the new id. Otherwise the gap is real and it fails.
+        let refused = matches!(
+            error.code(),
+            Some(ErrorCode::OutOfOrderSequenceNumber | ErrorCode::InvalidProducerEpoch)
+        );
+        let overtaken = refused
+            && (acc.has_earlier_send(&send.topic, send.partition, send.flight)
+                || send
+                    .batches
+                    .first()
+                    .and_then(ProducerBatch::sequence)
+                    .is_some_and(|q| !sequencer.is_current(&q)));
+        if (error.is_retriable() || overtaken) && attempts < config.retries && in_time {
             if error.invalidates_metadata() {
                 want_metadata.insert(send.topic.to_string());
             }
@@ -225,7 +262,7 @@ fn handle_outcome(
                 error = %error,
                 "produce failed, retrying"
             );
-            acc.requeue(send, retry_at);
+            acc.requeue(send, retry_at, refused);
         } else {
             debug!(topic = %send.topic, partition = send.partition, error = %error, "produce failed");
             forget_identity_if_sequenced(sequencer, &send.batches, &error);
@@ -248,6 +285,14 @@ fn record_set(
     let mut sealed = Vec::with_capacity(send.batches.len());
     let mut failure = None;
     for (i, b) in send.batches.iter_mut().enumerate() {
+        if b.needs_restamp(|q| sequencer.is_current(q))
+            && let Some(sequence) = sequencer.peek(&send.topic, send.partition)
+            && let Some(bytes) = b.restamp(sequence)
+        {
+            sequencer.advance(&send.topic, send.partition, b.record_count());
+            sealed.push(bytes);
+            continue;
+        }
         let sequence = if b.is_sealed() {
             None
         } else {
