@@ -139,6 +139,10 @@ struct RunArgs {
     /// Producer linger in ms.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Most produce requests of one partition in flight at once per producer (idempotent
+    /// producers only; without idempotence it is 1).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=16))]
+    max_in_flight: u64,
     /// Batch compression.
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     compression: CompressionArg,
@@ -401,6 +405,7 @@ fn producer_config(args: &RunArgs) -> ProducerConfig {
         linger: Duration::from_millis(args.linger_ms),
         buffer_memory: (32 << 20).max(args.batch_bytes),
         max_request_size: (1 << 20).max(args.batch_bytes),
+        max_in_flight_per_partition: args.max_in_flight as usize,
         ..ProducerConfig::default()
     }
 }
