@@ -248,7 +248,16 @@ pub fn spawn(
                 metadata,
                 draining: false,
             };
-            driver.run(rx);
+            // Each group's raft-rs calls are guarded (a panic fails that group only). A panic
+            // anywhere else leaves no thread to drive any partition: a broker that kept serving
+            // would accept requests it can never answer, so it exits, as a `kill -9` would
+            // (what it acknowledged is durable by the flush policy), for its supervisor to
+            // restart it.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run(rx))).is_err() {
+                tracing::error!("the raft driver thread panicked; exiting");
+                eprintln!("strata-broker: the raft driver thread panicked; exiting");
+                std::process::exit(70);
+            }
         })
         .expect("spawning the raft driver thread");
     (DriverHandle { tx, _alive: alive }, handle)
@@ -620,7 +629,13 @@ impl Driver {
             let now = Instant::now();
             if now >= next_tick {
                 for g in self.groups.values_mut() {
-                    g.raw.tick();
+                    if g.failed.is_some() {
+                        continue;
+                    }
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.raw.tick())).is_err() {
+                        Self::fail(g, &self.metrics, "raft panicked on a tick".into());
+                        continue;
+                    }
                     if g.eager_campaign > 0 {
                         g.eager_campaign -= 1;
                         let raft = &g.raw.raft;
@@ -1003,35 +1018,14 @@ impl Driver {
             }
             worked = true;
             g.touched = true;
-            let mut rd = g.raw.ready();
-            // A leader's appends may go out before its own write (Raft thesis 10.2.1).
-            let early = rd.take_messages();
-            Self::post(&mut self.outbox, g, early);
-            if let Err(e) = Self::persist_ready(g, &mut rd, m, &self.metadata) {
-                Self::fail(g, m, format!("{e}"));
-                continue;
-            }
-            let always = g.partition.config.flush() == strata_storage::FlushPolicy::Always;
-            let must_be_durable = rd.entries().last().map(|e| e.index).filter(|_| always);
-            let after_persist = rd.take_persisted_messages();
-            if let Some(first) = rd.entries().first().map(|e| e.index) {
-                // These entries replace a tail an earlier Ready appended: that tail will never
-                // be durable, so the earlier Readies wait only for what remains below it.
-                for (_, waiting_for, _) in g.unpersisted.iter_mut() {
-                    if waiting_for.is_some_and(|i| i >= first) {
-                        *waiting_for = Some(first - 1).filter(|&i| i > 0);
-                    }
-                }
-            }
-            if !rd.snapshot().is_empty() {
-                g.snapshot_ready = Some(rd.number());
-            }
-            g.unpersisted.push_back((rd.number(), must_be_durable, after_persist));
-            g.raw.advance_append_async(rd);
-            // The Ready's committed entries were applied in persist_ready. raft-rs counts a
-            // snapshot applied only once it is reported persisted (see `settle`).
-            if g.snapshot_ready.is_none() {
-                g.raw.advance_apply();
+            let (outbox, metadata) = (&mut self.outbox, &self.metadata);
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Self::handle_ready(g, m, outbox, metadata)
+            }));
+            match handled {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => Self::fail(g, m, e),
+                Err(_) => Self::fail(g, m, "raft panicked handling a Ready".into()),
             }
         }
         // Phase 2: start an fsync for every partition whose flush policy wants one now (with
@@ -1076,10 +1070,51 @@ impl Driver {
         // commit cannot move without a Ready or an fsync completion).
         for g in self.groups.values_mut() {
             if std::mem::take(&mut g.touched) && g.failed.is_none() {
-                Self::settle(g, m, &mut self.outbox);
+                let outbox = &mut self.outbox;
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::settle(g, m, outbox))).is_err() {
+                    Self::fail(g, m, "raft panicked settling a persisted Ready".into());
+                }
             }
         }
         worked
+    }
+
+    /// Phase 1 of a cycle for one group: writes what its Ready holds, queues what may be sent
+    /// now, and hands the Ready back to raft-rs.
+    fn handle_ready(
+        g: &mut Group,
+        m: &Metrics,
+        outbox: &mut HashMap<u64, Vec<OutboundMessage>>,
+        metadata: &tokio::sync::mpsc::UnboundedSender<Applied>,
+    ) -> Result<(), String> {
+        let mut rd = g.raw.ready();
+        // A leader's appends may go out before its own write (Raft thesis 10.2.1).
+        let early = rd.take_messages();
+        Self::post(outbox, g, early);
+        Self::persist_ready(g, &mut rd, m, metadata).map_err(|e| format!("{e}"))?;
+        let always = g.partition.config.flush() == strata_storage::FlushPolicy::Always;
+        let must_be_durable = rd.entries().last().map(|e| e.index).filter(|_| always);
+        let after_persist = rd.take_persisted_messages();
+        if let Some(first) = rd.entries().first().map(|e| e.index) {
+            // These entries replace a tail an earlier Ready appended: that tail will never
+            // be durable, so the earlier Readies wait only for what remains below it.
+            for (_, waiting_for, _) in g.unpersisted.iter_mut() {
+                if waiting_for.is_some_and(|i| i >= first) {
+                    *waiting_for = Some(first - 1).filter(|&i| i > 0);
+                }
+            }
+        }
+        if !rd.snapshot().is_empty() {
+            g.snapshot_ready = Some(rd.number());
+        }
+        g.unpersisted.push_back((rd.number(), must_be_durable, after_persist));
+        g.raw.advance_append_async(rd);
+        // The Ready's committed entries were applied in persist_ready. raft-rs counts a
+        // snapshot applied only once it is reported persisted (see `settle`).
+        if g.snapshot_ready.is_none() {
+            g.raw.advance_apply();
+        }
+        Ok(())
     }
 
     /// Queues a group's messages for their brokers (sent at the end of the loop).
