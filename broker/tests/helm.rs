@@ -442,4 +442,31 @@ async fn statefulset_pods_form_a_cluster_and_serve_through_the_client_service() 
         placed[0].partitions.iter().any(|p| p.replicas.contains(&4)),
         "the data broker (pod 3) holds replicas: {placed:?}"
     );
+
+    // Scaling down as the chart's README says: decommission the highest ordinal's broker
+    // (node id = ordinal + 1), wait until no partition lists it, then remove the pod.
+    assert!(admin.decommission_broker(4).await.unwrap() > 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = admin.describe_topics(&["k8s"]).await.unwrap();
+        let moving = admin.list_reassignments().await.unwrap();
+        if moving.is_empty()
+            && t[0]
+                .partitions
+                .iter()
+                .all(|p| !p.replicas.contains(&4) && p.leader.is_some())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still on broker 4: {t:?} {moving:?}\n{}",
+            logs(&pods)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut gone = pods.pop().expect("pod 3");
+    assert_eq!(gone.name, pod_name(3));
+    gone.process.kill();
+    read_back(&client, "k8s", 12, 120).await;
 }
