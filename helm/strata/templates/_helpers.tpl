@@ -74,6 +74,15 @@ Checks the values the schema cannot: fails rendering with a clear message.
 {{- if gt $voters $replicas -}}
 {{- fail (printf "controller.voters (%d) must not exceed replicas (%d): pods 0..%d are the controller voters, so they must all exist" $voters $replicas (sub $voters 1)) -}}
 {{- end -}}
+{{- /* The voters are fixed when the cluster forms: an upgrade must not change them. (lookup
+     finds nothing under `helm template` and --dry-run, so this guards real upgrades only.) */ -}}
+{{- $installed := lookup "v1" "ConfigMap" .Release.Namespace (include "strata.fullname" .) -}}
+{{- if $installed -}}
+{{- $was := index ($installed.metadata.annotations | default dict) "strata.io/controller-voters" | default "" -}}
+{{- if and $was (ne $was (include "strata.voters" .)) -}}
+{{- fail (printf "the controller voters cannot change after install (installed: %s; now: %s): keep controller.voters, clusterDomain, ports.client and the release name as installed" $was (include "strata.voters" .)) -}}
+{{- end -}}
+{{- end -}}
 {{- if eq (int .Values.ports.client) (int .Values.ports.http) -}}
 {{- fail (printf "ports.client and ports.http must differ (both are %d)" (int .Values.ports.client)) -}}
 {{- end -}}
