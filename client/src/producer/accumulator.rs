@@ -513,6 +513,7 @@ impl Accumulator {
         now: Instant,
         max_request_size: usize,
         leader_of: &dyn Fn(&str, i32) -> Option<i32>,
+        may_pipeline: &dyn Fn(&str, i32) -> bool,
     ) -> Drained {
         let mut out = Drained::default();
         let mut state = lock(&self.state);
@@ -525,7 +526,7 @@ impl Accumulator {
                 // before it is known whether it did, so only one send at a time while the
                 // front is a retry (or one is in flight).
                 let retry_front = queue.batches.front().is_some_and(ProducerBatch::is_sealed);
-                let limit = if retry_front || queue.retry_in_flight {
+                let limit = if retry_front || queue.retry_in_flight || !may_pipeline(topic, partition) {
                     1
                 } else {
                     self.config.max_in_flight
@@ -581,12 +582,18 @@ impl Accumulator {
                     && expired(front)
                 {
                     let sealed = front.is_sealed();
+                    let group = front.retry_group;
                     if let Some(b) = queue.batches.pop_front() {
                         out.expired.push(b);
                     }
                     // A retried send expires as a whole: the rest of it alone would not be the
                     // request it repeats.
-                    while sealed && queue.batches.front().is_some_and(ProducerBatch::is_sealed) {
+                    while sealed
+                        && queue
+                            .batches
+                            .front()
+                            .is_some_and(|b| b.is_sealed() && b.retry_group == group)
+                    {
                         if let Some(b) = queue.batches.pop_front() {
                             out.expired.push(b);
                         }
@@ -743,13 +750,9 @@ impl Accumulator {
             if queue.in_flight.remove(&first).is_some() && queue.in_flight.is_empty() {
                 queue.retry_in_flight = false;
             }
-            // Failed sends sit at the front, sealed, in id order: this one goes after those
-            // enqueued before it.
-            let at = queue
-                .batches
-                .iter()
-                .take_while(|b| b.is_sealed() && b.id < first)
-                .count();
+            // The queue is in id (enqueue) order: this send goes back where it was, after any
+            // earlier send that came back before it (failed sends may return in any order).
+            let at = queue.batches.partition_point(|b| b.id < first);
             for (i, b) in batches.into_iter().enumerate() {
                 queue.batches.insert(at + i, b);
             }
@@ -769,10 +772,7 @@ impl Accumulator {
             .and_then(|p| p.get(&partition))
             .is_some_and(|q| {
                 q.in_flight.range(..first_batch).next().is_some()
-                    || q.batches
-                        .iter()
-                        .take_while(|b| b.is_sealed())
-                        .any(|b| b.id < first_batch)
+                    || q.batches.front().is_some_and(|b| b.id < first_batch)
             })
     }
 
@@ -787,7 +787,6 @@ impl Accumulator {
             q.in_flight.remove(&first);
             if q.in_flight.is_empty() {
                 q.retry_in_flight = false;
-                q.retry_at = None;
             }
         }
     }
@@ -902,11 +901,11 @@ mod tests {
         let acc = Accumulator::new(config());
         let _d = append(&acc, 0, b"small").await;
         let t0 = Instant::now();
-        let d = acc.drain(t0, 1 << 20, &leader);
+        let d = acc.drain(t0, 1 << 20, &leader, &|_, _| true);
         assert!(d.ready.is_empty(), "not full, linger not over");
         let next = d.next_check.expect("linger end");
         assert!(next > t0 && next <= t0 + Duration::from_millis(50));
-        let d = acc.drain(t0 + Duration::from_millis(51), 1 << 20, &leader);
+        let d = acc.drain(t0 + Duration::from_millis(51), 1 << 20, &leader, &|_, _| true);
         assert_eq!(d.ready.len(), 1);
 
         // Filling a batch makes it ready at once.
@@ -917,7 +916,7 @@ mod tests {
             }
             v
         };
-        let d = acc.drain(Instant::now(), 1 << 20, &leader);
+        let d = acc.drain(Instant::now(), 1 << 20, &leader, &|_, _| true);
         assert_eq!(d.ready.len(), 1, "partition 1 is ready (partition 0 is in flight)");
         assert_eq!(d.ready[0].partition, 1);
         assert!(
@@ -933,16 +932,16 @@ mod tests {
         for _ in 0..20 {
             drop(append(&acc, 0, &[1u8; 40]).await);
         }
-        let mut d = acc.drain(Instant::now(), 1, &leader);
+        let mut d = acc.drain(Instant::now(), 1, &leader, &|_, _| true);
         assert_eq!(d.ready.len(), 1);
         assert_eq!(d.ready[0].batches.len(), 1, "over the limit, but one batch always goes");
         let send = d.ready.pop().unwrap();
         assert!(
-            acc.drain(Instant::now(), 1, &leader).ready.is_empty(),
+            acc.drain(Instant::now(), 1, &leader, &|_, _| true).ready.is_empty(),
             "one send in flight per partition"
         );
         acc.complete(send, Ok(Some(0)));
-        assert_eq!(acc.drain(Instant::now(), 1, &leader).ready.len(), 1);
+        assert_eq!(acc.drain(Instant::now(), 1, &leader, &|_, _| true).ready.len(), 1);
     }
 
     #[tokio::test]
@@ -953,7 +952,7 @@ mod tests {
             deliveries.push(append(&acc, 0, &[i; 100]).await);
         }
         let now = Instant::now();
-        let mut first = acc.drain(now, 400, &leader).ready.pop().unwrap();
+        let mut first = acc.drain(now, 400, &leader, &|_, _| true).ready.pop().unwrap();
         let sent_first = values(&mut first);
         // More records arrive while the first send is in flight…
         for i in 10..12u8 {
@@ -962,12 +961,12 @@ mod tests {
         // …and the send fails retriably: it goes back to the front.
         let retry_at = now + Duration::from_millis(100);
         acc.requeue(first, retry_at, false);
-        let d = acc.drain(now, 1 << 20, &leader);
+        let d = acc.drain(now, 1 << 20, &leader, &|_, _| true);
         assert!(d.ready.is_empty(), "backing off");
         assert_eq!(d.next_check, Some(retry_at));
         let mut all = Vec::new();
         loop {
-            let mut d = acc.drain(retry_at, 400, &leader);
+            let mut d = acc.drain(retry_at, 400, &leader, &|_, _| true);
             let Some(mut send) = d.ready.pop() else { break };
             let base = all.len() as u64;
             all.extend(values(&mut send));
@@ -997,21 +996,21 @@ mod tests {
             drop(append(&acc, 0, &[i; 100]).await);
         }
         let now = Instant::now();
-        let mut first = acc.drain(now, 1 << 20, &leader).ready.pop().unwrap();
+        let mut first = acc.drain(now, 1 << 20, &leader, &|_, _| true).ready.pop().unwrap();
         assert_eq!(first.batches.len(), 2, "capped at max_batches_per_send");
         let sent: Vec<Bytes> = first.batches.iter_mut().map(|b| b.seal(None).unwrap()).collect();
         acc.requeue(first, now, false);
         // The retry is the same two sealed batches, though more would fit.
-        let mut retry = acc.drain(now, 1 << 20, &leader).ready.pop().unwrap();
+        let mut retry = acc.drain(now, 1 << 20, &leader, &|_, _| true).ready.pop().unwrap();
         let resent: Vec<Bytes> = retry.batches.iter_mut().map(|b| b.seal(None).unwrap()).collect();
         assert_eq!(resent, sent);
         // Even under a request size limit smaller than both: they were one request before.
         acc.requeue(retry, now, false);
-        let retry = acc.drain(now, 1, &leader).ready.pop().unwrap();
+        let retry = acc.drain(now, 1, &leader, &|_, _| true).ready.pop().unwrap();
         assert_eq!(retry.batches.len(), 2);
         assert!(retry.batches.iter().all(ProducerBatch::is_sealed));
         acc.complete(retry, Ok(Some(0)));
-        let next = acc.drain(now, 1 << 20, &leader).ready.pop().unwrap();
+        let next = acc.drain(now, 1 << 20, &leader, &|_, _| true).ready.pop().unwrap();
         assert!(next.batches.iter().all(|b| !b.is_sealed()), "then open batches");
     }
 
@@ -1027,7 +1026,7 @@ mod tests {
         for i in 0..4u8 {
             // 250 bytes: one record fills one 300-byte batch, ready at once.
             drop(append(&acc, 0, &[i; 250]).await);
-            let mut d = acc.drain(now, 1 << 20, &leader);
+            let mut d = acc.drain(now, 1 << 20, &leader, &|_, _| true);
             if i < 3 {
                 let mut send = d.ready.pop().expect("sent behind the ones in flight");
                 assert_eq!(send.batches.len(), 1);
@@ -1049,15 +1048,15 @@ mod tests {
             "the second waits for a retry"
         );
         assert!(
-            acc.drain(now, 1 << 20, &leader).ready.is_empty(),
+            acc.drain(now, 1 << 20, &leader, &|_, _| true).ready.is_empty(),
             "a retry waits for the send in flight"
         );
         acc.requeue(first, now, false);
         // Retries go one send at a time, in enqueue order, then the fresh batch.
         let mut order = Vec::new();
-        while let Some(mut send) = acc.drain(now, 1 << 20, &leader).ready.pop() {
+        while let Some(mut send) = acc.drain(now, 1 << 20, &leader, &|_, _| true).ready.pop() {
             assert!(
-                acc.drain(now, 1 << 20, &leader).ready.is_empty(),
+                acc.drain(now, 1 << 20, &leader, &|_, _| true).ready.is_empty(),
                 "nothing goes out beside a retry"
             );
             order.extend(values(&mut send));
@@ -1069,13 +1068,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unsealed_sends_requeued_in_order_keep_it_and_pipelining_waits_for_permission() {
+        let acc = Accumulator::new(AccumulatorConfig {
+            max_in_flight: 3,
+            ..config()
+        });
+        let now = Instant::now();
+        let mut sends = Vec::new();
+        for i in 0..3u8 {
+            drop(append(&acc, 0, &[i; 250]).await);
+            // Not allowed to pipeline: the second waits for the first.
+            if i == 1 {
+                assert!(acc.drain(now, 1 << 20, &leader, &|_, _| false).ready.is_empty());
+            }
+            sends.push(acc.drain(now, 1 << 20, &leader, &|_, _| true).ready.pop().unwrap());
+        }
+        // The producer id request failed: every send waiting for it comes back, unsealed, oldest
+        // first (as the sender hands them back).
+        for send in sends {
+            acc.requeue(send, now, false);
+        }
+        let mut order = Vec::new();
+        while let Some(mut send) = acc.drain(now, 1 << 20, &leader, &|_, _| true).ready.pop() {
+            order.extend(values(&mut send));
+            acc.complete(send, Ok(Some(0)));
+        }
+        let expected: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 250]).collect();
+        assert_eq!(order, expected, "enqueue order kept");
+    }
+
+    #[tokio::test]
     async fn a_refused_batch_is_restamped_under_a_new_producer_id_with_a_valid_crc() {
         let acc = Accumulator::new(AccumulatorConfig {
             compression: Compression::Lz4,
             ..config()
         });
         drop(append(&acc, 0, &[9u8; 250]).await);
-        let mut send = acc.drain(Instant::now(), 1 << 20, &leader).ready.pop().unwrap();
+        let mut send = acc
+            .drain(Instant::now(), 1 << 20, &leader, &|_, _| true)
+            .ready
+            .pop()
+            .unwrap();
         let old = BatchSequence {
             producer_id: 7,
             producer_epoch: 1,
@@ -1118,7 +1151,7 @@ mod tests {
         }
         let t0 = Instant::now();
         let mut send = acc
-            .drain(t0 + Duration::from_millis(60), 1 << 20, &leader)
+            .drain(t0 + Duration::from_millis(60), 1 << 20, &leader, &|_, _| true)
             .ready
             .pop()
             .unwrap();
@@ -1129,7 +1162,7 @@ mod tests {
         // Only the first batch is past the timeout, but the second goes with it.
         send.batches[1].created = t0 + Duration::from_millis(150);
         acc.requeue(send, t0 + Duration::from_millis(250), false);
-        let d = acc.drain(t0 + Duration::from_millis(250), 1 << 20, &leader);
+        let d = acc.drain(t0 + Duration::from_millis(250), 1 << 20, &leader, &|_, _| true);
         assert_eq!(d.expired.len(), 2);
         assert!(d.ready.is_empty());
     }
@@ -1154,7 +1187,7 @@ mod tests {
             "budget used up: enqueue waits"
         );
         // A memory waiter makes everything sendable regardless of linger.
-        let mut d = acc.drain(Instant::now(), 1 << 20, &leader);
+        let mut d = acc.drain(Instant::now(), 1 << 20, &leader, &|_, _| true);
         assert_eq!(d.ready.len(), 1);
         acc.complete(d.ready.pop().unwrap(), Ok(Some(0)));
         assert!(
@@ -1191,13 +1224,28 @@ mod tests {
         });
         let d1 = append(&acc, 0, b"x").await;
         let no_leader = |_: &str, _: i32| None;
-        let d = acc.drain(Instant::now() + Duration::from_millis(5), 1 << 20, &no_leader);
+        let d = acc.drain(
+            Instant::now() + Duration::from_millis(5),
+            1 << 20,
+            &no_leader,
+            &|_, _| true,
+        );
         assert!(d.ready.is_empty());
         assert!(d.need_metadata.is_empty(), "not ready yet (linger)");
         acc.close();
-        let d = acc.drain(Instant::now() + Duration::from_millis(5), 1 << 20, &no_leader);
+        let d = acc.drain(
+            Instant::now() + Duration::from_millis(5),
+            1 << 20,
+            &no_leader,
+            &|_, _| true,
+        );
         assert_eq!(d.need_metadata, ["t"]);
-        let d = acc.drain(Instant::now() + Duration::from_millis(201), 1 << 20, &no_leader);
+        let d = acc.drain(
+            Instant::now() + Duration::from_millis(201),
+            1 << 20,
+            &no_leader,
+            &|_, _| true,
+        );
         assert_eq!(d.expired.len(), 1);
         acc.complete_batches(d.expired, Err(Error::ProducerClosed));
         assert!(d1.await.is_err());
@@ -1215,7 +1263,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(!flush.is_finished());
         // Flushing makes the batch ready before its linger ends.
-        let mut d = acc.drain(Instant::now(), 1 << 20, &leader);
+        let mut d = acc.drain(Instant::now(), 1 << 20, &leader, &|_, _| true);
         assert_eq!(d.ready.len(), 1);
         acc.complete(d.ready.pop().unwrap(), Ok(Some(0)));
         tokio::time::timeout(Duration::from_secs(5), flush)

@@ -16,7 +16,7 @@
 //! batches go through. Batches already sealed under the old id are still sent (retried) as
 //! they are: the broker keeps that id's state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,11 @@ pub(crate) struct Sequencer {
     /// Next base sequence per (topic, partition); a partition not listed starts at 0. One entry
     /// per partition written to since the identity was obtained.
     next: HashMap<(Arc<str>, i32), i32>,
+    /// Partitions where a send under the current identity was acknowledged: the leader then
+    /// knows the producer's sequence there and refuses a later send that overtakes an earlier
+    /// one. Only these get several sends in flight (a leader with no state for the producer
+    /// accepts any first sequence, so an overtaking send would be appended first).
+    confirmed: HashMap<Arc<str>, HashSet<i32>>,
 }
 
 impl Sequencer {
@@ -67,12 +72,26 @@ impl Sequencer {
     pub(crate) fn set_identity(&mut self, identity: ProducerIdentity) {
         self.identity = Some(identity);
         self.next.clear();
+        self.confirmed.clear();
     }
 
     /// Forgets the identity (a new one must be obtained before sealing more batches).
     pub(crate) fn reset(&mut self) {
         self.identity = None;
         self.next.clear();
+        self.confirmed.clear();
+    }
+
+    /// Records that a send of the partition stamped `sequence` was acknowledged.
+    pub(crate) fn confirm(&mut self, topic: &Arc<str>, partition: i32, sequence: &BatchSequence) {
+        if self.is_current(sequence) {
+            self.confirmed.entry(Arc::clone(topic)).or_default().insert(partition);
+        }
+    }
+
+    /// Whether the partition may have several sends in flight (see `confirmed`).
+    pub(crate) fn is_confirmed(&self, topic: &str, partition: i32) -> bool {
+        self.identity.is_some() && self.confirmed.get(topic).is_some_and(|p| p.contains(&partition))
     }
 
     /// Whether `sequence` was stamped under the current identity.

@@ -60,7 +60,10 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
             let leader = metadata.topic(topic)?.partition(partition)?.leader?;
             metadata.brokers.contains_key(&leader).then_some(leader)
         };
-        let drained = acc.drain(now, config.max_request_size, &leader_of);
+        // Several sends of a partition in flight only once a send under the current producer
+        // id was acknowledged there (see `Sequencer::is_confirmed`).
+        let may_pipeline = |topic: &str, partition: i32| sequencer.is_confirmed(topic, partition);
+        let drained = acc.drain(now, config.max_request_size, &leader_of, &may_pipeline);
         if !drained.expired.is_empty() {
             let error = Error::Timeout {
                 what: "delivery",
@@ -227,6 +230,9 @@ fn handle_outcome(
     for (send, result) in outcome {
         let error = match result {
             Ok(base_offset) => {
+                if let Some(sequence) = send.batches.first().and_then(ProducerBatch::sequence) {
+                    sequencer.confirm(&send.topic, send.partition, &sequence);
+                }
                 acc.complete(send, Ok(base_offset));
                 continue;
             }
