@@ -5,6 +5,9 @@
 #                                          # each broker while idle (the scale target)
 #   benches/cluster.sh produce             # RF=3 acks=all 1 KiB on 12 partitions: throughput,
 #                                          # then p99 at half that rate
+#   benches/cluster.sh rates R [R ...]     # the same topic at fixed rates (records/s), one
+#                                          # after another on a fresh cluster; then each
+#                                          # broker's produce time and fsync histograms
 #   benches/cluster.sh failover [KILLS]    # default 20: kill -9 a partition's leader under
 #                                          # load, time to the next acked produce there
 #
@@ -90,6 +93,27 @@ produce)
   echo "at half that rate ($RATE records/s):"
   "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
     --rate "$RATE" --duration 10s --warmup 2s --json | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
+  ;;
+rates)
+  shift
+  [[ $# -gt 0 ]] || { echo "cluster.sh rates: give one or more rates (records/s)" >&2; exit 2; }
+  "$CLI" --bootstrap "$BOOT" topic create rf3 --partitions 12 --replication-factor 3 >/dev/null
+  sleep 3
+  for RATE in "$@"; do
+    echo -n "$RATE records/s: "
+    "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
+      --rate "$RATE" --duration 10s --warmup 2s ${BENCH_ARGS:-} --json 2>/dev/null |
+      jq -c '{msgs_per_sec: (.msgs_per_sec | floor), latency_ms}'
+  done
+  # Broker-side: time from reading a produce request to its response, and fsync durations
+  # (cumulative buckets over all the runs above).
+  for i in 0 1 2; do
+    http=$(jq -r .http "$OUT/b$((i + 1))/ready.json")
+    echo "broker $((i + 1)):"
+    curl -s "http://$http/metrics" | grep -E '^strata_request_duration_seconds_bucket\{api="produce"|^strata_storage_fsync_duration_seconds_bucket' |
+      sed -E 's/strata_request_duration_seconds_bucket\{api="produce",/  produce /; s/strata_storage_fsync_duration_seconds_bucket\{/  fsync /' | tr '\n' ' '
+    echo
+  done
   ;;
 failover)
   KILLS=${2:-20}

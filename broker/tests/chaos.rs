@@ -165,6 +165,8 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
         .producer(ProducerConfig {
             linger: Duration::from_millis(2),
             delivery_timeout: Duration::from_secs(60),
+            // Pipelined sends (retried in order through every fault below).
+            max_in_flight_per_partition: 5,
             ..ProducerConfig::default()
         })
         .unwrap();

@@ -603,7 +603,14 @@ async fn a_refused_sequence_fails_the_batch_and_later_records_go_under_a_new_pro
         // As if another instance with a newer epoch had written: fenced.
         (ErrorCode::InvalidProducerEpoch, |e| e.epoch = 5),
     ] {
-        let (broker, producer) = setup(1, fast()).await;
+        let (broker, producer) = setup(
+            1,
+            ProducerConfig {
+                max_in_flight_per_partition: 5,
+                ..fast()
+            },
+        )
+        .await;
         producer.send(ProducerRecord::new("t", "first")).await.unwrap();
         broker.with(|s| {
             let entry = s.producers.get_mut(&("t".to_owned(), 0, common::FIRST_PRODUCER_ID));
@@ -684,7 +691,14 @@ async fn a_non_retriable_init_producer_id_error_fails_the_records() {
 
 #[tokio::test]
 async fn pipelined_sends_keep_their_order_when_they_wait_for_a_producer_id_and_when_slow() {
-    let (broker, producer) = setup(1, fast()).await;
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            max_in_flight_per_partition: 5,
+            ..fast()
+        },
+    )
+    .await;
     let init = ApiKey::InitProducerId as i16;
     broker.with(|s| {
         s.reject.insert(init, ErrorCode::LeaderNotAvailable);

@@ -124,7 +124,10 @@ pub struct ProducerConfig {
     /// `max.in.flight.requests.per.connection`): a record need not wait for the previous
     /// request's acknowledgement to be sent. The broker keeps them in sequence order; a failed
     /// one is retried before those after it. Without idempotence it is always 1 (ordering).
-    /// Default 5; 1 ..= 16.
+    /// Pipelining starts once a request under the current producer id was acknowledged on the
+    /// partition. Default 1: on a loaded broker more, smaller requests cost more than the
+    /// waiting they save (RF 3 at 42 k records/s on 2 cores: p50 40–55 ms with 1, 67–143 ms
+    /// with 5); raise it when the round trip, not the broker, is the limit. 1 ..= 16.
     pub max_in_flight_per_partition: usize,
 }
 
@@ -146,7 +149,7 @@ impl Default for ProducerConfig {
             retry_backoff_max: Duration::from_millis(250),
             keyless: KeylessStrategy::Sticky,
             partitioner: None,
-            max_in_flight_per_partition: 5,
+            max_in_flight_per_partition: 1,
         }
     }
 }
