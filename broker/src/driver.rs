@@ -1049,8 +1049,8 @@ impl Driver {
         // to the producer's wait. With commands queued, the pool runs it while they are
         // appended; with peers, whose messages may arrive any moment (a follower's ack, another
         // leader's appends), the driver never blocks on a disk.
-        let alone = self.peers.as_ref().is_none_or(|p| p.connected_count() == 0);
-        let lone = jobs.len() == 1 && alone && self.queue_is_empty(rx);
+        let lone =
+            jobs.len() == 1 && self.queue_is_empty(rx) && self.peers.as_ref().is_none_or(|p| p.connected_count() == 0);
         let mut finished = Vec::new();
         for task in jobs {
             let (key, incarnation, bytes) = (task.0.clone(), task.1, task.3);

@@ -274,14 +274,15 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     let metrics = Arc::new(Metrics::new(opts.metrics_per_partition).context("defining the metrics")?);
     let my_address = format!("{}:{}", advertised.0, advertised.1);
     let is_voter = opts.voters.iter().any(|v| v.id == opts.node_id);
-    if is_voter && opts.data_dir.join(crate::join::CLUSTER_FILE).exists() {
+    let joined_file = opts.data_dir.join(crate::join::CLUSTER_FILE);
+    if is_voter && joined_file.exists() {
         // The voters are fixed when the cluster first forms; a broker that joined as a
         // data-only broker cannot become one by a changed list (in a StatefulSet: a changed
         // controller.voters).
         anyhow::bail!(
             "broker {} joined this cluster as a data-only broker ({} exists), but cluster.voters now              lists it as a voter: the voters cannot change after the cluster formed; restore the              original voter list",
             opts.node_id,
-            opts.data_dir.join(crate::join::CLUSTER_FILE).display()
+            joined_file.display()
         );
     }
     let voters: Voters = if let Some(join) = opts.join.as_ref().filter(|_| !is_voter) {

@@ -522,63 +522,26 @@ impl Accumulator {
         for (topic, partitions) in &mut state.topics {
             let mut topic_needs_metadata = false;
             for (&partition, queue) in partitions.iter_mut() {
-                // A failed send comes back to the front of the queue: nothing goes out after it
-                // before it is known whether it did, so only one send at a time while the
-                // front is a retry (or one is in flight).
-                let retry_front = queue.batches.front().is_some_and(ProducerBatch::is_sealed);
-                let limit = if retry_front || queue.retry_in_flight || !may_pipeline(topic, partition) {
-                    1
-                } else {
-                    self.config.max_in_flight
-                };
+                // Behind sends in flight, another goes out only if pipelining is on and allowed
+                // for the partition, nothing failed (a failed send comes back to the front and
+                // is retried alone, before anything after it), and the batches in flight leave
+                // room under the broker's window.
                 let batches_in_flight: usize = queue.in_flight.values().sum();
-                if queue.in_flight.len() >= limit || batches_in_flight >= self.config.max_batches_per_send {
+                let pipelined = !queue.in_flight.is_empty();
+                if pipelined
+                    && (queue.in_flight.len() >= self.config.max_in_flight
+                        || queue.retry_in_flight
+                        || queue.batches.front().is_some_and(ProducerBatch::is_sealed)
+                        || batches_in_flight >= self.config.max_batches_per_send
+                        || !may_pipeline(topic, partition))
+                {
                     continue;
                 }
-                if !queue.in_flight.is_empty() {
-                    // Pipelined behind a send in flight: only fresh batches, never expired here
-                    // (that waits until the partition is idle, as before).
-                    let Some(front) = queue.batches.front() else {
-                        continue;
-                    };
-                    let linger_ends = front.created + self.config.linger;
-                    let ready = urgent
-                        || queue.batches.len() > 1
-                        || front.size() >= self.config.batch_size
-                        || linger_ends <= now;
-                    if !ready {
-                        out.next_check = min_instant(out.next_check, Some(linger_ends));
-                        continue;
-                    }
-                    let Some(leader) = leader_of(topic, partition) else {
-                        continue;
-                    };
-                    let room = self.config.max_batches_per_send - batches_in_flight;
-                    let mut batches = Vec::new();
-                    let mut bytes = 0usize;
-                    while let Some(b) = queue.batches.front() {
-                        if !batches.is_empty() && (bytes + b.size() > max_request_size || batches.len() >= room) {
-                            break;
-                        }
-                        bytes += b.size();
-                        if let Some(b) = queue.batches.pop_front() {
-                            batches.push(b);
-                        }
-                    }
-                    let flight = batches[0].id;
-                    queue.in_flight.insert(flight, batches.len());
-                    out.ready.push(PartitionSend {
-                        topic: Arc::clone(&queue.topic),
-                        partition,
-                        leader,
-                        batches,
-                        flight,
-                    });
-                    continue;
-                }
+                // Expiry waits until the partition is idle: a send in flight decides first.
                 let expired =
                     |b: &ProducerBatch| now.saturating_duration_since(b.created) >= self.config.delivery_timeout;
-                while let Some(front) = queue.batches.front()
+                while !pipelined
+                    && let Some(front) = queue.batches.front()
                     && expired(front)
                 {
                     let sealed = front.is_sealed();
@@ -638,7 +601,8 @@ impl Accumulator {
                     }
                     if !retry
                         && !batches.is_empty()
-                        && (bytes + b.size() > max_request_size || batches.len() >= self.config.max_batches_per_send)
+                        && (bytes + b.size() > max_request_size
+                            || batches.len() >= self.config.max_batches_per_send - batches_in_flight)
                     {
                         break;
                     }

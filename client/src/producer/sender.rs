@@ -13,7 +13,7 @@
 //! `Notified`, a `Sleep` or a `next()` loses nothing, because state lives in the accumulator and
 //! in the futures themselves, not in the branch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,6 +124,9 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
         // one entry per partition): a second send of a partition (pipelined, or waiting for the
         // producer id together) goes in the leader's next request, sent after.
         let mut by_leader: BTreeMap<i32, Vec<Vec<(PartitionSend, Bytes)>>> = BTreeMap::new();
+        // How many sends of each partition this round has placed with a leader: the n-th goes
+        // in that leader's request n.
+        let mut placed: HashMap<(i32, Arc<str>, i32), usize> = HashMap::new();
         for mut send in ready {
             let (records, failed) = record_set(&mut send, &mut sequencer);
             if let Some((batches, error)) = failed {
@@ -134,14 +137,16 @@ pub(crate) async fn run(client: Client, acc: Arc<Accumulator>, config: ProducerC
             match records {
                 Some(records) => {
                     let requests = by_leader.entry(send.leader).or_default();
-                    let free = requests.iter().position(|r| {
-                        !r.iter()
-                            .any(|(s, _)| s.partition == send.partition && s.topic == send.topic)
-                    });
-                    match free {
-                        Some(i) => requests[i].push((send, records)),
-                        None => requests.push(vec![(send, records)]),
+                    let n = placed
+                        .entry((send.leader, Arc::clone(&send.topic), send.partition))
+                        .or_default();
+                    // Requests 0..n exist (this partition's earlier sends made them), so n is at
+                    // most the next one.
+                    if requests.len() <= *n {
+                        requests.push(Vec::new());
                     }
+                    requests[*n].push((send, records));
+                    *n += 1;
                 }
                 // Nothing left to send (the batches failed above): frees the partition.
                 None => acc.complete(send, Ok(None)),
