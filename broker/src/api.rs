@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::controller::MetadataCommand;
 use crate::driver::Command;
+use crate::groups;
 use crate::metrics::{GaugeGuard, Metrics, count_records};
 use crate::partition::Partition;
 use crate::server::Broker;
@@ -49,6 +50,7 @@ pub async fn handle(broker: Arc<Broker>, req: IncomingRequest) -> Option<Outgoin
 
 async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<OutgoingResponse> {
     let IncomingRequest { header, body } = req;
+    let client_id = header.client_id.clone();
     let respond = |body| {
         Some(OutgoingResponse {
             correlation_id: header.correlation_id,
@@ -101,6 +103,15 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<Outgoing
         }
         Request::DecommissionBroker(r) => Response::DecommissionBroker(decommission_broker(broker, r).await),
         Request::BrokerRegistration(r) => Response::BrokerRegistration(register_broker(broker, r).await),
+        Request::FindCoordinator(r) => Response::FindCoordinator(groups::find_coordinator(broker, r).await),
+        Request::ConsumerGroupHeartbeat(r) => {
+            Response::ConsumerGroupHeartbeat(groups::heartbeat(broker, r, client_id).await)
+        }
+        Request::OffsetCommit(r) => Response::OffsetCommit(groups::offset_commit(broker, r).await),
+        Request::OffsetFetch(r) => Response::OffsetFetch(groups::offset_fetch(broker, r).await),
+        Request::ListGroups(r) => Response::ListGroups(groups::list_groups(broker, r).await),
+        Request::DescribeGroups(r) => Response::DescribeGroups(groups::describe_groups(broker, r).await),
+        Request::DeleteGroups(r) => Response::DeleteGroups(groups::delete_groups(broker, r).await),
     };
     respond(Ok(response))
 }

@@ -157,6 +157,44 @@ listen = "127.0.0.1:9701"
 # env STRATA_METRICS_PER_PARTITION, flag --metrics-per-partition
 per_partition = true
 
+# Consumer groups. Group state and committed offsets live in the internal topic
+# __consumer_offsets, created on first use.
+[groups]
+# Partitions of __consumer_offsets (each a Raft group; its leader coordinates the groups that
+# hash to it). Fixed once the topic exists. 1 ..= 1000.
+# env STRATA_GROUPS_OFFSETS_PARTITIONS
+offsets_partitions = 8
+
+# Replication factor of __consumer_offsets, capped at the number of brokers when the topic is
+# created. 1 ..= 9.
+# env STRATA_GROUPS_OFFSETS_REPLICATION_FACTOR
+offsets_replication_factor = 3
+
+# Session timeout of members that do not ask for their own: a member silent this long is
+# removed and its partitions move. Within min_session_timeout ..= max_session_timeout.
+# env STRATA_GROUPS_SESSION_TIMEOUT
+session_timeout = "10s"
+
+# Bounds of the session timeout a member may ask for. 100ms ..= 1h.
+# env STRATA_GROUPS_MIN_SESSION_TIMEOUT
+min_session_timeout = "1s"
+# env STRATA_GROUPS_MAX_SESSION_TIMEOUT
+max_session_timeout = "5m"
+
+# How often members heartbeat (five times as often while their partitions move). Less than
+# session_timeout. 10ms ..= 1h.
+# env STRATA_GROUPS_HEARTBEAT_INTERVAL
+heartbeat_interval = "1s"
+
+# Longest a member may take to give up revoked partitions before it is removed, for members
+# that do not say (Kafka's max.poll.interval.ms). 1s ..= 1d.
+# env STRATA_GROUPS_REBALANCE_TIMEOUT
+rebalance_timeout = "5m"
+
+# Most members of one group. 1 ..= 100000.
+# env STRATA_GROUPS_MAX_SIZE
+max_size = 1000
+
 [raft]
 # Raft tick interval (election and heartbeat timeouts count ticks). 1ms ..= 10s.
 # env STRATA_RAFT_TICK
@@ -261,6 +299,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[metrics]`: what `GET /metrics` exports.
     pub metrics: MetricsConfig,
+    /// `[groups]`: consumer group coordination.
+    pub groups: GroupsConfig,
     /// `[raft]`: consensus timing.
     pub raft: RaftConfig,
     /// `[retention]`: when retention runs.
@@ -342,6 +382,33 @@ pub struct RaftConfig {
     pub tick: Duration,
 }
 
+/// `[groups]`: consumer group coordination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// Partitions of `__consumer_offsets`. Default 8; 1 ..= 1000.
+    pub offsets_partitions: u32,
+    /// Replication factor of `__consumer_offsets` (capped at the broker count). Default 3; 1 ..= 9.
+    pub offsets_replication_factor: u32,
+    /// Default session timeout. Default 10 s; within the min/max bounds.
+    #[serde(with = "duration")]
+    pub session_timeout: Duration,
+    /// Shortest session timeout a member may ask for. Default 1 s; 100 ms ..= 1 h.
+    #[serde(with = "duration")]
+    pub min_session_timeout: Duration,
+    /// Longest session timeout a member may ask for. Default 5 min; 100 ms ..= 1 h.
+    #[serde(with = "duration")]
+    pub max_session_timeout: Duration,
+    /// Heartbeat interval. Default 1 s; 10 ms ..= 1 h, below `session_timeout`.
+    #[serde(with = "duration")]
+    pub heartbeat_interval: Duration,
+    /// Default rebalance timeout. Default 5 min; 1 s ..= 1 d.
+    #[serde(with = "duration")]
+    pub rebalance_timeout: Duration,
+    /// Most members of a group. Default 1000; 1 ..= 100,000.
+    pub max_size: usize,
+}
+
 /// `[retention]`: when retention runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -416,6 +483,12 @@ impl Default for MetricsConfig {
     }
 }
 
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        Config::default().groups
+    }
+}
+
 impl Default for RaftConfig {
     fn default() -> Self {
         Config::default().raft
@@ -465,6 +538,16 @@ impl From<&BrokerOptions> for Config {
             http: HttpConfig { listen: o.http },
             metrics: MetricsConfig {
                 per_partition: o.metrics_per_partition,
+            },
+            groups: GroupsConfig {
+                offsets_partitions: o.groups.offsets_partitions,
+                offsets_replication_factor: o.groups.offsets_replication_factor,
+                session_timeout: o.groups.session_timeout,
+                min_session_timeout: o.groups.min_session_timeout,
+                max_session_timeout: o.groups.max_session_timeout,
+                heartbeat_interval: o.groups.heartbeat_interval,
+                rebalance_timeout: o.groups.rebalance_timeout,
+                max_size: o.groups.max_size,
             },
             raft: RaftConfig { tick: o.raft_tick },
             retention: RetentionConfig {
@@ -596,6 +679,72 @@ impl Config {
                 format!("overlaps listener.listen ({}); give HTTP its own port", l.listen),
             );
         }
+
+        let g = &self.groups;
+        let fmt_d = |d: &Duration| format_duration(*d);
+        check("groups.offsets_partitions", &g.offsets_partitions, &(1..=1000), |v| {
+            v.to_string()
+        })?;
+        check(
+            "groups.offsets_replication_factor",
+            &g.offsets_replication_factor,
+            &(1..=MAX_VOTERS as u32),
+            |v| v.to_string(),
+        )?;
+        let session_bounds = Duration::from_millis(100)..=Duration::from_secs(3600);
+        check(
+            "groups.min_session_timeout",
+            &g.min_session_timeout,
+            &session_bounds,
+            fmt_d,
+        )?;
+        check(
+            "groups.max_session_timeout",
+            &g.max_session_timeout,
+            &session_bounds,
+            fmt_d,
+        )?;
+        if g.min_session_timeout > g.max_session_timeout {
+            return conflict(
+                "groups.min_session_timeout",
+                format_duration(g.min_session_timeout),
+                "groups.max_session_timeout",
+                format!(
+                    "must not exceed groups.max_session_timeout ({})",
+                    format_duration(g.max_session_timeout)
+                ),
+            );
+        }
+        check(
+            "groups.session_timeout",
+            &g.session_timeout,
+            &(g.min_session_timeout..=g.max_session_timeout),
+            fmt_d,
+        )?;
+        check(
+            "groups.heartbeat_interval",
+            &g.heartbeat_interval,
+            &(Duration::from_millis(10)..=Duration::from_secs(3600)),
+            fmt_d,
+        )?;
+        if g.heartbeat_interval >= g.session_timeout {
+            return conflict(
+                "groups.heartbeat_interval",
+                format_duration(g.heartbeat_interval),
+                "groups.session_timeout",
+                format!(
+                    "must be less than groups.session_timeout ({}), or members time out between heartbeats",
+                    format_duration(g.session_timeout)
+                ),
+            );
+        }
+        check(
+            "groups.rebalance_timeout",
+            &g.rebalance_timeout,
+            &(Duration::from_secs(1)..=Duration::from_secs(86_400)),
+            fmt_d,
+        )?;
+        check("groups.max_size", &g.max_size, &(1..=100_000), fmt_int)?;
 
         check("raft.tick", &self.raft.tick, &RAFT_TICK_RANGE, |d| format_duration(*d))?;
         check(
@@ -808,6 +957,16 @@ impl Config {
             },
             ready_file: self.ready_file.clone(),
             metrics_per_partition: self.metrics.per_partition,
+            groups: crate::options::GroupOptions {
+                offsets_partitions: self.groups.offsets_partitions,
+                offsets_replication_factor: self.groups.offsets_replication_factor,
+                session_timeout: self.groups.session_timeout,
+                min_session_timeout: self.groups.min_session_timeout,
+                max_session_timeout: self.groups.max_session_timeout,
+                heartbeat_interval: self.groups.heartbeat_interval,
+                rebalance_timeout: self.groups.rebalance_timeout,
+                max_size: self.groups.max_size,
+            },
         })
     }
 }
@@ -1411,6 +1570,94 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| c.metrics.per_partition.to_string(),
+    },
+    Setting {
+        key: "groups.offsets_partitions",
+        env: "STRATA_GROUPS_OFFSETS_PARTITIONS",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.offsets_partitions = int(v)?;
+            Ok(())
+        },
+        get: |c| c.groups.offsets_partitions.to_string(),
+    },
+    Setting {
+        key: "groups.offsets_replication_factor",
+        env: "STRATA_GROUPS_OFFSETS_REPLICATION_FACTOR",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.offsets_replication_factor = int(v)?;
+            Ok(())
+        },
+        get: |c| c.groups.offsets_replication_factor.to_string(),
+    },
+    Setting {
+        key: "groups.session_timeout",
+        env: "STRATA_GROUPS_SESSION_TIMEOUT",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.session_timeout = parse_duration(v)?;
+            Ok(())
+        },
+        get: |c| format_duration(c.groups.session_timeout),
+    },
+    Setting {
+        key: "groups.min_session_timeout",
+        env: "STRATA_GROUPS_MIN_SESSION_TIMEOUT",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.min_session_timeout = parse_duration(v)?;
+            Ok(())
+        },
+        get: |c| format_duration(c.groups.min_session_timeout),
+    },
+    Setting {
+        key: "groups.max_session_timeout",
+        env: "STRATA_GROUPS_MAX_SESSION_TIMEOUT",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.max_session_timeout = parse_duration(v)?;
+            Ok(())
+        },
+        get: |c| format_duration(c.groups.max_session_timeout),
+    },
+    Setting {
+        key: "groups.heartbeat_interval",
+        env: "STRATA_GROUPS_HEARTBEAT_INTERVAL",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.heartbeat_interval = parse_duration(v)?;
+            Ok(())
+        },
+        get: |c| format_duration(c.groups.heartbeat_interval),
+    },
+    Setting {
+        key: "groups.rebalance_timeout",
+        env: "STRATA_GROUPS_REBALANCE_TIMEOUT",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.rebalance_timeout = parse_duration(v)?;
+            Ok(())
+        },
+        get: |c| format_duration(c.groups.rebalance_timeout),
+    },
+    Setting {
+        key: "groups.max_size",
+        env: "STRATA_GROUPS_MAX_SIZE",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.max_size = int(v)?;
+            Ok(())
+        },
+        get: |c| c.groups.max_size.to_string(),
     },
     Setting {
         key: "raft.tick",
@@ -2309,6 +2556,7 @@ mod tests {
             },
             ready_file: Some("/run/strata/ready".into()),
             metrics_per_partition: false,
+            groups: crate::options::GroupOptions::default(),
         };
         assert_eq!(o, expected);
         // Written back and read again: the same config.
@@ -2528,9 +2776,27 @@ mod tests {
             ("STRATA_TOPIC_DEFAULTS_SEGMENT_BYTES", "64MiB"),
             ("STRATA_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES", "2MiB"),
             ("STRATA_TOPIC_DEFAULTS_FLUSH", "never"),
+            ("STRATA_GROUPS_OFFSETS_PARTITIONS", "16"),
+            ("STRATA_GROUPS_OFFSETS_REPLICATION_FACTOR", "1"),
+            ("STRATA_GROUPS_SESSION_TIMEOUT", "3s"),
+            ("STRATA_GROUPS_MIN_SESSION_TIMEOUT", "500ms"),
+            ("STRATA_GROUPS_MAX_SESSION_TIMEOUT", "1m"),
+            ("STRATA_GROUPS_HEARTBEAT_INTERVAL", "300ms"),
+            ("STRATA_GROUPS_REBALANCE_TIMEOUT", "30s"),
+            ("STRATA_GROUPS_MAX_SIZE", "50"),
         ]);
         let loaded = load(args(&[]), &env).unwrap();
         let o = &loaded.options;
+        let g = &o.groups;
+        assert_eq!(
+            (g.offsets_partitions, g.offsets_replication_factor, g.max_size),
+            (16, 1, 50)
+        );
+        assert_eq!(g.session_timeout, Duration::from_secs(3));
+        assert_eq!(g.min_session_timeout, Duration::from_millis(500));
+        assert_eq!(g.max_session_timeout, Duration::from_secs(60));
+        assert_eq!(g.heartbeat_interval, Duration::from_millis(300));
+        assert_eq!(g.rebalance_timeout, Duration::from_secs(30));
         assert_eq!(o.node_id, 9);
         assert_eq!(o.data_dir, PathBuf::from("/data"));
         assert_eq!(o.ready_file, Some(PathBuf::from("/tmp/ready")));

@@ -13,6 +13,7 @@ pub mod api;
 pub mod config;
 pub mod controller;
 pub mod driver;
+pub mod groups;
 pub mod http;
 pub mod join;
 pub mod metrics;
@@ -24,7 +25,7 @@ pub mod raft;
 pub mod server;
 pub mod topics;
 
-pub use options::{BrokerOptions, TopicDefaults};
+pub use options::{BrokerOptions, GroupOptions, TopicDefaults};
 pub use server::run;
 
 /// The broker's version, as reported by `--version`.

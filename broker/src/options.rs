@@ -102,6 +102,47 @@ pub struct BrokerOptions {
     /// Export per-partition metric series (labels `topic`, `partition`). Default true; turn it
     /// off on brokers with very many partitions to keep the scrape small.
     pub metrics_per_partition: bool,
+    /// Consumer group coordination.
+    pub groups: GroupOptions,
+}
+
+/// Consumer group coordination settings (`[groups]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupOptions {
+    /// Partitions of `__consumer_offsets` (fixed once the topic exists). Default 8.
+    pub offsets_partitions: u32,
+    /// Replication factor of `__consumer_offsets`, capped at the number of brokers when the topic
+    /// is created. Default 3.
+    pub offsets_replication_factor: u32,
+    /// Session timeout of members that do not ask for one. Default 10 s.
+    pub session_timeout: Duration,
+    /// Shortest session timeout a member may ask for. Default 1 s.
+    pub min_session_timeout: Duration,
+    /// Longest session timeout a member may ask for. Default 5 minutes.
+    pub max_session_timeout: Duration,
+    /// How often members heartbeat (members with partitions in motion: five times as often).
+    /// Default 1 s.
+    pub heartbeat_interval: Duration,
+    /// Longest a member may take to revoke partitions before it is removed, for members that
+    /// do not say. Default 5 minutes.
+    pub rebalance_timeout: Duration,
+    /// Most members of one group. Default 1000.
+    pub max_size: usize,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        Self {
+            offsets_partitions: 8,
+            offsets_replication_factor: 3,
+            session_timeout: Duration::from_secs(10),
+            min_session_timeout: Duration::from_secs(1),
+            max_session_timeout: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(1),
+            rebalance_timeout: Duration::from_secs(300),
+            max_size: 1000,
+        }
+    }
 }
 
 impl Default for BrokerOptions {
@@ -125,6 +166,7 @@ impl Default for BrokerOptions {
             topic_defaults: TopicDefaults::default(),
             ready_file: None,
             metrics_per_partition: true,
+            groups: GroupOptions::default(),
         }
     }
 }

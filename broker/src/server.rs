@@ -76,6 +76,8 @@ pub struct Broker {
     pub(crate) peers: Option<crate::peer::Peers>,
     /// The producer ids this broker may hand out: `[next, end)`, a block from the controller.
     pub(crate) producer_ids: tokio::sync::Mutex<(u64, u64)>,
+    /// The consumer group coordinator (the `__consumer_offsets` partitions this broker leads).
+    pub(crate) groups: crate::groups::Coordinator,
 }
 
 impl Broker {
@@ -343,6 +345,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         controller: Controller::new(opts.node_id),
         metadata: std::sync::OnceLock::new(),
         producer_ids: tokio::sync::Mutex::new((0, 0)),
+        groups: crate::groups::Coordinator::default(),
         metadata_ready: std::sync::atomic::AtomicBool::new(false),
         peers,
     });
@@ -392,6 +395,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     let reconciler = tokio::spawn(controller::reconcile(broker.clone(), applied_rx, replay_until));
     let completer = tokio::spawn(controller::complete_reassignments(broker.clone()));
     let announcer = tokio::spawn(announce_leaders(broker.clone()));
+    let coordinator = tokio::spawn(crate::groups::maintain(broker.clone()));
     let _ = broker.metadata.set(metadata.clone());
     broker.start_group(metadata).await?;
     // Ready once the metadata known committed is applied (every local replica it names is open).
@@ -487,6 +491,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
     reconciler.abort();
     completer.abort();
     announcer.abort();
+    coordinator.abort();
     drop(broker);
     tokio::task::spawn_blocking(move || driver_thread.join())
         .await?

@@ -1,5 +1,5 @@
 //! The admin client: create, delete, list and describe topics; describe the cluster; move
-//! partitions between brokers and empty a broker.
+//! partitions between brokers and empty a broker. Consumer groups: see [`crate::admin_groups`].
 //!
 //! Create and delete go to the controller when the metadata names one (any broker forwards
 //! them otherwise). Descriptions come from the `Metadata` API: leader, replicas, in-sync
@@ -380,6 +380,11 @@ impl Admin {
                 message: response.message,
             })
         }
+    }
+
+    /// The client this admin client uses.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// How long admin requests may take on the broker (the client's request timeout).

@@ -42,10 +42,13 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use strata_protocol::api::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, ApiVersionRange,
-    ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, DecommissionBrokerRequest,
-    DecommissionBrokerResponse, DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest, MetadataResponse,
+    ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DecommissionBrokerRequest, DecommissionBrokerResponse,
+    DeleteGroupsRequest, DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest,
+    MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
     ProduceRequest, ProduceResponse, Request, Response,
 };
 use strata_protocol::codec::{ClientCodec, OutgoingRequest};
@@ -108,6 +111,13 @@ api_request!(
     AlterPartitionReassignments: AlterPartitionReassignmentsRequest => AlterPartitionReassignmentsResponse,
     ListPartitionReassignments: ListPartitionReassignmentsRequest => ListPartitionReassignmentsResponse,
     DecommissionBroker: DecommissionBrokerRequest => DecommissionBrokerResponse,
+    FindCoordinator: FindCoordinatorRequest => FindCoordinatorResponse,
+    OffsetCommit: OffsetCommitRequest => OffsetCommitResponse,
+    OffsetFetch: OffsetFetchRequest => OffsetFetchResponse,
+    ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse,
+    ListGroups: ListGroupsRequest => ListGroupsResponse,
+    DescribeGroups: DescribeGroupsRequest => DescribeGroupsResponse,
+    DeleteGroups: DeleteGroupsRequest => DeleteGroupsResponse,
 );
 
 type ResponseTx = oneshot::Sender<Result<RawResponse>>;

@@ -25,6 +25,22 @@
 //! is an [`Error::CorruptBatch`] from `poll`, after the valid batches before it have been
 //! returned; the position stays at the bad batch, so the caller decides (e.g. `seek` past it).
 //!
+//! # Consumer groups
+//!
+//! With `group_id` set, [`Consumer::subscribe`] (or [`Consumer::subscribe_pattern`]) joins the
+//! group: the coordinator assigns partitions (see [`crate::group`]), `poll` applies each new
+//! assignment — revoked partitions first (their positions committed if auto-commit is on, then
+//! [`RebalanceEvent::Revoked`]), then the new ones ([`RebalanceEvent::Assigned`]) — and a member
+//! that was fenced drops everything without committing ([`RebalanceEvent::Lost`]). A partition
+//! without a position starts from the group's committed offset, else `auto_offset_reset`; this
+//! holds for partitions assigned by hand to a consumer with a `group_id` too, which commits as
+//! "outside the group" (accepted only while the group has no members).
+//!
+//! Delivery is at least once: auto-commit (every `auto_commit_interval`, from `poll`, without
+//! waiting) commits the positions of records *already returned* by `poll`, so a crash repeats
+//! at most what was returned since the last commit. [`Consumer::commit`] commits now and waits;
+//! [`Consumer::close`] commits and leaves the group.
+//!
 //! # Errors and retries
 //!
 //! Retriable errors (a dead connection, `NOT_LEADER`, `UNKNOWN_TOPIC_OR_PARTITION`, …) back the
@@ -48,6 +64,23 @@ use tracing::debug;
 
 use crate::client::{Client, Pool};
 use crate::error::{Error, Result};
+use crate::group::{AssignmentUpdate, GroupClient, Membership, MembershipConfig, Subscription};
+
+/// A change of a group member's partitions, passed to the rebalance listener from `poll`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    /// These partitions were added (they start at the committed offset).
+    Assigned(Vec<TopicPartition>),
+    /// These partitions were taken away (their positions were committed first if auto-commit
+    /// is on); commit anything else you track for them now.
+    Revoked(Vec<TopicPartition>),
+    /// These partitions were lost: the member was fenced (its session timed out, or another
+    /// instance took its place), and another member may already own them. Nothing was committed.
+    Lost(Vec<TopicPartition>),
+}
+
+/// A rebalance listener.
+pub type RebalanceListener = Box<dyn FnMut(&RebalanceEvent) + Send>;
 
 /// A topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -121,6 +154,22 @@ pub struct ConsumerConfig {
     pub retry_backoff: Duration,
     /// Largest batch accepted (validation limit). Default 16 MiB.
     pub max_batch_bytes: usize,
+    /// The consumer group to join (with `subscribe`) or commit for. Default none.
+    pub group_id: Option<String>,
+    /// Static membership: a stable id per consumer instance; one restarting within its session
+    /// timeout gets its partitions back with no rebalance. Default none.
+    pub group_instance_id: Option<String>,
+    /// Commit positions automatically every `auto_commit_interval` (and of revoked partitions,
+    /// and on `close`). Default true.
+    pub enable_auto_commit: bool,
+    /// Default 5 s.
+    pub auto_commit_interval: Duration,
+    /// Session timeout to ask for (`None`: the broker's `groups.session_timeout`, 10 s by
+    /// default). Default none.
+    pub session_timeout: Option<Duration>,
+    /// How long this member may take to revoke partitions (`None`: the broker's default, 5 min).
+    /// Default none.
+    pub rebalance_timeout: Option<Duration>,
 }
 
 impl Default for ConsumerConfig {
@@ -134,6 +183,12 @@ impl Default for ConsumerConfig {
             max_poll_records: 500,
             retry_backoff: Duration::from_millis(100),
             max_batch_bytes: strata_protocol::batch::DEFAULT_MAX_BATCH_BYTES,
+            group_id: None,
+            group_instance_id: None,
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            session_timeout: None,
+            rebalance_timeout: None,
         }
     }
 }
@@ -164,6 +219,26 @@ impl ConsumerConfig {
         }
         if self.max_batch_bytes < strata_protocol::HEADER_LEN {
             return Err(Error::config("max_batch_bytes", "must hold a batch header"));
+        }
+        if self.group_id.as_deref() == Some("") {
+            return Err(Error::config("group_id", "must not be empty"));
+        }
+        if self.group_instance_id.as_deref() == Some("") {
+            return Err(Error::config("group_instance_id", "must not be empty"));
+        }
+        if self.group_instance_id.is_some() && self.group_id.is_none() {
+            return Err(Error::config("group_instance_id", "needs a group_id"));
+        }
+        if self.auto_commit_interval.is_zero() {
+            return Err(Error::config("auto_commit_interval", "must be positive"));
+        }
+        for (key, d) in [
+            ("session_timeout", self.session_timeout),
+            ("rebalance_timeout", self.rebalance_timeout),
+        ] {
+            if d.is_some_and(|d| d.is_zero() || i32::try_from(d.as_millis()).is_err()) {
+                return Err(Error::config(key, "must be positive and fit in i32 milliseconds"));
+            }
         }
         Ok(())
     }
@@ -282,6 +357,16 @@ pub struct Consumer {
     /// Something changed that may make a partition fetchable (a chunk consumed, a fetch done,
     /// a seek); `poll` with records at hand only looks for fetches to start when set.
     dirty: bool,
+    /// The group's coordinator, if `group_id` is set.
+    group: Option<GroupClient>,
+    /// Group membership, once subscribed.
+    membership: Option<Membership>,
+    /// The assignment `poll` last applied.
+    applied: AssignmentUpdate,
+    listener: Option<std::sync::Mutex<RebalanceListener>>,
+    next_auto_commit: Instant,
+    /// Positions last committed, so an auto-commit sends only what moved.
+    last_committed: HashMap<TopicPartition, u64>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -303,8 +388,15 @@ impl Consumer {
             max_batch_bytes: config.max_batch_bytes,
             ..BatchLimits::default()
         };
+        let group = config.group_id.as_deref().map(|g| GroupClient::new(client.clone(), g));
         Ok(Consumer {
             fetch_pool: Arc::new(Pool::new(client.config().clone())),
+            group,
+            membership: None,
+            applied: AssignmentUpdate::default(),
+            listener: None,
+            next_auto_commit: Instant::now() + config.auto_commit_interval,
+            last_committed: HashMap::new(),
             client,
             config,
             limits,
@@ -441,6 +533,7 @@ impl Consumer {
     async fn poll_up_to(&mut self, timeout: Duration, max: usize) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.sync_group().await?;
             // Collect fetches that completed meanwhile (prefetched data) without waiting.
             while let Some(Some(outcome)) = self.fetches.next().now_or_never() {
                 self.fetch_done(outcome);
@@ -474,9 +567,25 @@ impl Consumer {
                 .filter(|r| *r > now)
                 .min()
                 .map_or(deadline, |r| r.min(deadline));
+            let wake = if self.membership.is_some() && self.config.enable_auto_commit {
+                wake.min(self.next_auto_commit)
+            } else {
+                wake
+            };
+            let group_changed = async {
+                match self.membership.as_mut() {
+                    Some(m) => {
+                        if m.updates.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 Some(outcome) = self.fetches.next(), if !self.fetches.is_empty() => self.fetch_done(outcome),
                 () = tokio::time::sleep_until(wake) => self.dirty = true,
+                () = group_changed => {}
             }
         }
     }
@@ -576,6 +685,39 @@ impl Consumer {
             .filter(|(_, s)| s.fetch_position.is_none() && !s.in_flight && s.retry_at.is_none_or(|r| r <= now))
             .map(|(tp, _)| tp.clone())
             .collect();
+        // In a group, a partition without a position starts at the group's committed offset.
+        let unpositioned = match (&self.group, unpositioned.is_empty()) {
+            (Some(g), false) => match g.committed(&unpositioned).await {
+                Ok(found) => {
+                    let mut rest = Vec::new();
+                    for (tp, offset) in found {
+                        match offset {
+                            Some(o) if self.partitions.contains_key(&tp) => {
+                                self.set_position(&tp, Some(o));
+                                self.last_committed.insert(tp, o);
+                            }
+                            _ => rest.push(tp),
+                        }
+                    }
+                    rest.retain(|tp| unpositioned.contains(tp));
+                    rest
+                }
+                Err(e) => {
+                    for tp in &unpositioned {
+                        if let Some(s) = self.partitions.get_mut(tp) {
+                            s.retry_at = Some(now + self.config.retry_backoff);
+                        }
+                    }
+                    if e.is_retriable() {
+                        debug!(error = %e, "fetching committed offsets failed; retrying");
+                        Vec::new()
+                    } else {
+                        return Err(e);
+                    }
+                }
+            },
+            _ => unpositioned,
+        };
         for tp in unpositioned {
             let to = match self.config.auto_offset_reset {
                 OffsetReset::Earliest => Seek::Earliest,
@@ -736,6 +878,250 @@ impl Consumer {
                 }
             }
         }
+    }
+}
+
+/// Consumer groups.
+impl Consumer {
+    fn group_client(&self) -> Result<&GroupClient> {
+        self.group
+            .as_ref()
+            .ok_or_else(|| Error::config("group_id", "this needs a consumer with a group_id"))
+    }
+
+    /// Joins the group (or changes the subscription) with these topics: the coordinator assigns
+    /// partitions of them, which `poll` then reads. Replaces a manual assignment.
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a `group_id` or with no topic.
+    pub fn subscribe<I, T>(&mut self, topics: I) -> Result<()>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let topics: std::collections::BTreeSet<String> = topics.into_iter().map(Into::into).collect();
+        if topics.is_empty() || topics.iter().any(String::is_empty) {
+            return Err(Error::config("subscribe", "needs at least one topic name, none empty"));
+        }
+        self.set_subscription(Subscription { topics, regex: None })
+    }
+
+    /// Joins the group subscribed to every topic whose whole name matches `pattern` (a regular
+    /// expression, matched by the coordinator; topics created later join the subscription).
+    /// Internal topics (`__…`) never match.
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a `group_id` or with an empty pattern.
+    pub fn subscribe_pattern(&mut self, pattern: &str) -> Result<()> {
+        if pattern.is_empty() {
+            return Err(Error::config("subscribe_pattern", "the pattern is empty"));
+        }
+        self.set_subscription(Subscription {
+            topics: Default::default(),
+            regex: Some(pattern.to_owned()),
+        })
+    }
+
+    fn set_subscription(&mut self, subscription: Subscription) -> Result<()> {
+        let group = self.group_client()?.clone();
+        match &self.membership {
+            Some(m) => {
+                m.lock().subscription = subscription;
+                m.wake.notify_one();
+            }
+            None => {
+                self.assign(Vec::new());
+                self.applied = AssignmentUpdate::default();
+                let config = MembershipConfig {
+                    instance_id: self.config.group_instance_id.clone(),
+                    session_timeout: self.config.session_timeout,
+                    rebalance_timeout: self.config.rebalance_timeout,
+                };
+                self.membership = Some(Membership::start(group, subscription, config));
+            }
+        }
+        Ok(())
+    }
+
+    /// Called from `poll` with every assignment change of a subscribed consumer.
+    pub fn set_rebalance_listener(&mut self, listener: impl FnMut(&RebalanceEvent) + Send + 'static) {
+        self.listener = Some(std::sync::Mutex::new(Box::new(listener)));
+    }
+
+    /// This member's id and epoch in its group (`None` until it has joined).
+    pub fn group_member(&self) -> Option<(String, i32)> {
+        let m = self.membership.as_ref()?;
+        let s = m.lock();
+        (!s.member_id.is_empty()).then(|| (s.member_id.clone(), s.epoch))
+    }
+
+    fn emit(&mut self, event: RebalanceEvent) {
+        debug!(?event, "rebalance");
+        if let Some(l) = self.listener.as_mut() {
+            (l.get_mut().unwrap_or_else(|e| e.into_inner()))(&event);
+        }
+    }
+
+    /// Who commits: the member (id, epoch), or "outside the group" ("", −1) for a consumer that
+    /// is not subscribed.
+    fn committer(&self) -> (String, i32) {
+        match &self.membership {
+            Some(m) => {
+                let s = m.lock();
+                (s.member_id.clone(), s.epoch)
+            }
+            None => (String::new(), -1),
+        }
+    }
+
+    fn positions_of<'a>(&self, tps: impl IntoIterator<Item = &'a TopicPartition>) -> Vec<(TopicPartition, u64)> {
+        tps.into_iter()
+            .filter_map(|tp| Some((tp.clone(), self.partitions.get(tp)?.position?)))
+            .collect()
+    }
+
+    /// Applies the coordinator's latest assignment: revoke (committing first), then assign.
+    async fn sync_group(&mut self) -> Result<()> {
+        let Some(m) = self.membership.as_ref() else {
+            return Ok(());
+        };
+        if let Some(e) = m.lock().error.take() {
+            return Err(e);
+        }
+        let update = m.updates.borrow().clone();
+        if update != self.applied {
+            let current: std::collections::BTreeSet<TopicPartition> = self.partitions.keys().cloned().collect();
+            if update.generation != self.applied.generation {
+                let lost: Vec<TopicPartition> = current.iter().cloned().collect();
+                self.assign(Vec::new());
+                self.last_committed.clear();
+                if !lost.is_empty() {
+                    self.emit(RebalanceEvent::Lost(lost));
+                }
+            } else {
+                let revoked: Vec<TopicPartition> = current.difference(&update.partitions).cloned().collect();
+                if !revoked.is_empty() {
+                    if self.config.enable_auto_commit {
+                        let offsets = self.positions_of(&revoked);
+                        if let Err(e) = self.commit_offsets(&offsets).await {
+                            tracing::warn!(error = %e, "committing revoked partitions failed");
+                        }
+                    }
+                    let keep: Vec<TopicPartition> = current.intersection(&update.partitions).cloned().collect();
+                    self.assign(keep);
+                    for tp in &revoked {
+                        self.last_committed.remove(tp);
+                    }
+                    self.emit(RebalanceEvent::Revoked(revoked));
+                }
+            }
+            let current: std::collections::BTreeSet<TopicPartition> = self.partitions.keys().cloned().collect();
+            let added: Vec<TopicPartition> = update.partitions.difference(&current).cloned().collect();
+            if !added.is_empty() {
+                self.assign(update.partitions.iter().cloned());
+                self.emit(RebalanceEvent::Assigned(added));
+            }
+            if let Some(m) = self.membership.as_ref() {
+                m.lock().owned = update.partitions.clone();
+                m.wake.notify_one();
+            }
+            self.applied = update;
+        }
+        if self.config.enable_auto_commit && Instant::now() >= self.next_auto_commit {
+            self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+            let offsets: Vec<(TopicPartition, u64)> = self
+                .positions_of(self.partitions.keys())
+                .into_iter()
+                .filter(|(tp, o)| self.last_committed.get(tp) != Some(o))
+                .collect();
+            if !offsets.is_empty() {
+                for (tp, o) in &offsets {
+                    self.last_committed.insert(tp.clone(), *o);
+                }
+                let task = self.commit_task(offsets);
+                tokio::spawn(async move {
+                    if let Err(e) = task.await {
+                        debug!(error = %e, "auto-commit failed");
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_task(
+        &self,
+        offsets: Vec<(TopicPartition, u64)>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let group = self.group.clone();
+        let (member, epoch) = self.committer();
+        async move {
+            match group {
+                Some(g) => g.commit(&member, epoch, &offsets).await,
+                None => Err(Error::config("group_id", "committing needs a consumer with a group_id")),
+            }
+        }
+    }
+
+    /// Commits these offsets (the next offset to consume, per partition) and waits.
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a `group_id`; [`Error::Group`] with `UNKNOWN_MEMBER_ID` or
+    /// `STALE_MEMBER_EPOCH` if this member was fenced, `NON_EMPTY_GROUP` for a consumer that is
+    /// not subscribed while the group has members; [`Error::Partition`] for a partition that
+    /// does not exist.
+    pub async fn commit_offsets(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        self.commit_task(offsets.to_vec()).await?;
+        for (tp, o) in offsets {
+            self.last_committed.insert(tp.clone(), *o);
+        }
+        Ok(())
+    }
+
+    /// Commits the position of every assigned partition (the records `poll` has returned) and
+    /// waits.
+    ///
+    /// # Errors
+    /// As [`Consumer::commit_offsets`].
+    pub async fn commit(&mut self) -> Result<()> {
+        let offsets = self.positions_of(self.partitions.keys());
+        self.commit_offsets(&offsets).await
+    }
+
+    /// Starts committing every assigned partition's position without waiting; await the handle
+    /// for the outcome (or drop it).
+    pub fn commit_async(&mut self) -> tokio::task::JoinHandle<Result<()>> {
+        let offsets = self.positions_of(self.partitions.keys());
+        for (tp, o) in &offsets {
+            self.last_committed.insert(tp.clone(), *o);
+        }
+        tokio::spawn(self.commit_task(offsets))
+    }
+
+    /// The group's committed offsets for `partitions` (`None` where there is none).
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a `group_id`; the coordinator's error.
+    pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<Vec<(TopicPartition, Option<u64>)>> {
+        self.group_client()?.committed(partitions).await
+    }
+
+    /// Commits (if auto-commit is on) and leaves the group, so its partitions move at once
+    /// rather than after the session timeout. A static member (`group_instance_id`) leaves "for
+    /// now": it keeps its partitions until its session timeout unless it comes back.
+    ///
+    /// # Errors
+    /// The commit's error (the member leaves anyway).
+    pub async fn close(mut self) -> Result<()> {
+        let committed = if self.config.enable_auto_commit && self.group.is_some() {
+            self.commit().await
+        } else {
+            Ok(())
+        };
+        if let Some(mut m) = self.membership.take() {
+            m.leave().await;
+        }
+        committed
     }
 }
 

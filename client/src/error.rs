@@ -60,6 +60,17 @@ pub enum Error {
         message: Option<String>,
     },
 
+    /// A consumer group's coordinator reported an error (membership, commit, offsets, admin).
+    #[error("group {group}: {code}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Group {
+        /// Group id.
+        group: String,
+        /// The error code.
+        code: ErrorCode,
+        /// The broker's message, if any.
+        message: Option<String>,
+    },
+
     /// Connecting to a broker, or reading from or writing to its socket, failed.
     #[error("i/o error talking to {broker}: {source}")]
     Io {
@@ -226,9 +237,10 @@ impl Error {
     /// connection, a timeout, or a missing leader.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Request { code, .. } | Error::Partition { code, .. } | Error::Topic { code, .. } => {
-                code.is_retriable()
-            }
+            Error::Request { code, .. }
+            | Error::Partition { code, .. }
+            | Error::Topic { code, .. }
+            | Error::Group { code, .. } => code.is_retriable(),
             Error::Io { .. } | Error::ConnectionClosed { .. } | Error::Timeout { .. } | Error::NoLeader { .. } => true,
             // Brokers come back, and metadata catches up with ones that moved.
             Error::NoBrokerAvailable { .. } => true,
@@ -257,7 +269,10 @@ impl Error {
     /// The broker error code, if this error carries one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Request { code, .. } | Error::Partition { code, .. } | Error::Topic { code, .. } => Some(*code),
+            Error::Request { code, .. }
+            | Error::Partition { code, .. }
+            | Error::Topic { code, .. }
+            | Error::Group { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -273,6 +288,14 @@ impl Error {
         Error::Config {
             key,
             reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn group(group: &str, code: ErrorCode, message: Option<String>) -> Self {
+        Error::Group {
+            group: group.to_owned(),
+            code,
+            message,
         }
     }
 

@@ -14,7 +14,9 @@
 //! - [`partitioner`]: key hashing (Kafka-compatible murmur2) and keyless strategies (sticky,
 //!   round-robin, least-loaded).
 //! - [`consumer`]: [`Consumer`] — assignment, seeking, `poll` and `Stream`, prefetch.
-//! - [`admin`]: [`Admin`] — topics and cluster description.
+//! - [`group`]: consumer groups — finding the coordinator, the membership task behind
+//!   [`Consumer::subscribe`], commits.
+//! - [`admin`]: [`Admin`] — topics, groups and cluster description.
 //! - [`config`]: [`ClientConfig`]; [`error`]: [`Error`].
 //!
 //! The wire format lives in [`protocol`] (re-exported `strata-protocol`); this crate adds the
@@ -46,20 +48,25 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod admin_groups;
 pub mod client;
 pub mod config;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod metadata;
 pub mod partitioner;
 pub mod producer;
 
 pub use admin::{Admin, ApiSupport, ClusterDescription, NewTopic, Reassignment, TopicListing};
+pub use admin_groups::{GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffset, OffsetSpec};
 pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_PORT};
 pub use connection::{ApiRequest, Connection};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, Seek, TopicPartition};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceEvent, RebalanceListener, Seek, TopicPartition,
+};
 pub use error::{Error, Result};
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use partitioner::{DefaultPartitioner, KeylessStrategy, Partitioner, PartitionerContext};

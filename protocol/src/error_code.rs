@@ -31,12 +31,28 @@ pub enum ErrorCode {
     BrokerNotAvailable = 8,
     /// A batch is larger than the topic's maximum message size.
     MessageTooLarge = 10,
+    /// The group coordinator is still loading the group's state (after a move or a restart).
+    /// Retriable.
+    CoordinatorLoadInProgress = 14,
+    /// No broker can coordinate the group right now (its partition has no leader). Retriable.
+    CoordinatorNotAvailable = 15,
+    /// This broker is not the group's coordinator. Retriable after finding the coordinator
+    /// again.
+    NotCoordinator = 16,
     /// The topic name is not valid (empty, too long, or bad characters).
     InvalidTopic = 17,
     /// Too few in-sync replicas to accept the write. Retriable.
     NotEnoughReplicas = 19,
     /// The `acks` value is not −1, 0 or 1.
     InvalidRequiredAcks = 21,
+    /// The generation (epoch) in a group request is not the group's current one.
+    IllegalGeneration = 22,
+    /// The group id is not valid.
+    InvalidGroupId = 24,
+    /// The member id is not a member of the group.
+    UnknownMemberId = 25,
+    /// The session timeout is outside the range the broker allows.
+    InvalidSessionTimeout = 26,
     /// The API or version is not supported by this broker.
     UnsupportedVersion = 35,
     /// A topic of that name exists already.
@@ -61,13 +77,27 @@ pub enum ErrorCode {
     InvalidProducerEpoch = 47,
     /// The storage engine failed (disk full, I/O error, failed log). Retriable elsewhere.
     StorageError = 56,
+    /// The group has members, so it cannot be deleted.
+    NonEmptyGroup = 68,
+    /// The group does not exist.
+    GroupIdNotFound = 69,
+    /// The group already has as many members as the broker allows.
+    GroupMaxSizeReached = 81,
     /// The batch uses a compression codec the topic does not allow.
     UnsupportedCompressionType = 76,
+    /// The member's epoch is older than the group has for it: the member was fenced and must
+    /// rejoin (with epoch 0, giving up its partitions).
+    FencedMemberEpoch = 110,
+    /// A static member's instance id is still held by another member.
+    UnreleasedInstanceId = 111,
+    /// The member's epoch is not its current one (e.g. an offset commit sent before the member
+    /// learned its new epoch); it retries once a heartbeat has given it the current epoch.
+    StaleMemberEpoch = 113,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::UnknownServerError,
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
@@ -93,6 +123,19 @@ impl ErrorCode {
         ErrorCode::InvalidProducerEpoch,
         ErrorCode::StorageError,
         ErrorCode::UnsupportedCompressionType,
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::NotCoordinator,
+        ErrorCode::IllegalGeneration,
+        ErrorCode::InvalidGroupId,
+        ErrorCode::UnknownMemberId,
+        ErrorCode::InvalidSessionTimeout,
+        ErrorCode::NonEmptyGroup,
+        ErrorCode::GroupIdNotFound,
+        ErrorCode::GroupMaxSizeReached,
+        ErrorCode::FencedMemberEpoch,
+        ErrorCode::UnreleasedInstanceId,
+        ErrorCode::StaleMemberEpoch,
     ];
 
     /// The wire value.
@@ -124,6 +167,9 @@ impl ErrorCode {
                 | ErrorCode::BrokerShuttingDown
                 | ErrorCode::StorageError
                 | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::NotCoordinator
         )
     }
 
@@ -155,6 +201,19 @@ impl ErrorCode {
             ErrorCode::UnsupportedCompressionType => "UNSUPPORTED_COMPRESSION_TYPE",
             ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
             ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
+            ErrorCode::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
+            ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+            ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
+            ErrorCode::InvalidGroupId => "INVALID_GROUP_ID",
+            ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
+            ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
+            ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
+            ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
+            ErrorCode::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
+            ErrorCode::FencedMemberEpoch => "FENCED_MEMBER_EPOCH",
+            ErrorCode::UnreleasedInstanceId => "UNRELEASED_INSTANCE_ID",
+            ErrorCode::StaleMemberEpoch => "STALE_MEMBER_EPOCH",
         }
     }
 }
@@ -197,6 +256,19 @@ mod tests {
             (ErrorCode::InvalidProducerEpoch, 47),
             (ErrorCode::StorageError, 56),
             (ErrorCode::UnsupportedCompressionType, 76),
+            (ErrorCode::CoordinatorLoadInProgress, 14),
+            (ErrorCode::CoordinatorNotAvailable, 15),
+            (ErrorCode::NotCoordinator, 16),
+            (ErrorCode::IllegalGeneration, 22),
+            (ErrorCode::InvalidGroupId, 24),
+            (ErrorCode::UnknownMemberId, 25),
+            (ErrorCode::InvalidSessionTimeout, 26),
+            (ErrorCode::NonEmptyGroup, 68),
+            (ErrorCode::GroupIdNotFound, 69),
+            (ErrorCode::GroupMaxSizeReached, 81),
+            (ErrorCode::FencedMemberEpoch, 110),
+            (ErrorCode::UnreleasedInstanceId, 111),
+            (ErrorCode::StaleMemberEpoch, 113),
         ];
         assert_eq!(pinned.len(), ErrorCode::ALL.len());
         for (c, v) in pinned {

@@ -164,19 +164,35 @@ impl Reader {
             })
     }
 
+    /// Reads a nullable array, decoding each element with `f`.
+    pub fn nullable_array<T>(
+        &mut self,
+        min_element_len: usize,
+        what: &'static str,
+        mut f: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Option<Vec<T>>, DecodeError> {
+        let Some(n) = self.nullable_array_len(min_element_len, what)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(f(self)?);
+        }
+        Ok(Some(out))
+    }
+
     /// Reads a non-null array, decoding each element with `f`.
     pub fn array<T>(
         &mut self,
         min_element_len: usize,
         what: &'static str,
-        mut f: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+        f: impl FnMut(&mut Self) -> Result<T, DecodeError>,
     ) -> Result<Vec<T>, DecodeError> {
-        let n = self.array_len(min_element_len, what)?;
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(f(self)?);
-        }
-        Ok(out)
+        self.nullable_array(min_element_len, what, f)?
+            .ok_or(DecodeError::Malformed {
+                what,
+                reason: "null array",
+            })
     }
 
     /// The unread rest, as a zero-copy slice; the reader is then empty.
@@ -259,6 +275,17 @@ pub fn put_array<T>(out: &mut BytesMut, items: &[T], mut f: impl FnMut(&mut Byte
     }
 }
 
+/// Writes a nullable array: −1 for `None`, else as [`put_array`].
+///
+/// # Panics
+/// If the array has more than `i32::MAX` elements.
+pub fn put_nullable_array<T>(out: &mut BytesMut, items: Option<&[T]>, f: impl FnMut(&mut BytesMut, &T)) {
+    match items {
+        None => out.put_i32(-1),
+        Some(items) => put_array(out, items, f),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +302,23 @@ mod tests {
         assert!(matches!(r.string("s"), Err(DecodeError::Malformed { .. })));
         let mut r = Reader::new(Bytes::from_static(&[2]));
         assert!(r.bool("b").is_err());
+    }
+
+    #[test]
+    fn nullable_arrays_tell_null_from_empty() {
+        for items in [None, Some(&[][..]), Some(&[1i32, -2][..])] {
+            let mut out = BytesMut::new();
+            put_nullable_array(&mut out, items, |o, v| o.put_i32(*v));
+            let mut r = Reader::new(out.freeze());
+            let got = r.nullable_array(4, "a", |r| r.i32("v")).unwrap();
+            assert_eq!(got.as_deref(), items);
+            r.finish("a").unwrap();
+        }
+        let mut r = Reader::new(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]));
+        assert!(matches!(
+            r.array(4, "a", |r| r.i32("v")),
+            Err(DecodeError::Malformed { .. })
+        ));
     }
 
     #[test]

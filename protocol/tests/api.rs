@@ -166,7 +166,113 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(
                 |(from_node, leaders)| Request::LeaderAnnouncements(LeaderAnnouncementsRequest { from_node, leaders })
             ),
+        (name(), any::<i8>())
+            .prop_map(|(key, key_type)| Request::FindCoordinator(FindCoordinatorRequest { key, key_type })),
+        (
+            name(),
+            name(),
+            any::<i32>(),
+            topics((any::<i32>(), any::<i64>(), proptest::option::of(name())).prop_map(
+                |(partition, committed_offset, metadata)| OffsetCommitPartition {
+                    partition,
+                    committed_offset,
+                    metadata
+                }
+            ))
+        )
+            .prop_map(|(group_id, member_id, member_epoch, topics)| Request::OffsetCommit(
+                OffsetCommitRequest {
+                    group_id,
+                    member_id,
+                    member_epoch,
+                    topics
+                }
+            )),
+        (
+            name(),
+            proptest::option::of(proptest::collection::vec(
+                (name(), ids()).prop_map(|(name, partitions)| OffsetFetchTopic { name, partitions }),
+                0..4
+            ))
+        )
+            .prop_map(|(group_id, topics)| Request::OffsetFetch(OffsetFetchRequest { group_id, topics })),
+        (
+            (name(), name(), any::<i32>(), proptest::option::of(name())),
+            (
+                any::<i32>(),
+                any::<i32>(),
+                proptest::option::of(names()),
+                proptest::option::of(name()),
+                proptest::option::of(topic_partitions())
+            )
+        )
+            .prop_map(
+                |(
+                    (group_id, member_id, member_epoch, instance_id),
+                    (
+                        rebalance_timeout_ms,
+                        session_timeout_ms,
+                        subscribed_topic_names,
+                        subscribed_topic_regex,
+                        owned_partitions,
+                    ),
+                )| {
+                    Request::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest {
+                        group_id,
+                        member_id,
+                        member_epoch,
+                        instance_id,
+                        rebalance_timeout_ms,
+                        session_timeout_ms,
+                        subscribed_topic_names,
+                        subscribed_topic_regex,
+                        owned_partitions,
+                    })
+                }
+            ),
+        names().prop_map(|states_filter| Request::ListGroups(ListGroupsRequest { states_filter })),
+        names().prop_map(|group_ids| Request::DescribeGroups(DescribeGroupsRequest { group_ids })),
+        names().prop_map(|group_ids| Request::DeleteGroups(DeleteGroupsRequest { group_ids })),
     ]
+}
+
+fn names() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(name(), 0..4)
+}
+
+fn topic_partitions() -> impl Strategy<Value = Vec<TopicPartitions>> {
+    proptest::collection::vec(
+        (name(), ids()).prop_map(|(topic, partitions)| TopicPartitions { topic, partitions }),
+        0..4,
+    )
+}
+
+fn described_member() -> impl Strategy<Value = DescribedMember> {
+    (
+        (name(), proptest::option::of(name()), name(), name(), any::<i32>()),
+        (
+            names(),
+            proptest::option::of(name()),
+            topic_partitions(),
+            topic_partitions(),
+        ),
+    )
+        .prop_map(
+            |(
+                (member_id, instance_id, client_id, client_host, member_epoch),
+                (subscribed_topic_names, subscribed_topic_regex, assignment, target_assignment),
+            )| DescribedMember {
+                member_id,
+                instance_id,
+                client_id,
+                client_host,
+                member_epoch,
+                subscribed_topic_names,
+                subscribed_topic_regex,
+                assignment,
+                target_assignment,
+            },
+        )
 }
 
 fn raft_message() -> impl Strategy<Value = RaftMessage> {
@@ -366,6 +472,124 @@ fn response() -> impl Strategy<Value = Response> {
                 partitions_moving,
             })
         }),
+        (
+            error_code(),
+            proptest::option::of(name()),
+            any::<i32>(),
+            name(),
+            any::<i32>()
+        )
+            .prop_map(|(error, message, node_id, host, port)| Response::FindCoordinator(
+                FindCoordinatorResponse {
+                    error,
+                    message,
+                    node_id,
+                    host,
+                    port
+                }
+            )),
+        (
+            proptest::option::of(name()),
+            topics(
+                (any::<i32>(), error_code())
+                    .prop_map(|(partition, error)| OffsetCommitPartitionResponse { partition, error })
+            )
+        )
+            .prop_map(|(message, topics)| Response::OffsetCommit(OffsetCommitResponse { message, topics })),
+        (
+            error_code(),
+            proptest::option::of(name()),
+            topics(
+                (
+                    any::<i32>(),
+                    any::<i64>(),
+                    proptest::option::of(name()),
+                    any::<i64>(),
+                    error_code()
+                )
+                    .prop_map(|(partition, committed_offset, metadata, commit_timestamp, error)| {
+                        OffsetFetchPartitionResponse {
+                            partition,
+                            committed_offset,
+                            metadata,
+                            commit_timestamp,
+                            error,
+                        }
+                    })
+            )
+        )
+            .prop_map(|(error, message, topics)| Response::OffsetFetch(OffsetFetchResponse {
+                error,
+                message,
+                topics
+            })),
+        (
+            error_code(),
+            proptest::option::of(name()),
+            name(),
+            any::<i32>(),
+            any::<i32>(),
+            proptest::option::of(topic_partitions())
+        )
+            .prop_map(
+                |(error, message, member_id, member_epoch, heartbeat_interval_ms, assignment)| {
+                    Response::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse {
+                        error,
+                        message,
+                        member_id,
+                        member_epoch,
+                        heartbeat_interval_ms,
+                        assignment,
+                    })
+                }
+            ),
+        (
+            error_code(),
+            proptest::collection::vec(
+                (name(), name(), any::<i32>()).prop_map(|(group_id, state, member_count)| ListedGroup {
+                    group_id,
+                    state,
+                    member_count
+                }),
+                0..4
+            )
+        )
+            .prop_map(|(error, groups)| Response::ListGroups(ListGroupsResponse { error, groups })),
+        proptest::collection::vec(
+            (
+                error_code(),
+                proptest::option::of(name()),
+                name(),
+                name(),
+                any::<i32>(),
+                any::<i32>(),
+                proptest::collection::vec(described_member(), 0..3)
+            )
+                .prop_map(
+                    |(error, message, group_id, state, group_epoch, assignment_epoch, members)| DescribedGroup {
+                        error,
+                        message,
+                        group_id,
+                        state,
+                        group_epoch,
+                        assignment_epoch,
+                        members
+                    }
+                ),
+            0..3
+        )
+        .prop_map(|groups| Response::DescribeGroups(DescribeGroupsResponse { groups })),
+        proptest::collection::vec(
+            (name(), error_code(), proptest::option::of(name())).prop_map(|(group_id, error, message)| {
+                DeleteGroupResult {
+                    group_id,
+                    error,
+                    message,
+                }
+            }),
+            0..4
+        )
+        .prop_map(|results| Response::DeleteGroups(DeleteGroupsResponse { results })),
     ]
 }
 
@@ -440,6 +664,19 @@ proptest! {
         let mut long = BytesMut::from(&body[..]);
         long.extend_from_slice(&[0]);
         prop_assert!(Request::decode(req.api_key(), 0, long.freeze()).is_err());
+    }
+
+    #[test]
+    fn every_truncation_of_a_response_body_is_an_error(resp in response()) {
+        let mut body = BytesMut::new();
+        resp.encode(0, &mut body);
+        let body = body.freeze();
+        for cut in 0..body.len() {
+            prop_assert!(Response::decode(resp.api_key(), 0, body.slice(..cut)).is_err(), "cut at {}", cut);
+        }
+        let mut long = BytesMut::from(&body[..]);
+        long.extend_from_slice(&[0]);
+        prop_assert!(Response::decode(resp.api_key(), 0, long.freeze()).is_err());
     }
 
     #[test]
@@ -558,22 +795,32 @@ fn api_keys_are_pinned() {
         (ApiKey::Fetch, 1),
         (ApiKey::ListOffsets, 2),
         (ApiKey::Metadata, 3),
+        (ApiKey::OffsetCommit, 8),
+        (ApiKey::OffsetFetch, 9),
+        (ApiKey::FindCoordinator, 10),
+        (ApiKey::DescribeGroups, 15),
+        (ApiKey::ListGroups, 16),
         (ApiKey::ApiVersions, 18),
         (ApiKey::CreateTopics, 19),
         (ApiKey::DeleteTopics, 20),
         (ApiKey::InitProducerId, 22),
+        (ApiKey::DeleteGroups, 42),
         (ApiKey::AlterPartitionReassignments, 45),
         (ApiKey::ListPartitionReassignments, 46),
         (ApiKey::BrokerRegistration, 62),
+        (ApiKey::ConsumerGroupHeartbeat, 68),
         (ApiKey::RaftMessages, 1000),
         (ApiKey::DecommissionBroker, 1001),
         (ApiKey::LeaderAnnouncements, 1002),
     ];
+    assert_eq!(pinned.len(), ApiKey::ALL.len());
     for (k, v) in pinned {
         assert_eq!(k as i16, v);
         assert_eq!(ApiKey::from_i16(v), Some(k));
     }
     assert_eq!(ApiVersionsResponse::supported().apis.len(), ApiKey::ALL.len());
+    let names: std::collections::HashSet<_> = ApiKey::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(names.len(), ApiKey::ALL.len(), "API names are distinct");
 }
 
 fn raft_messages_frame(body: &[u8]) -> Result<Request, RequestError> {
@@ -702,4 +949,141 @@ fn raft_messages_v1_is_unsupported() {
         frame::parse_request(f).unwrap().body.unwrap_err().code,
         ErrorCode::UnsupportedVersion
     );
+}
+
+fn encoded(req: &Request) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    req.encode(0, &mut out);
+    out.to_vec()
+}
+
+#[test]
+fn group_request_layouts_match_the_documented_ones() {
+    // FindCoordinator: key string, key_type i8.
+    let req = Request::FindCoordinator(FindCoordinatorRequest {
+        key: "g".into(),
+        key_type: find_coordinator::KEY_TYPE_GROUP,
+    });
+    assert_eq!(encoded(&req), [0, 1, b'g', 0]);
+
+    // ConsumerGroupHeartbeat: a join with every nullable field null, then with them set.
+    let join = ConsumerGroupHeartbeatRequest {
+        group_id: "g".into(),
+        ..Default::default()
+    };
+    assert_eq!(join.member_epoch, consumer_group_heartbeat::JOIN_EPOCH);
+    let mut want = vec![0, 1, b'g', 0, 0]; // group_id, member_id ""
+    want.extend_from_slice(&0i32.to_be_bytes()); // member_epoch
+    want.extend_from_slice(&(-1i16).to_be_bytes()); // instance_id null
+    want.extend_from_slice(&(-1i32).to_be_bytes()); // rebalance_timeout_ms
+    want.extend_from_slice(&(-1i32).to_be_bytes()); // session_timeout_ms
+    want.extend_from_slice(&(-1i32).to_be_bytes()); // subscribed_topic_names null
+    want.extend_from_slice(&(-1i16).to_be_bytes()); // subscribed_topic_regex null
+    want.extend_from_slice(&(-1i32).to_be_bytes()); // owned_partitions null
+    let req = Request::ConsumerGroupHeartbeat(join.clone());
+    assert_eq!(encoded(&req), want);
+    assert_eq!(
+        Request::decode(ApiKey::ConsumerGroupHeartbeat, 0, Bytes::from(want)),
+        Ok(req)
+    );
+
+    // Empty and null are different things.
+    let set = ConsumerGroupHeartbeatRequest {
+        member_epoch: consumer_group_heartbeat::LEAVE_EPOCH,
+        subscribed_topic_names: Some(vec![]),
+        subscribed_topic_regex: Some(String::new()),
+        owned_partitions: Some(vec![TopicPartitions {
+            topic: "t".into(),
+            partitions: vec![3],
+        }]),
+        ..join
+    };
+    let bytes = encoded(&Request::ConsumerGroupHeartbeat(set.clone()));
+    let tail = [
+        &0i32.to_be_bytes()[..], // subscribed_topic_names []
+        &0i16.to_be_bytes(),     // subscribed_topic_regex ""
+        &1i32.to_be_bytes(),     // owned_partitions: one
+        &[0, 1, b't'],
+        &1i32.to_be_bytes(),
+        &3i32.to_be_bytes(),
+    ]
+    .concat();
+    assert!(bytes.ends_with(&tail), "{bytes:?}");
+    assert_eq!(
+        Request::decode(ApiKey::ConsumerGroupHeartbeat, 0, Bytes::from(bytes)),
+        Ok(Request::ConsumerGroupHeartbeat(set))
+    );
+
+    // OffsetFetch: null topics (all) versus none.
+    for (topics, count) in [(None, -1i32), (Some(vec![]), 0)] {
+        let req = Request::OffsetFetch(OffsetFetchRequest {
+            group_id: "g".into(),
+            topics,
+        });
+        let bytes = encoded(&req);
+        assert_eq!(bytes, [&[0, 1, b'g'][..], &count.to_be_bytes()].concat());
+        assert_eq!(Request::decode(ApiKey::OffsetFetch, 0, Bytes::from(bytes)), Ok(req));
+    }
+}
+
+#[test]
+fn group_response_layouts_match_the_documented_ones() {
+    // OffsetCommit: message first, then topics.
+    let resp = Response::OffsetCommit(OffsetCommitResponse {
+        message: None,
+        topics: vec![TopicData {
+            name: "t".into(),
+            partitions: vec![OffsetCommitPartitionResponse {
+                partition: 2,
+                error: ErrorCode::StaleMemberEpoch,
+            }],
+        }],
+    });
+    let mut out = BytesMut::new();
+    resp.encode(0, &mut out);
+    let want = [
+        &(-1i16).to_be_bytes()[..],
+        &1i32.to_be_bytes(),
+        &[0, 1, b't'],
+        &1i32.to_be_bytes(),
+        &2i32.to_be_bytes(),
+        &113i16.to_be_bytes(),
+    ]
+    .concat();
+    assert_eq!(&out[..], &want[..]);
+    assert_eq!(Response::decode(ApiKey::OffsetCommit, 0, Bytes::from(want)), Ok(resp));
+
+    // ConsumerGroupHeartbeat: a null assignment stays null.
+    let resp = Response::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse {
+        error: ErrorCode::FencedMemberEpoch,
+        message: Some("fenced".into()),
+        member_id: "m".into(),
+        member_epoch: 4,
+        heartbeat_interval_ms: 5000,
+        assignment: None,
+    });
+    let mut out = BytesMut::new();
+    resp.encode(0, &mut out);
+    assert!(out.ends_with(&(-1i32).to_be_bytes()));
+    assert_eq!(
+        Response::decode(ApiKey::ConsumerGroupHeartbeat, 0, out.freeze()),
+        Ok(resp)
+    );
+}
+
+#[test]
+fn hostile_group_array_counts_are_errors() {
+    let with_count = |prefix: &[u8], count: i32| Bytes::from([prefix, &count.to_be_bytes()].concat());
+    // OffsetFetch topics: nullable, so −1 is fine, −2 and huge are not.
+    for count in [-2, i32::MAX, 1] {
+        assert!(Request::decode(ApiKey::OffsetFetch, 0, with_count(&[0, 1, b'g'], count)).is_err());
+    }
+    for key in [ApiKey::ListGroups, ApiKey::DescribeGroups, ApiKey::DeleteGroups] {
+        assert!(
+            Request::decode(key, 0, with_count(&[], -1)).is_err(),
+            "{key:?}: not nullable"
+        );
+        assert!(Request::decode(key, 0, with_count(&[], i32::MAX)).is_err(), "{key:?}");
+        assert!(Request::decode(key, 0, with_count(&[], 0)).is_ok(), "{key:?}");
+    }
 }

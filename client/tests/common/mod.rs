@@ -413,7 +413,14 @@ impl Conn {
             | Request::ListPartitionReassignments(_)
             | Request::DecommissionBroker(_)
             | Request::BrokerRegistration(_)
-            | Request::LeaderAnnouncements(_) => return None,
+            | Request::LeaderAnnouncements(_)
+            | Request::FindCoordinator(_)
+            | Request::ConsumerGroupHeartbeat(_)
+            | Request::OffsetCommit(_)
+            | Request::OffsetFetch(_)
+            | Request::ListGroups(_)
+            | Request::DescribeGroups(_)
+            | Request::DeleteGroups(_) => return None,
         })
     }
 

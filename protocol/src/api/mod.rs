@@ -5,13 +5,20 @@
 //! request outside it gets `UNSUPPORTED_VERSION` rather than a guess.
 
 pub mod api_versions;
+pub mod consumer_group_heartbeat;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod leaders;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
 pub mod raft_messages;
 pub mod reassign;
@@ -21,16 +28,25 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
 use crate::error_code::ErrorCode;
-use crate::wire::{Reader, put_array, put_nullable_string, put_string};
+use crate::wire::{Reader, put_array, put_nullable_array, put_nullable_string, put_string};
 
 pub use api_versions::{ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse};
+pub use consumer_group_heartbeat::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 pub use create_topics::{CreatableTopic, CreateTopicsRequest, CreateTopicsResponse};
+pub use delete_groups::{DeleteGroupResult, DeleteGroupsRequest, DeleteGroupsResponse};
 pub use delete_topics::{DeleteTopicsRequest, DeleteTopicsResponse};
+pub use describe_groups::{DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup, DescribedMember};
 pub use fetch::{FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse};
+pub use find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
 pub use init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 pub use leaders::{LeaderAnnouncementsRequest, LeaderAnnouncementsResponse, LedPartition};
+pub use list_groups::{ListGroupsRequest, ListGroupsResponse, ListedGroup};
 pub use list_offsets::{ListOffsetsPartition, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse};
 pub use metadata::{BrokerMetadata, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata};
+pub use offset_commit::{
+    OffsetCommitPartition, OffsetCommitPartitionResponse, OffsetCommitRequest, OffsetCommitResponse,
+};
+pub use offset_fetch::{OffsetFetchPartitionResponse, OffsetFetchRequest, OffsetFetchResponse, OffsetFetchTopic};
 pub use produce::{Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse};
 pub use raft_messages::{RaftMessage, RaftMessagesEncoder, RaftMessagesRequest, RaftMessagesResponse};
 pub use reassign::{
@@ -64,6 +80,16 @@ pub enum ApiKey {
     ListOffsets = 2,
     /// Brokers, topics, partitions and their leaders.
     Metadata = 3,
+    /// Commit a consumer group's offsets.
+    OffsetCommit = 8,
+    /// A consumer group's committed offsets.
+    OffsetFetch = 9,
+    /// The broker that coordinates a consumer group.
+    FindCoordinator = 10,
+    /// Consumer groups' state, members and assignments.
+    DescribeGroups = 15,
+    /// The consumer groups, optionally filtered by state.
+    ListGroups = 16,
     /// The APIs and versions the broker speaks.
     ApiVersions = 18,
     /// Create topics.
@@ -72,12 +98,17 @@ pub enum ApiKey {
     DeleteTopics = 20,
     /// A producer id for an idempotent producer.
     InitProducerId = 22,
+    /// Delete empty consumer groups and their offsets.
+    DeleteGroups = 42,
     /// Move partitions' replicas to other brokers (or cancel a move).
     AlterPartitionReassignments = 45,
     /// The partition moves in progress.
     ListPartitionReassignments = 46,
     /// A data-only broker joins the cluster.
     BrokerRegistration = 62,
+    /// A consumer group member joins, heartbeats, updates its subscription or leaves, and gets
+    /// its assignment (the consumer rebalance protocol of KIP-848).
+    ConsumerGroupHeartbeat = 68,
     /// Internal, broker-to-broker only: Raft messages for many partitions' groups. Never
     /// answered.
     RaftMessages = 1000,
@@ -89,18 +120,25 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every API.
-    pub const ALL: [ApiKey; 14] = [
+    pub const ALL: [ApiKey; 21] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
         ApiKey::Metadata,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::FindCoordinator,
+        ApiKey::DescribeGroups,
+        ApiKey::ListGroups,
         ApiKey::ApiVersions,
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
         ApiKey::InitProducerId,
+        ApiKey::DeleteGroups,
         ApiKey::AlterPartitionReassignments,
         ApiKey::ListPartitionReassignments,
         ApiKey::BrokerRegistration,
+        ApiKey::ConsumerGroupHeartbeat,
         ApiKey::RaftMessages,
         ApiKey::DecommissionBroker,
         ApiKey::LeaderAnnouncements,
@@ -133,6 +171,13 @@ impl ApiKey {
             ApiKey::DecommissionBroker => "decommission_broker",
             ApiKey::BrokerRegistration => "broker_registration",
             ApiKey::LeaderAnnouncements => "leader_announcements",
+            ApiKey::FindCoordinator => "find_coordinator",
+            ApiKey::OffsetCommit => "offset_commit",
+            ApiKey::OffsetFetch => "offset_fetch",
+            ApiKey::ConsumerGroupHeartbeat => "consumer_group_heartbeat",
+            ApiKey::ListGroups => "list_groups",
+            ApiKey::DescribeGroups => "describe_groups",
+            ApiKey::DeleteGroups => "delete_groups",
         }
     }
 }
@@ -155,6 +200,13 @@ pub enum Request {
     DecommissionBroker(DecommissionBrokerRequest),
     BrokerRegistration(BrokerRegistrationRequest),
     LeaderAnnouncements(LeaderAnnouncementsRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    ListGroups(ListGroupsRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
 }
 
 /// A decoded response body.
@@ -177,6 +229,13 @@ pub enum Response {
     BrokerRegistration(BrokerRegistrationResponse),
     /// Never sent: brokers do not answer LeaderAnnouncements.
     LeaderAnnouncements(LeaderAnnouncementsResponse),
+    FindCoordinator(FindCoordinatorResponse),
+    OffsetCommit(OffsetCommitResponse),
+    OffsetFetch(OffsetFetchResponse),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    ListGroups(ListGroupsResponse),
+    DescribeGroups(DescribeGroupsResponse),
+    DeleteGroups(DeleteGroupsResponse),
 }
 
 macro_rules! dispatch_impl {
@@ -229,10 +288,17 @@ dispatch!(
     DecommissionBroker,
     BrokerRegistration,
     LeaderAnnouncements,
+    FindCoordinator,
+    OffsetCommit,
+    OffsetFetch,
+    ConsumerGroupHeartbeat,
+    ListGroups,
+    DescribeGroups,
+    DeleteGroups,
 );
 
-/// Per-topic grouping used by produce, fetch and list-offsets: a topic name and its partitions'
-/// entries.
+/// Per-topic grouping used by produce, fetch, list-offsets, offset-commit and offset-fetch: a
+/// topic name and its partitions' entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicData<P> {
     /// Topic name.
@@ -325,6 +391,33 @@ impl MinLen for ConfigEntry {
     const MIN_LEN: usize = 2 * MIN_STRING_LEN;
 }
 
+/// A topic and some of its partitions (consumer-group subscriptions and assignments).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopicPartitions {
+    /// Topic name.
+    pub topic: String,
+    /// Partition indexes.
+    pub partitions: Vec<i32>,
+}
+
+impl Body for TopicPartitions {
+    fn encode(&self, _version: i16, out: &mut BytesMut) {
+        put_string(out, &self.topic);
+        put_i32_array(out, &self.partitions);
+    }
+
+    fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Self {
+            topic: r.string("topic name")?,
+            partitions: get_i32_array(r, "partitions")?,
+        })
+    }
+}
+
+impl MinLen for TopicPartitions {
+    const MIN_LEN: usize = MIN_STRING_LEN + 4;
+}
+
 /// Decodes an array of `T`.
 pub(crate) fn get_array<T: Body + MinLen>(
     version: i16,
@@ -347,4 +440,41 @@ pub(crate) fn put_i32_array(out: &mut BytesMut, items: &[i32]) {
 /// Decodes an array of `i32`.
 pub(crate) fn get_i32_array(r: &mut Reader, what: &'static str) -> Result<Vec<i32>, DecodeError> {
     r.array(4, what, |r| r.i32(what))
+}
+
+/// Decodes a nullable array of `T`.
+pub(crate) fn get_nullable_array<T: Body + MinLen>(
+    version: i16,
+    r: &mut Reader,
+    what: &'static str,
+) -> Result<Option<Vec<T>>, DecodeError> {
+    r.nullable_array(T::MIN_LEN, what, |r| T::decode(version, r))
+}
+
+/// Encodes a nullable array of `T`.
+pub(crate) fn put_nullable_body_array<T: Body>(version: i16, out: &mut BytesMut, items: Option<&[T]>) {
+    put_nullable_array(out, items, |o, t| t.encode(version, o));
+}
+
+/// Encodes an array of strings.
+pub(crate) fn put_string_array(out: &mut BytesMut, items: &[String]) {
+    put_array(out, items, |o, s| put_string(o, s));
+}
+
+/// Decodes an array of strings; `what` names the elements.
+pub(crate) fn get_string_array(r: &mut Reader, what: &'static str) -> Result<Vec<String>, DecodeError> {
+    r.array(MIN_STRING_LEN, what, |r| r.string(what))
+}
+
+/// Encodes a nullable array of strings.
+pub(crate) fn put_nullable_string_array(out: &mut BytesMut, items: Option<&[String]>) {
+    put_nullable_array(out, items, |o, s| put_string(o, s));
+}
+
+/// Decodes a nullable array of strings; `what` names the elements.
+pub(crate) fn get_nullable_string_array(
+    r: &mut Reader,
+    what: &'static str,
+) -> Result<Option<Vec<String>>, DecodeError> {
+    r.nullable_array(MIN_STRING_LEN, what, |r| r.string(what))
 }

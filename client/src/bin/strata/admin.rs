@@ -250,7 +250,7 @@ fn describe_text(out: &mut Out, t: &TopicInfo) -> anyhow::Result<()> {
 }
 
 /// Left-aligned columns two spaces apart.
-fn table<const N: usize>(out: &mut Out, header: [&str; N], rows: &[[String; N]]) -> anyhow::Result<()> {
+pub(crate) fn table<const N: usize>(out: &mut Out, header: [&str; N], rows: &[[String; N]]) -> anyhow::Result<()> {
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -8,6 +8,11 @@
 //! Output is flushed after every batch of records, so a reader sees them as they arrive. When
 //! the reader goes away (`| head`), the command exits 0 at its next write, or within a second
 //! while it waits for records.
+//!
+//! With `--group G` it joins consumer group G instead (every member gets a share of the topic's
+//! partitions), starts where the group committed (else as `--from-beginning` says), commits as
+//! it goes (every second and when partitions move), and on exit commits what it printed and
+//! leaves the group.
 
 use std::time::Duration;
 
@@ -28,11 +33,22 @@ pub struct ConsumeArgs {
     #[arg(long, conflicts_with = "offset")]
     from_beginning: bool,
     /// Start at this offset (in every partition read; past the end means from the end).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "group")]
     offset: Option<u64>,
     /// Read only this partition (default: all).
-    #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..), conflicts_with = "group")]
     partition: Option<i32>,
+    /// Join this consumer group: read the partitions it assigns, from its committed offsets,
+    /// committing as records are printed.
+    #[arg(long, value_name = "G")]
+    group: Option<String>,
+    /// With --group: a stable id for this instance (static membership: restarting within the
+    /// session timeout keeps its partitions).
+    #[arg(long, value_name = "ID", requires = "group")]
+    instance_id: Option<String>,
+    /// With --group: the session timeout to ask for (default: the broker's).
+    #[arg(long, value_name = "MS", requires = "group", value_parser = clap::value_parser!(u64).range(1..))]
+    session_timeout_ms: Option<u64>,
     /// Stop after this many records (`--max-messages`, as in Kafka's console consumer, works
     /// too).
     #[arg(long, visible_alias = "max-messages", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -66,6 +82,9 @@ struct RecordJson<'a> {
 const POLL_SLICE: Duration = Duration::from_secs(1);
 
 pub async fn run(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow::Result<Outcome> {
+    if args.group.is_some() {
+        return run_group(global, out, args).await;
+    }
     let client = global.connect().await?;
     let topic = client
         .topic(&args.topic)
@@ -172,4 +191,85 @@ fn print(out: &mut Out, args: &ConsumeArgs, r: &ConsumerRecord) -> anyhow::Resul
     }
     out.bytes(r.value.as_deref().unwrap_or(b"null"))?;
     out.bytes(b"\n")
+}
+
+/// `consume --group`: a member of a consumer group.
+async fn run_group(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow::Result<Outcome> {
+    let group = args.group.clone().unwrap_or_default();
+    let client = global.connect().await?;
+    client
+        .topic(&args.topic)
+        .await
+        .with_context(|| format!("cannot read topic {}", args.topic))?;
+    let mut consumer = client
+        .consumer(ConsumerConfig {
+            auto_offset_reset: if args.from_beginning {
+                OffsetReset::Earliest
+            } else {
+                OffsetReset::Latest
+            },
+            group_id: Some(group.clone()),
+            group_instance_id: args.instance_id.clone(),
+            session_timeout: args.session_timeout_ms.map(Duration::from_millis),
+            auto_commit_interval: Duration::from_secs(1),
+            ..ConsumerConfig::default()
+        })
+        .context("cannot start the consumer")?;
+    consumer
+        .subscribe([args.topic.clone()])
+        .with_context(|| format!("cannot join group {group}"))?;
+    let idle = args.timeout_ms.map(Duration::from_millis);
+    let mut remaining = args.count.unwrap_or(u64::MAX);
+    let mut last_record = Instant::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut outcome = Outcome::Done;
+    while remaining > 0 {
+        let wait = match idle {
+            Some(idle) => {
+                let left = (last_record + idle).saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                left.min(POLL_SLICE)
+            }
+            None => POLL_SLICE,
+        };
+        let records = tokio::select! {
+            r = consumer.poll(wait) => r.with_context(|| format!("cannot read topic {} in group {group}", args.topic))?,
+            _ = &mut ctrl_c => {
+                outcome = Outcome::Interrupted;
+                break;
+            }
+        };
+        if records.is_empty() {
+            if output::reader_gone() {
+                break;
+            }
+            continue;
+        }
+        last_record = Instant::now();
+        let mut unprinted: Vec<TopicPartition> = Vec::new();
+        for r in &records {
+            let tp = TopicPartition::new(&*r.topic, r.partition);
+            if remaining == 0 {
+                // Not printed: the group's commit must not pass it. Move the partition back to
+                // the first such record (later ones of the partition follow it).
+                if !unprinted.contains(&tp) {
+                    consumer.seek(&tp, Seek::Offset(r.offset.0)).await?;
+                    unprinted.push(tp);
+                }
+                continue;
+            }
+            print(out, &args, r)?;
+            remaining -= 1;
+        }
+        out.flush()?;
+    }
+    out.flush()?;
+    consumer
+        .close()
+        .await
+        .with_context(|| format!("cannot commit the group's offsets before leaving group {group}"))?;
+    Ok(outcome)
 }

@@ -6,7 +6,9 @@
 //!   into one `strata: error: …` line and an exit code.
 //! - [`admin`]: `topic create|list|describe|delete` and `cluster describe`.
 //! - [`produce`]: stdin lines → records, pipelined through the library's `Producer`.
-//! - [`consume`]: records → stdout lines, through the library's `Consumer`.
+//! - [`consume`]: records → stdout lines, through the library's `Consumer` (alone, or as a
+//!   member of a consumer group with `--group`).
+//! - [`groups`]: `group list|describe|reset-offsets|delete`.
 //! - [`output`]: the buffered stdout writer, the output format, and how bytes become JSON.
 //!
 //! Exit codes: 0 success (and a closed stdout, e.g. `| head`), 1 an operation failed, 2 a usage
@@ -15,6 +17,7 @@
 
 mod admin;
 mod consume;
+mod groups;
 mod moves;
 mod output;
 mod produce;
@@ -82,6 +85,9 @@ enum Command {
     /// Manage brokers: decommission one before stopping it for good.
     #[command(subcommand)]
     Broker(moves::BrokerCommand),
+    /// List, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(groups::GroupCommand),
     /// Send one record per line of standard input.
     Produce(produce::ProduceArgs),
     /// Print records from a topic, one per line.
@@ -124,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Cluster(cmd) => admin::cluster(global, &mut out, cmd).await.map(|()| Outcome::Done),
         Command::Partition(cmd) => moves::partition(global, &mut out, cmd).await.map(|()| Outcome::Done),
         Command::Broker(cmd) => moves::broker(global, &mut out, cmd).await.map(|()| Outcome::Done),
+        Command::Group(cmd) => groups::group(global, &mut out, cmd).await.map(|()| Outcome::Done),
         Command::Produce(args) => produce::run(global, &mut out, args).await.map(|()| Outcome::Done),
         Command::Consume(args) => consume::run(global, &mut out, args).await,
     };
