@@ -496,8 +496,11 @@ async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> Delete
 /// Deletes one topic through the controller (binary DeleteTopics and the HTTP admin API);
 /// returns once this broker has applied it and removed its replicas.
 pub(crate) async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
-    if name == crate::controller::METADATA_TOPIC {
-        return Err(AdminError::new(ErrorCode::InvalidTopic, format!("{name} is internal")));
+    if name == crate::controller::METADATA_TOPIC || name == crate::groups::OFFSETS_TOPIC {
+        return Err(AdminError::new(
+            ErrorCode::InvalidTopic,
+            format!("{name} is internal and cannot be deleted"),
+        ));
     }
     let n = name.to_string();
     crate::controller::submit(broker, |request| MetadataCommand::DeleteTopic { request, name: n }).await?;
@@ -830,6 +833,14 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                         -1,
                     );
                 };
+                if name.starts_with("__") {
+                    return produce_error(
+                        pp.partition,
+                        ErrorCode::InvalidTopic,
+                        format!("{name} is internal: only the broker writes to it"),
+                        -1,
+                    );
+                }
                 if !p.is_leader() {
                     return produce_error(
                         pp.partition,
@@ -850,6 +861,7 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                     key: p.key.clone(),
                     batches,
                     acks,
+                    term: None,
                     reply: tx,
                 }) {
                     return produce_error(pp.partition, code, message, leader_id(&p));

@@ -95,6 +95,9 @@ pub enum Command {
         batches: Vec<Bytes>,
         /// When to answer.
         acks: Acks,
+        /// Only if this replica still leads in this term (the group coordinator's writes belong
+        /// to the leadership they were computed under).
+        term: Option<u64>,
         /// The answer (dropped unanswered for `acks=none`).
         reply: oneshot::Sender<ProposeResult>,
     },
@@ -754,8 +757,9 @@ impl Driver {
                 key,
                 batches,
                 acks,
+                term,
                 reply,
-            } => self.propose(key, batches, acks, reply),
+            } => self.propose(key, batches, acks, term, reply),
             Command::Synced {
                 key,
                 incarnation,
@@ -880,7 +884,14 @@ impl Driver {
         Ok(())
     }
 
-    fn propose(&mut self, key: PartitionKey, batches: Vec<Bytes>, acks: Acks, reply: oneshot::Sender<ProposeResult>) {
+    fn propose(
+        &mut self,
+        key: PartitionKey,
+        batches: Vec<Bytes>,
+        acks: Acks,
+        term: Option<u64>,
+        reply: oneshot::Sender<ProposeResult>,
+    ) {
         let Some(g) = self.groups.get_mut(&key) else {
             let _ = reply.send(Err((
                 ErrorCode::UnknownTopicOrPartition,
@@ -894,7 +905,7 @@ impl Driver {
             let _ = reply.send(Err((ErrorCode::StorageError, f.clone())));
             return;
         }
-        if g.raw.raft.state != StateRole::Leader {
+        if g.raw.raft.state != StateRole::Leader || term.is_some_and(|t| t != g.raw.raft.term) {
             dropped.inc_by(batches.len() as u64);
             let _ = reply.send(Err((
                 ErrorCode::NotLeader,

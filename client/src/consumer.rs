@@ -367,6 +367,9 @@ pub struct Consumer {
     next_auto_commit: Instant,
     /// Positions last committed, so an auto-commit sends only what moved.
     last_committed: HashMap<TopicPartition, u64>,
+    /// Auto-commits not yet answered: a revocation waits for them, so none lands after the
+    /// partition's new owner commits.
+    commits_in_flight: Vec<tokio::task::JoinHandle<Result<()>>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -397,6 +400,7 @@ impl Consumer {
             listener: None,
             next_auto_commit: Instant::now() + config.auto_commit_interval,
             last_committed: HashMap::new(),
+            commits_in_flight: Vec::new(),
             client,
             config,
             limits,
@@ -1001,6 +1005,9 @@ impl Consumer {
             } else {
                 let revoked: Vec<TopicPartition> = current.difference(&update.partitions).cloned().collect();
                 if !revoked.is_empty() {
+                    for h in std::mem::take(&mut self.commits_in_flight) {
+                        let _ = h.await;
+                    }
                     if self.config.enable_auto_commit {
                         let offsets = self.positions_of(&revoked);
                         if let Err(e) = self.commit_offsets(&offsets).await {
@@ -1039,11 +1046,14 @@ impl Consumer {
                     self.last_committed.insert(tp.clone(), *o);
                 }
                 let task = self.commit_task(offsets);
-                tokio::spawn(async move {
-                    if let Err(e) = task.await {
+                self.commits_in_flight.retain(|h| !h.is_finished());
+                self.commits_in_flight.push(tokio::spawn(async move {
+                    let r = task.await;
+                    if let Err(e) = &r {
                         debug!(error = %e, "auto-commit failed");
                     }
-                });
+                    r
+                }));
             }
         }
         Ok(())

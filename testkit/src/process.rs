@@ -55,10 +55,19 @@ impl LoggedChild {
     ///
     /// If `log` cannot be created or the command cannot be started.
     pub fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> LoggedChild {
+        Self::spawn_with_stdout(name, cmd, log, Stdio::null())
+    }
+
+    /// As [`LoggedChild::spawn`], with the process's stdout going to `stdout`.
+    ///
+    /// # Panics
+    ///
+    /// As [`LoggedChild::spawn`].
+    pub fn spawn_with_stdout(name: &str, cmd: &mut Command, log: PathBuf, stdout: Stdio) -> LoggedChild {
         let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));

@@ -92,7 +92,10 @@ fn balance(
     let mut taken: BTreeSet<(&str, i32)> = BTreeSet::new();
     let mut counts = vec![0usize; n];
     for (k, (i, list)) in kept.iter_mut().enumerate() {
-        for tp in list.iter().take(quota[k]) {
+        for tp in list.iter() {
+            if counts[k] == quota[k] {
+                break;
+            }
             // A partition two members both held (a stale previous target) stays with the first.
             if taken.insert(*tp) {
                 add(out, members[*i].id, tp);

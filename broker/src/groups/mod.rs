@@ -25,7 +25,7 @@ pub mod records;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_METADATA_BYTES: usize = 4096;
 /// Largest record batch the coordinator writes (a group's whole state is one record).
 const MAX_BATCH_BYTES: u32 = 8 << 20;
+/// Most topic names one member may subscribe to.
+const MAX_SUBSCRIBED_TOPICS: usize = 10_000;
+/// Longest subscription regex.
+const MAX_REGEX_BYTES: usize = 1024;
+/// Longest session or rebalance timeout a replayed record may carry (a damaged or foreign
+/// record must not overflow a deadline).
+const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Kafka's group → partition mapping: Java's `String.hashCode` (UTF-16 units, wrapping), sign bit
 /// cleared, modulo the partition count.
@@ -67,10 +74,30 @@ pub(crate) struct Shard {
     partition: Arc<Partition>,
     term: u64,
     state: tokio::sync::Mutex<ShardState>,
+    /// Proposals of this partition's coordinator not yet answered (shared by every shard of the
+    /// partition): a reload waits for them, so it replays everything they wrote.
+    inflight: Arc<AtomicUsize>,
+}
+
+impl Shard {
+    /// Locks the shard's state, unless the shard was dropped (a failed write or lost leadership:
+    /// nothing may be written through it any more).
+    async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, ShardState>, Refusal> {
+        let st = self.state.lock().await;
+        if st.dead {
+            return Err((
+                ErrorCode::CoordinatorLoadInProgress,
+                "the coordinator is reloading its groups; retry shortly".into(),
+            ));
+        }
+        Ok(st)
+    }
 }
 
 #[derive(Default)]
 struct ShardState {
+    /// Dropped: refuse everything (set under the lock before the shard leaves the map).
+    dead: bool,
     groups: Groups,
     /// Session deadline per (group, member).
     sessions: HashMap<(String, String), Instant>,
@@ -113,6 +140,7 @@ pub struct PartitionLag {
 #[derive(Default)]
 pub struct Coordinator {
     shards: RwLock<HashMap<u32, Arc<Shard>>>,
+    inflight: Mutex<HashMap<u32, Arc<AtomicUsize>>>,
     loading: Mutex<HashSet<u32>>,
     regexes: Mutex<HashMap<String, Option<Regex>>>,
     create: tokio::sync::Mutex<()>,
@@ -149,8 +177,11 @@ impl Coordinator {
             .collect()
     }
 
-    /// Drops a shard after a failed write (the maintenance task reloads it from the log).
-    fn invalidate(&self, shard: &Arc<Shard>) {
+    /// Drops a shard (a failed write, or leadership lost): marks it dead under its lock, then
+    /// takes it out of the map, so the maintenance task reloads it from the log and nothing is
+    /// written through the old one meanwhile.
+    async fn invalidate(&self, shard: &Arc<Shard>) {
+        shard.state.lock().await.dead = true;
         let mut map = self.shards.write().unwrap_or_else(|e| e.into_inner());
         let index = shard.partition.key.partition;
         if map.get(&index).is_some_and(|s| Arc::ptr_eq(s, shard)) {
@@ -158,17 +189,45 @@ impl Coordinator {
         }
     }
 
-    /// Whether `re` (a whole-name regex) matches `topic`; an invalid regex matches nothing.
-    fn matches(&self, re: &str, topic: &str) -> bool {
+    /// The in-flight proposal counter of offsets partition `index`.
+    fn inflight(&self, index: u32) -> Arc<AtomicUsize> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(index)
+            .or_default()
+            .clone()
+    }
+
+    /// Validates a subscription regex (compiled once, cached).
+    fn check_regex(&self, re: &str) -> Result<(), String> {
+        if re.len() > MAX_REGEX_BYTES {
+            return Err(format!("the subscription regex is longer than {MAX_REGEX_BYTES} bytes"));
+        }
+        if self.compiled(re).is_some() {
+            return Ok(());
+        }
+        Regex::new(&format!("^(?:{re})$"))
+            .map(|_| ())
+            .map_err(|e| format!("the subscription regex is invalid: {e}"))
+    }
+
+    fn compiled(&self, re: &str) -> Option<Regex> {
         let mut cache = self.regexes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cache.get(re) {
+            return r.clone();
+        }
         if cache.len() > 1024 {
             cache.clear();
         }
-        cache
-            .entry(re.to_string())
-            .or_insert_with(|| Regex::new(&format!("^(?:{re})$")).ok())
-            .as_ref()
-            .is_some_and(|r| r.is_match(topic))
+        let r = Regex::new(&format!("^(?:{re})$")).ok();
+        cache.insert(re.to_string(), r.clone());
+        r
+    }
+
+    /// Whether `re` (a whole-name regex) matches `topic`; an invalid regex matches nothing.
+    fn matches(&self, re: &str, topic: &str) -> bool {
+        self.compiled(re).is_some_and(|r| r.is_match(topic))
     }
 
     fn new_member_id(&self, node: u64) -> String {
@@ -217,20 +276,22 @@ fn offsets_partitions(broker: &Broker) -> Vec<Arc<Partition>> {
 fn track_leadership(broker: &Arc<Broker>) {
     let hosted = offsets_partitions(broker);
     let c = &broker.groups;
-    {
-        let mut map = c.shards.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|index, shard| {
-            let keep = hosted.iter().any(|p| {
-                p.key.partition == *index
-                    && Arc::ptr_eq(p, &shard.partition)
-                    && p.is_leader()
-                    && p.leader_term() == shard.term
-            });
-            if !keep {
-                tracing::info!(partition = index, "no longer coordinating this partition's groups");
-            }
-            keep
-        });
+    let lost: Vec<Arc<Shard>> = c
+        .all_shards()
+        .into_iter()
+        .filter(|shard| {
+            !hosted
+                .iter()
+                .any(|p| Arc::ptr_eq(p, &shard.partition) && p.is_leader() && p.leader_term() == shard.term)
+        })
+        .collect();
+    for shard in lost {
+        tracing::info!(
+            partition = shard.partition.key.partition,
+            "no longer coordinating this partition's groups"
+        );
+        let b = broker.clone();
+        tokio::spawn(async move { b.groups.invalidate(&shard).await });
     }
     for p in hosted {
         if !p.is_leader() || p.is_failed() {
@@ -245,6 +306,20 @@ fn track_leadership(broker: &Arc<Broker>) {
         }
         let b = broker.clone();
         tokio::spawn(async move {
+            // Cleared however this task ends (a panic included), or the partition would never
+            // load again.
+            struct Loading(Arc<Broker>, u32);
+            impl Drop for Loading {
+                fn drop(&mut self) {
+                    self.0
+                        .groups
+                        .loading
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&self.1);
+                }
+            }
+            let _loading = Loading(b.clone(), index);
             let term = p.leader_term();
             match load(&b, &p, term).await {
                 Ok(Some(shard)) => {
@@ -257,11 +332,6 @@ fn track_leadership(broker: &Arc<Broker>) {
                 Ok(None) => {}
                 Err(e) => tracing::error!(partition = index, error = %e, "loading consumer groups failed; retrying"),
             }
-            b.groups
-                .loading
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&index);
         });
     }
 }
@@ -270,8 +340,13 @@ fn track_leadership(broker: &Arc<Broker>) {
 /// meanwhile.
 async fn load(broker: &Arc<Broker>, p: &Arc<Partition>, term: u64) -> Result<Option<Shard>, String> {
     let started = Instant::now();
-    // Everything in the log must be committed first: a new leader's log may end in entries of
-    // the old term that commit only with its own first entry.
+    let inflight = broker.groups.inflight(p.key.partition);
+    // Writes through an earlier shard of this partition must have ended (they are in the log or
+    // failed), and everything in the log must be committed: a new leader's log may end in
+    // entries of the old term that commit only with its own first entry.
+    while inflight.load(Ordering::Acquire) > 0 && started.elapsed() < WRITE_TIMEOUT + Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     loop {
         if !p.is_leader() || p.leader_term() != term || broker.shutting_down.is_cancelled() {
             return Ok(None);
@@ -295,7 +370,7 @@ async fn load(broker: &Arc<Broker>, p: &Arc<Partition>, term: u64) -> Result<Opt
         for m in g.members.values() {
             st.sessions.insert(
                 (gid.clone(), m.id.clone()),
-                now + Duration::from_millis(m.session_timeout_ms),
+                now + Duration::from_millis(m.session_timeout_ms).min(MAX_TIMEOUT),
             );
             if !m.revoking.is_empty() {
                 st.revoking_since.insert((gid.clone(), m.id.clone()), now);
@@ -314,6 +389,7 @@ async fn load(broker: &Arc<Broker>, p: &Arc<Partition>, term: u64) -> Result<Opt
         partition: p.clone(),
         term,
         state: tokio::sync::Mutex::new(st),
+        inflight,
     }))
 }
 
@@ -332,7 +408,10 @@ fn replay(p: &Partition, hw: u64) -> Result<Groups, String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if read.next_offset.0 <= offset {
-            break;
+            return Err(format!(
+                "reading {OFFSETS_TOPIC}-{} made no progress at offset {offset} (high watermark {hw})",
+                p.key.partition
+            ));
         }
         for b in BatchIter::new(read.bytes, limits) {
             let b = b.map_err(|e| format!("a damaged batch in {OFFSETS_TOPIC}: {e}"))?;
@@ -387,14 +466,18 @@ fn propose(
         key: shard.partition.key.clone(),
         batches: vec![batch],
         acks: Acks::All,
+        term: Some(shard.term),
         reply: tx,
     })?;
+    shard.inflight.fetch_add(1, Ordering::AcqRel);
     Ok(rx)
 }
 
 /// Waits for a proposal; a failure drops the shard (memory has the change, the log may not).
 async fn committed(broker: &Broker, shard: &Arc<Shard>, rx: oneshot::Receiver<ProposeResult>) -> Result<(), Refusal> {
-    let r = match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+    let outcome = tokio::time::timeout(WRITE_TIMEOUT, rx).await;
+    shard.inflight.fetch_sub(1, Ordering::AcqRel);
+    let r = match outcome {
         Ok(Ok(Ok(_))) => return Ok(()),
         Ok(Ok(Err((code, message)))) => match code {
             ErrorCode::NotLeader | ErrorCode::LeaderNotAvailable => (
@@ -410,7 +493,7 @@ async fn committed(broker: &Broker, shard: &Arc<Shard>, rx: oneshot::Receiver<Pr
         ),
     };
     tracing::warn!(partition = shard.partition.key.partition, code = %r.0, message = %r.1, "a group change failed; reloading");
-    broker.groups.invalidate(shard);
+    broker.groups.invalidate(shard).await;
     Err(r)
 }
 
@@ -446,11 +529,14 @@ fn group_record(id: &str, g: &Group) -> GroupRecord {
 async fn expire_sessions(broker: &Arc<Broker>) {
     let now = Instant::now();
     for shard in broker.groups.all_shards() {
-        let mut st = shard.state.lock().await;
-        let mut expired: BTreeSet<(String, String, &'static str)> = BTreeSet::new();
+        let Ok(mut st) = shard.lock().await else { continue };
+        let mut expired: BTreeMap<String, Vec<(String, &'static str)>> = BTreeMap::new();
         for ((g, m), deadline) in &st.sessions {
             if *deadline <= now {
-                expired.insert((g.clone(), m.clone(), "its session timed out"));
+                expired
+                    .entry(g.clone())
+                    .or_default()
+                    .push((m.clone(), "its session timed out"));
             }
         }
         for ((g, m), since) in &st.revoking_since {
@@ -459,48 +545,50 @@ async fn expire_sessions(broker: &Arc<Broker>) {
                 .groups
                 .get(g)
                 .and_then(|grp| grp.members.get(m))
-                .map_or(Duration::ZERO, |mm| Duration::from_millis(mm.rebalance_timeout_ms));
+                .map_or(Duration::ZERO, |mm| {
+                    Duration::from_millis(mm.rebalance_timeout_ms).min(MAX_TIMEOUT)
+                });
             if *since + limit <= now {
-                expired.insert((
-                    g.clone(),
+                expired.entry(g.clone()).or_default().push((
                     m.clone(),
                     "it did not revoke its partitions within its rebalance timeout",
                 ));
             }
         }
-        if expired.is_empty() {
-            continue;
-        }
-        let mut changed: BTreeMap<String, Group> = BTreeMap::new();
-        for (g, m, why) in &expired {
-            st.sessions.remove(&(g.clone(), m.clone()));
-            st.revoking_since.remove(&(g.clone(), m.clone()));
-            let Some(current) = changed.get(g).or_else(|| st.groups.groups.get(g)) else {
+        // One write per group: a large shard never needs one huge batch.
+        for (g, members) in expired {
+            for (m, _) in &members {
+                st.sessions.remove(&(g.clone(), m.clone()));
+                st.revoking_since.remove(&(g.clone(), m.clone()));
+            }
+            let Some(mut grp) = st.groups.groups.get(&g).cloned() else {
                 continue;
             };
-            let mut grp = current.clone();
-            if grp.remove_member(m) {
-                tracing::info!(group = %g, member = %m, "removed member: {why}");
-                changed.insert(g.clone(), grp);
+            let mut removed = false;
+            for (m, why) in &members {
+                if grp.remove_member(m) {
+                    tracing::info!(group = %g, member = %m, "removed member: {why}");
+                    removed = true;
+                }
             }
-        }
-        if changed.is_empty() {
-            continue;
-        }
-        let records = changed.iter().map(|(id, g)| group_record(id, g)).collect();
-        match write(broker, &shard, &mut st, records) {
-            Ok(rx) => {
-                drop(st);
-                let b = broker.clone();
-                let s = shard.clone();
-                tokio::spawn(async move {
-                    let _ = committed(&b, &s, rx).await;
-                });
+            if !removed {
+                continue;
             }
-            Err((code, message)) => {
-                tracing::warn!(%code, %message, "removing expired members failed; reloading");
-                drop(st);
-                broker.groups.invalidate(&shard);
+            match write(broker, &shard, &mut st, vec![group_record(&g, &grp)]) {
+                Ok(rx) => {
+                    let b = broker.clone();
+                    let s = shard.clone();
+                    tokio::spawn(async move {
+                        let _ = committed(&b, &s, rx).await;
+                    });
+                }
+                Err((code, message)) => {
+                    // Nothing was applied or proposed; the shard reloads with fresh sessions.
+                    tracing::warn!(group = %g, %code, %message, "removing expired members failed; reloading");
+                    drop(st);
+                    broker.groups.invalidate(&shard).await;
+                    break;
+                }
             }
         }
     }
@@ -510,7 +598,7 @@ async fn expire_sessions(broker: &Arc<Broker>) {
 async fn summarize(broker: &Arc<Broker>) -> Vec<GroupSummary> {
     let mut out = Vec::new();
     for shard in broker.groups.all_shards() {
-        let st = shard.state.lock().await;
+        let Ok(st) = shard.lock().await else { continue };
         let ids: BTreeSet<&String> = st.groups.groups.keys().chain(st.groups.offsets.keys()).collect();
         for id in ids {
             let g = st.groups.groups.get(id);
@@ -809,24 +897,30 @@ async fn heartbeat_inner(
             ));
         }
     };
+    // A member may not hold partitions hostage for longer than the broker allows (or an hour).
     let rebalance = match req.rebalance_timeout_ms {
-        ms if ms > 0 => Duration::from_millis(ms as u64),
+        ms if ms > 0 => Duration::from_millis(ms as u64).min(opts.rebalance_timeout.max(Duration::from_secs(3600))),
         _ => opts.rebalance_timeout,
     };
-    if let Some(Some(re)) = req
-        .subscribed_topic_regex
-        .as_ref()
-        .map(|r| Some(r).filter(|r| !r.is_empty()))
-        && let Err(e) = Regex::new(re)
+    if let Some(re) = req.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()) {
+        broker
+            .groups
+            .check_regex(re)
+            .map_err(|e| (ErrorCode::InvalidRequest, e))?;
+    }
+    if let Some(names) = &req.subscribed_topic_names
+        && (names.len() > MAX_SUBSCRIBED_TOPICS || names.iter().any(|n| n.is_empty() || n.len() > 249))
     {
         return Err((
             ErrorCode::InvalidRequest,
-            format!("the subscription regex is invalid: {e}"),
+            format!("a subscription is at most {MAX_SUBSCRIBED_TOPICS} topic names of 1 to 249 bytes"),
         ));
     }
-    let topics = topic_counts(broker).await;
     let shard = shard_for(broker, &req.group_id).await?;
-    let mut st = shard.state.lock().await;
+    let mut st = shard.lock().await?;
+    // Read under the shard lock, so heartbeats see partition counts in the order they apply
+    // them (a stale view applied after a newer one would shrink the target back).
+    let topics = topic_counts(broker).await;
     let group_id = req.group_id.clone();
     let exists = st.groups.groups.contains_key(&group_id);
     if !exists && req.member_epoch != consumer_group_heartbeat::JOIN_EPOCH {
@@ -846,6 +940,7 @@ async fn heartbeat_inner(
         ));
     }
     let mut group = st.groups.groups.get(&group_id).cloned().unwrap_or_default();
+    let revoking_before = group.members.get(&req.member_id).map(|m| m.revoking.clone());
     let hb = Heartbeat {
         member_id: req.member_id,
         member_epoch: req.member_epoch,
@@ -883,7 +978,17 @@ async fn heartbeat_inner(
         }
         match group.members.get(&outcome.member_id) {
             Some(m) if !m.revoking.is_empty() => {
-                st.revoking_since.entry(key).or_insert_with(Instant::now);
+                // The rebalance timeout runs from when the newest revocation began.
+                let grew = revoking_before.as_ref().is_none_or(|before| {
+                    m.revoking
+                        .iter()
+                        .any(|(t, ps)| ps.iter().any(|p| !before.get(t).is_some_and(|b| b.contains(p))))
+                });
+                if grew {
+                    st.revoking_since.insert(key, Instant::now());
+                } else {
+                    st.revoking_since.entry(key).or_insert_with(Instant::now);
+                }
             }
             _ => {
                 st.revoking_since.remove(&key);
@@ -937,7 +1042,10 @@ pub(crate) async fn offset_commit(broker: &Arc<Broker>, req: OffsetCommitRequest
         Err((code, message)) => return all(&req, code, message),
     };
     let topics = topic_counts(broker).await;
-    let mut st = shard.state.lock().await;
+    let mut st = match shard.lock().await {
+        Ok(st) => st,
+        Err((code, message)) => return all(&req, code, message),
+    };
     let check = match st.groups.groups.get(&req.group_id) {
         Some(g) => g.check_commit(&req.member_id, req.member_epoch),
         None if req.member_id.is_empty() && req.member_epoch < 0 => Ok(()),
@@ -949,6 +1057,18 @@ pub(crate) async fn offset_commit(broker: &Arc<Broker>, req: OffsetCommitRequest
     if let Err((code, message)) = check {
         return all(&req, code, message);
     }
+    // A member commits only partitions it owns (or is giving up): a commit delayed past a
+    // revocation must not overwrite the new owner's.
+    let owned = (!req.member_id.is_empty())
+        .then(|| st.groups.groups.get(&req.group_id)?.members.get(&req.member_id))
+        .flatten()
+        .map(|m| {
+            let mut o = m.assigned.clone();
+            for (t, ps) in &m.revoking {
+                o.entry(t.clone()).or_default().extend(ps.iter().copied());
+            }
+            o
+        });
     let now = chrono_ms();
     let mut first_error: Option<String> = None;
     let mut records = Vec::new();
@@ -961,6 +1081,17 @@ pub(crate) async fn offset_commit(broker: &Arc<Broker>, req: OffsetCommitRequest
                 Some((
                     ErrorCode::UnknownTopicOrPartition,
                     format!("{}/{} does not exist", t.name, p.partition),
+                ))
+            } else if owned
+                .as_ref()
+                .is_some_and(|o| !o.get(&t.name).is_some_and(|ps| ps.contains(&p.partition)))
+            {
+                Some((
+                    ErrorCode::StaleMemberEpoch,
+                    format!(
+                        "{}/{} is not assigned to member {:?} (it moved to another member)",
+                        t.name, p.partition, req.member_id
+                    ),
                 ))
             } else if p.committed_offset < 0 {
                 Some((
@@ -1037,7 +1168,16 @@ pub(crate) async fn offset_fetch(broker: &Arc<Broker>, req: OffsetFetchRequest) 
             };
         }
     };
-    let st = shard.state.lock().await;
+    let st = match shard.lock().await {
+        Ok(st) => st,
+        Err((error, message)) => {
+            return OffsetFetchResponse {
+                error,
+                message: Some(message),
+                topics: Vec::new(),
+            };
+        }
+    };
     let offsets = st.groups.offsets.get(&req.group_id);
     let answer = |t: &str, p: i32| {
         let c = offsets.and_then(|o| o.get(&(t.to_string(), p)));
@@ -1083,7 +1223,7 @@ pub(crate) async fn list_groups(broker: &Arc<Broker>, req: ListGroupsRequest) ->
     let filter: Vec<String> = req.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
     let mut groups = Vec::new();
     for shard in broker.groups.all_shards() {
-        let st = shard.state.lock().await;
+        let Ok(st) = shard.lock().await else { continue };
         let ids: BTreeSet<&String> = st.groups.groups.keys().chain(st.groups.offsets.keys()).collect();
         for id in ids {
             let g = st.groups.groups.get(id);
@@ -1125,7 +1265,13 @@ pub(crate) async fn describe_groups(broker: &Arc<Broker>, req: DescribeGroupsReq
                 continue;
             }
         };
-        let st = shard.state.lock().await;
+        let st = match shard.lock().await {
+            Ok(st) => st,
+            Err((code, message)) => {
+                groups.push(fail(code, message, id));
+                continue;
+            }
+        };
         if !st.groups.exists(&id) {
             groups.push(fail(
                 ErrorCode::GroupIdNotFound,
@@ -1185,7 +1331,7 @@ pub(crate) async fn delete_groups(broker: &Arc<Broker>, req: DeleteGroupsRequest
 
 async fn delete_group(broker: &Arc<Broker>, id: &str) -> Result<(), Refusal> {
     let shard = shard_for(broker, id).await?;
-    let mut st = shard.state.lock().await;
+    let mut st = shard.lock().await?;
     if !st.groups.exists(id) {
         return Err((ErrorCode::GroupIdNotFound, format!("group {id:?} does not exist")));
     }

@@ -378,7 +378,9 @@ impl Group {
             }
         }
         let m = self.members.get_mut(&id).expect("member present");
-        if let Some(owned) = &hb.owned {
+        // Only a heartbeat at the member's current epoch confirms a revocation: a delayed one
+        // from before must not release partitions the member still holds.
+        if let Some(owned) = hb.owned.as_ref().filter(|_| hb.member_epoch == m.epoch) {
             let still = intersect(&m.revoking, owned);
             if still != m.revoking {
                 m.revoking = still;
