@@ -423,7 +423,8 @@ impl Metrics {
     /// As [`Metrics::new`].
     pub fn register_partitions(&self, broker: Weak<Broker>) -> prometheus::Result<()> {
         self.registry
-            .register(Box::new(PartitionCollector::new(broker, self.per_partition)?))
+            .register(Box::new(PartitionCollector::new(broker.clone(), self.per_partition)?))?;
+        self.registry.register(Box::new(GroupCollector::new(broker)?))
     }
 
     /// Whether per-partition series are exported (`metrics.per_partition`).
@@ -775,6 +776,87 @@ impl Collector for PartitionCollector {
             }
         }
         out
+    }
+}
+
+/// The consumer groups this broker coordinates, from the coordinator's last summary (refreshed
+/// every second): lag and committed offset per partition, members per group.
+struct GroupCollector {
+    broker: Weak<Broker>,
+    descs: Vec<Desc>,
+}
+
+const GROUP_PARTITION_GAUGES: [(&str, &str); 2] = [
+    (
+        "strata_group_lag",
+        "Records a consumer group has not yet committed past: the partition's high watermark minus the group's committed offset (exported by the group's coordinator, for partitions it hosts a replica of).",
+    ),
+    (
+        "strata_group_committed_offset",
+        "A consumer group's committed offset (the next record it will consume) per partition.",
+    ),
+];
+
+impl GroupCollector {
+    fn new(broker: Weak<Broker>) -> prometheus::Result<Self> {
+        let labels = || vec!["group".to_string(), "topic".to_string(), "partition".to_string()];
+        let mut descs = Vec::new();
+        for (name, help) in GROUP_PARTITION_GAUGES {
+            descs.push(Desc::new(name.into(), help.into(), labels(), HashMap::new())?);
+        }
+        descs.push(Desc::new(
+            "strata_group_members".into(),
+            "Members of a consumer group this broker coordinates.".into(),
+            vec!["group".into(), "state".into()],
+            HashMap::new(),
+        )?);
+        Ok(Self { broker, descs })
+    }
+}
+
+impl Collector for GroupCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some(broker) = self.broker.upgrade() else {
+            return Vec::new();
+        };
+        let groups = broker.groups.summaries();
+        drop(broker);
+        let tp_labels = |g: &crate::groups::GroupSummary, p: &crate::groups::PartitionLag| {
+            vec![
+                label("group", g.group.clone()),
+                label("partition", p.partition.to_string()),
+                label("topic", p.topic.clone()),
+            ]
+        };
+        let mut lag = Vec::new();
+        let mut committed = Vec::new();
+        let mut members = Vec::new();
+        for g in groups.iter() {
+            members.push(gauge(
+                vec![label("group", g.group.clone()), label("state", g.state.to_string())],
+                g.members as u64,
+            ));
+            for p in &g.partitions {
+                committed.push(gauge(tp_labels(g, p), p.committed.max(0) as u64));
+                if let Some(l) = p.lag {
+                    lag.push(gauge(tp_labels(g, p), l.max(0) as u64));
+                }
+            }
+        }
+        let [(lag_name, lag_help), (c_name, c_help)] = GROUP_PARTITION_GAUGES;
+        vec![
+            gauge_family(lag_name, lag_help, lag),
+            gauge_family(c_name, c_help, committed),
+            gauge_family(
+                "strata_group_members",
+                "Members of a consumer group this broker coordinates.",
+                members,
+            ),
+        ]
     }
 }
 

@@ -631,6 +631,54 @@ async fn scale_out_and_in_under_load() {
         stop.cancel();
         h.await.unwrap();
     }
+    // Lag: nothing left behind, in the admin client's view, the JSON admin API and /metrics
+    // (both refresh every second).
+    let d = client.admin().describe_group("scaling").await.unwrap();
+    assert_eq!(d.offsets.len(), 12);
+    assert_eq!(d.total_lag, 0, "{:?}", d.offsets);
+    assert!(
+        d.offsets
+            .iter()
+            .all(|o| o.committed.is_some() && o.committed == o.log_end)
+    );
+    let http = broker.http;
+    strata_testkit::wait::until_async(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        async || {
+            let api = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/api/v1/groups"))
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string())?
+                .json();
+            let g = api["groups"]
+                .as_array()
+                .and_then(|gs| gs.iter().find(|g| g["group"] == "scaling"))
+                .ok_or_else(|| api.to_string())?
+                .clone();
+            let metrics = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/metrics"))
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string())?
+                .body;
+            let lag_lines = metrics
+                .lines()
+                .filter(|l| l.starts_with("strata_group_lag{group=\"scaling\""))
+                .count();
+            if g["partitions"].as_array().map(Vec::len) == Some(12)
+                && g["total_lag"] == 0
+                && g["state"] == "empty"
+                && lag_lines == 12
+                && metrics.contains("strata_group_members{group=\"scaling\",state=\"empty\"} 0")
+            {
+                Ok(())
+            } else {
+                Err(format!("{g} / {lag_lines} lag series"))
+            }
+        },
+        |e| format!("group lag not exported: {e}"),
+    )
+    .await;
     let l = log.lock().unwrap();
     let mut counts: HashMap<u64, Vec<&str>> = HashMap::new();
     for (m, _, _, n, _) in &l.consumed {

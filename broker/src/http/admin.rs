@@ -616,9 +616,27 @@ struct Deleted<'a> {
     deleted: bool,
 }
 
-async fn list_groups() -> Response {
-    // Consumer groups do not exist yet; the shape is the one they will fill.
-    Json(json!({ "groups": [] })).into_response()
+/// The consumer groups this broker coordinates (each broker answers for its own; the
+/// coordinator's summary, refreshed every second): state, members, epoch, and per partition the
+/// committed offset, log end and lag.
+async fn list_groups(State(s): State<AdminState>) -> Response {
+    let broker = s.broker();
+    let groups = broker.groups.summaries();
+    let total: Vec<serde_json::Value> = groups
+        .iter()
+        .map(|g| {
+            let lag: i64 = g.partitions.iter().filter_map(|p| p.lag).sum();
+            json!({
+                "group": g.group,
+                "state": g.state,
+                "members": g.members,
+                "epoch": g.epoch,
+                "total_lag": lag,
+                "partitions": g.partitions,
+            })
+        })
+        .collect();
+    Json(json!({ "node_id": broker.opts.node_id, "groups": total })).into_response()
 }
 
 #[cfg(test)]
