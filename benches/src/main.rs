@@ -13,7 +13,7 @@ mod payload;
 mod report;
 mod stats;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future as _;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -183,6 +183,17 @@ struct RunArgs {
     /// Also write a self-contained HTML report with SVG charts to this file.
     #[arg(long, value_name = "FILE.html")]
     report: Option<PathBuf>,
+    /// Consumers join this consumer group (the coordinator assigns partitions; they start at
+    /// the group's committed offsets, else at the start (consume) or end (e2e) and commit as
+    /// they go) instead of splitting the partitions among themselves. Use a new group id per run.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// With --group: one more consumer joins the group this long after the start (after
+    /// warmup), and the summary reports the longest pause in each partition's flow after it,
+    /// for partitions that moved to another consumer and for those that stayed.
+    #[arg(long, requires = "group", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "ser_opt_duration")]
+    join_at: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -312,6 +323,32 @@ struct Ctx {
     /// Records consumers should receive before stopping (u64::MAX until known).
     consume_target: AtomicU64,
     stop_consumers: AtomicBool,
+    /// With --group: each partition's flow, to measure pauses around a member joining.
+    flows: std::sync::Mutex<HashMap<i32, Flow>>,
+    /// ns: when the extra member joins (--join-at).
+    join_ns: Option<u64>,
+}
+
+/// One partition's flow of records to consumers (group runs).
+#[derive(Default)]
+struct Flow {
+    /// ns: the last receipt.
+    last_ns: u64,
+    /// Consumer tasks that received it.
+    consumers: u64,
+    /// Longest pause since the extra member joined, ns.
+    longest_after_join_ns: u64,
+}
+
+/// Pauses around the extra member's join (--join-at).
+#[derive(Debug, Clone, Serialize)]
+struct JoinPauses {
+    /// Partitions that moved to another consumer, and their longest pause after the join.
+    moved: usize,
+    moved_longest_pause_ms: f64,
+    /// Partitions that stayed, and their longest pause after the join.
+    stayed: usize,
+    stayed_longest_pause_ms: f64,
 }
 
 async fn run(mode: Mode, mut args: RunArgs) -> Result<i32> {
@@ -473,13 +510,21 @@ async fn bench(mode: Mode, args: RunArgs, bootstrap: &str) -> Result<i32> {
             _ => u64::MAX,
         }),
         stop_consumers: AtomicBool::new(false),
+        flows: std::sync::Mutex::new(HashMap::new()),
+        join_ns: args
+            .join_at
+            .map(|d| start_ns + warmup_ns + u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 4)),
         args,
     });
 
     // Consumers first (e2e: positioned at the end before anything is sent).
     let mut consumer_tasks = Vec::new();
     if mode != Mode::Produce {
-        let n = ctx.args.consumers.min(u32::try_from(partitions)?);
+        let n = if ctx.args.group.is_some() {
+            ctx.args.consumers
+        } else {
+            ctx.args.consumers.min(u32::try_from(partitions)?)
+        };
         if n < ctx.args.consumers {
             eprintln!("strata-bench: only {n} consumers: the topic has {partitions} partitions");
         }
@@ -491,7 +536,18 @@ async fn bench(mode: Mode, args: RunArgs, bootstrap: &str) -> Result<i32> {
             let ready = ready_tx.clone();
             let starts = consume_start.clone();
             consumer_tasks.push(tokio::spawn(async move {
-                consumer_task(ctx, client, parts, starts, ready).await
+                consumer_task(ctx, client, c, parts, starts, ready).await
+            }));
+        }
+        if let Some(join_ns) = ctx.join_ns {
+            // The extra member: joins the group at --join-at.
+            let client = connect(bootstrap).await?;
+            let ctx = Arc::clone(&ctx);
+            let (ready, _) = mpsc::channel::<()>(1);
+            consumer_tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_nanos(join_ns.saturating_sub(now_ns()))).await;
+                eprintln!("strata-bench: one more consumer joins the group");
+                consumer_task(ctx, client, n, Vec::new(), Vec::new(), ready).await
             }));
         }
         drop(ready_tx);
@@ -571,6 +627,17 @@ async fn bench(mode: Mode, args: RunArgs, bootstrap: &str) -> Result<i32> {
     let produced = ctx.produced.result(ctx.warmup_end_ns);
     let consumed = ctx.consumed.result(ctx.warmup_end_ns);
     let main = if mode == Mode::Produce { &produced } else { &consumed };
+    let pauses = ctx.join_ns.map(|_| {
+        let flows = ctx.flows.lock().unwrap_or_else(|e| e.into_inner());
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let (moved, stayed): (Vec<&Flow>, Vec<&Flow>) = flows.values().partition(|f| f.consumers.count_ones() > 1);
+        JoinPauses {
+            moved: moved.len(),
+            moved_longest_pause_ms: ms(moved.iter().map(|f| f.longest_after_join_ns).max().unwrap_or(0)),
+            stayed: stayed.len(),
+            stayed_longest_pause_ms: ms(stayed.iter().map(|f| f.longest_after_join_ns).max().unwrap_or(0)),
+        }
+    });
     let violations = verify.as_ref().map_or(0, |v| v.violations);
     if let Some(path) = &ctx.args.report {
         let side = if mode == Mode::Produce {
@@ -599,12 +666,21 @@ async fn bench(mode: Mode, args: RunArgs, bootstrap: &str) -> Result<i32> {
         if let Some(v) = &verify {
             obj.insert("verify".into(), serde_json::to_value(v)?);
         }
+        if let Some(p) = &pauses {
+            obj.insert("join_pauses".into(), serde_json::to_value(p)?);
+        }
         obj.insert("config".into(), serde_json::to_value(&ctx.args)?);
         obj.insert("machine".into(), machine());
         obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         println!("{out}");
     } else {
         print_summary(mode, &produced, &consumed, verify.as_ref());
+        if let Some(p) = &pauses {
+            println!(
+                "member joined: {} partitions moved, longest pause {:.1} ms; {} stayed, longest pause {:.1} ms",
+                p.moved, p.moved_longest_pause_ms, p.stayed, p.stayed_longest_pause_ms
+            );
+        }
     }
     Ok(if violations > 0 { 1 } else { 0 })
 }
@@ -891,6 +967,7 @@ async fn collect_acks(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Pending>) -
 async fn consumer_task(
     ctx: Arc<Ctx>,
     client: Client,
+    index: u32,
     parts: Vec<i32>,
     starts: Vec<(i32, u64)>,
     ready: mpsc::Sender<()>,
@@ -902,6 +979,12 @@ async fn consumer_task(
         fetch_max_bytes: ConsumerConfig::default()
             .fetch_max_bytes
             .max(ctx.args.fetch_partition_bytes),
+        group_id: ctx.args.group.clone(),
+        auto_offset_reset: if ctx.mode == Mode::E2e {
+            strata_client::OffsetReset::Latest
+        } else {
+            strata_client::OffsetReset::Earliest
+        },
         ..ConsumerConfig::default()
     };
     let mut consumer = match client.consumer(config) {
@@ -912,8 +995,16 @@ async fn consumer_task(
         }
     };
     let tps: Vec<TopicPartition> = parts.iter().map(|p| TopicPartition::new(&ctx.args.topic, *p)).collect();
-    consumer.assign(tps.clone());
-    for tp in &tps {
+    let mut ready = Some(ready);
+    if ctx.args.group.is_some() {
+        if let Err(e) = consumer.subscribe([ctx.args.topic.clone()]) {
+            ctx.consumed.error(e);
+            return verifier;
+        }
+    } else {
+        consumer.assign(tps.clone());
+    }
+    for tp in tps.iter().filter(|_| ctx.args.group.is_none()) {
         let to = match ctx.mode {
             Mode::E2e => Seek::Latest,
             _ => starts
@@ -925,7 +1016,11 @@ async fn consumer_task(
             ctx.consumed.error(e);
         }
     }
-    drop(ready);
+    if ctx.args.group.is_none() {
+        ready = None;
+    }
+    // A group member is ready once it has partitions, all positioned (or after 30 s).
+    let ready_by = tokio::time::Instant::now() + Duration::from_secs(30);
     let record_overhead = ctx.args.key_size as u64;
     let mut latencies: Vec<u64> = Vec::new();
     while !ctx.stop_consumers.load(Ordering::Relaxed)
@@ -940,10 +1035,34 @@ async fn consumer_task(
                 continue;
             }
         };
+        if ready.is_some() {
+            let assigned = consumer.assignment();
+            if (!assigned.is_empty() && assigned.iter().all(|tp| consumer.position(tp).is_some()))
+                || tokio::time::Instant::now() >= ready_by
+            {
+                ready = None;
+            }
+        }
         if records.is_empty() {
             continue;
         }
         let now = now_ns();
+        if ctx.args.group.is_some() {
+            let mut flows = ctx.flows.lock().unwrap_or_else(|e| e.into_inner());
+            for r in &records {
+                let f = flows.entry(r.partition).or_default();
+                if let Some(join) = ctx.join_ns
+                    && f.last_ns > 0
+                    && now >= join
+                {
+                    // The pause that spans the join counts from the join.
+                    let gap = now - f.last_ns.max(join);
+                    f.longest_after_join_ns = f.longest_after_join_ns.max(gap);
+                }
+                f.last_ns = now;
+                f.consumers |= 1 << (index % 64);
+            }
+        }
         if ctx.mode == Mode::Consume && now >= ctx.warmup_end_ns {
             ctx.consumed.record_latency(now.saturating_sub(polled_at));
         }
