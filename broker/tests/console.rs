@@ -128,7 +128,7 @@ async fn console_renders_brokers_topics_and_partitions_in_chromium() {
     for r in &partitions {
         assert!(r[5].ends_with(" B") || r[5].ends_with(" KiB"), "a size: {r:?}");
     }
-    assert!(dom.contains("No consumer groups yet"), "{dom}");
+    assert!(dom.contains("No consumer group is coordinated by this broker"), "{dom}");
     // Nothing loaded from elsewhere, nothing scripted.
     assert!(
         !dom.contains("<script") && !dom.contains("<link") && !dom.contains("src="),

@@ -300,6 +300,27 @@ async fn refusals_restart_and_static_membership() {
         ErrorCode::None
     );
 
+    // A regex subscription covers the topics whose whole name matches, never internal ones.
+    assert_eq!(raw.create("t2", 2, &[]).await.error, ErrorCode::None);
+    raw.wait_for_leaders("t2").await;
+    let mut hb = join("r", &[]);
+    hb.subscribed_topic_names = None;
+    hb.subscribed_topic_regex = Some("t.*|__consumer_offsets".into());
+    let r = heartbeat(&mut raw, hb).await;
+    assert_eq!(r.error, ErrorCode::None, "{:?}", r.message);
+    let mut got: Vec<(String, usize)> = r
+        .assignment
+        .unwrap()
+        .iter()
+        .map(|t| (t.topic.clone(), t.partitions.len()))
+        .collect();
+    got.sort();
+    assert_eq!(got, [("t".to_string(), 4), ("t2".to_string(), 2)]);
+    let mut leave = join("r", &[]);
+    leave.member_id = r.member_id;
+    leave.member_epoch = LEAVE_EPOCH;
+    assert_eq!(heartbeat(&mut raw, leave).await.error, ErrorCode::None);
+
     // A static member joins; the broker restarts; the group and offsets come back from the log,
     // and the member's instance rejoining gets the same partitions at the same group epoch.
     let mut hb = join("s", &["t"]);
@@ -359,7 +380,7 @@ async fn refusals_restart_and_static_membership() {
         .iter()
         .map(|g| (g.group_id.as_str(), g.state.as_str()))
         .collect();
-    assert_eq!(names, [("g", "empty"), ("s", "empty")]);
+    assert_eq!(names, [("g", "empty"), ("r", "empty"), ("s", "empty")]);
     let Response::DeleteGroups(r) = call(
         &mut raw,
         Request::DeleteGroups(DeleteGroupsRequest {

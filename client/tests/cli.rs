@@ -659,3 +659,113 @@ fn an_unreachable_broker_fails_fast_with_its_address() {
     r.fails_with(&["cannot reach the cluster at", &addr, "timed out"]);
     assert!(r.took < Duration::from_secs(5), "{r:?}");
 }
+
+/// `consume --group` picks up where the group left off (printing exactly `--count` records across
+/// runs, none twice), `group list|describe` show it, `group reset-offsets` is refused while a
+/// member runs and moves the offsets once none does, and `group delete` removes it.
+#[test]
+fn consumer_groups_from_the_command_line() {
+    let b = Broker::start();
+    b.ok(&["topic", "create", "grouped", "--partitions", "3"]);
+    b.wait_for_leaders("grouped");
+    let input: String = (0..30).map(|i| format!("{i}\n")).collect();
+    b.strata_in(&["produce", "grouped"], input.as_bytes()).ok();
+    let consume = |count: &str| {
+        json_lines(&b.ok(&[
+            "--format",
+            "json",
+            "consume",
+            "grouped",
+            "--group",
+            "cli",
+            "--from-beginning",
+            "--count",
+            count,
+            "--timeout-ms",
+            "10000",
+        ]))
+    };
+    let first = consume("12");
+    let second = consume("18");
+    assert_eq!((first.len(), second.len()), (12, 18));
+    let mut values: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .map(|r| r["value"].as_str().unwrap().parse().unwrap())
+        .collect();
+    values.sort();
+    assert_eq!(values, (0..30).collect::<Vec<u64>>(), "every record once across the two runs");
+
+    let listed = json_lines(&b.ok(&["--format", "json", "group", "list"]));
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0]["group_id"].as_str(), listed[0]["state"].as_str()), (Some("cli"), Some("empty")));
+    let d = b.json(&["group", "describe", "cli"]);
+    assert_eq!(d["total_lag"], 0, "{d}");
+    assert_eq!(d["offsets"].as_array().unwrap().len(), 3, "{d}");
+    let text = b.ok(&["group", "describe", "cli"]);
+    assert!(text.starts_with("group cli  state empty"), "{text}");
+    assert!(text.contains("COMMITTED  LOG-END  LAG"), "{text}");
+
+    // A member runs: resetting is refused with the reason.
+    let mut member = strata_command(
+        &b.addr,
+        &[
+            "consume",
+            "grouped",
+            "--group",
+            "cli",
+            "--timeout-ms",
+            "20000",
+            "--session-timeout-ms",
+            "2000",
+        ],
+    );
+    let mut member = member.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let d = b.json(&["group", "describe", "cli"]);
+            if d["members"].as_array().is_some_and(|m| m.len() == 1) { Ok(()) } else { Err(d) }
+        },
+        |d| format!("the member never joined: {d}"),
+    );
+    b.strata(&["group", "reset-offsets", "cli", "--topic", "grouped", "--to-earliest"])
+        .fails_with(&["NON_EMPTY_GROUP", "active member"]);
+    b.strata(&["group", "delete", "cli"]).fails_with(&["NON_EMPTY_GROUP"]);
+    let _ = member.kill();
+    let _ = member.wait();
+    // Killed, it leaves only when its session times out.
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || {
+            let r = b.strata(&["group", "reset-offsets", "cli", "--topic", "grouped", "--to-earliest"]);
+            if r.status.success() { Ok(r.stdout) } else { Err(r.stderr) }
+        },
+        |e| format!("reset-offsets kept failing: {e}"),
+    );
+    let d = b.json(&["group", "describe", "cli"]);
+    assert!(
+        d["offsets"].as_array().unwrap().iter().all(|o| o["committed"] == 0),
+        "{d}"
+    );
+    assert_eq!(d["total_lag"], 30, "{d}");
+    let dry = json_lines(&b.ok(&[
+        "--format",
+        "json",
+        "group",
+        "reset-offsets",
+        "cli",
+        "--topic",
+        "grouped",
+        "--to-latest",
+        "--dry-run",
+    ]));
+    assert!(dry.iter().all(|r| r["committed"] == false), "{dry:?}");
+    assert_eq!(b.json(&["group", "describe", "cli"])["total_lag"], 30, "a dry run commits nothing");
+    let r = b.strata(&["group", "reset-offsets", "cli", "--topic", "grouped"]);
+    assert_eq!(r.status.code(), Some(2), "no --to-…: a usage error: {r:?}");
+    assert_eq!(b.json(&["group", "delete", "cli"]), serde_json::json!({"group": "cli", "deleted": true}));
+    b.strata(&["group", "describe", "cli"]).fails_with(&["GROUP_ID_NOT_FOUND"]);
+}

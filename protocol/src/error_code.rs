@@ -77,7 +77,7 @@ pub enum ErrorCode {
     InvalidProducerEpoch = 47,
     /// The storage engine failed (disk full, I/O error, failed log). Retriable elsewhere.
     StorageError = 56,
-    /// The group has members, so it cannot be deleted.
+    /// The group has members: it cannot be deleted, nor take commits from outside membership.
     NonEmptyGroup = 68,
     /// The group does not exist.
     GroupIdNotFound = 69,
@@ -88,10 +88,11 @@ pub enum ErrorCode {
     /// The member's epoch is older than the group has for it: the member was fenced and must
     /// rejoin (with epoch 0, giving up its partitions).
     FencedMemberEpoch = 110,
-    /// A static member's instance id is still held by another member.
+    /// A static member's instance id is still held by another member (reserved: Strata's
+    /// coordinator hands the instance to the newcomer and fences the old member instead).
     UnreleasedInstanceId = 111,
-    /// The member's epoch is not its current one (e.g. an offset commit sent before the member
-    /// learned its new epoch); it retries once a heartbeat has given it the current epoch.
+    /// An offset commit at an epoch that is not the member's current (or previous) one, or for a
+    /// partition the member neither owns nor is revoking.
     StaleMemberEpoch = 113,
 }
 

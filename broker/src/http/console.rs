@@ -1,5 +1,5 @@
-//! The read-only console page at `GET /`: brokers, topics, and partitions with their leader and
-//! high watermark, rendered on the server as one self-contained HTML document (inline CSS, no
+//! The read-only console page at `GET /`: brokers, topics, partitions with their leader and
+//! high watermark, and the consumer groups this broker coordinates with their lag, rendered on the server as one self-contained HTML document (inline CSS, no
 //! scripts, no external assets, no build step) that reloads itself every few seconds.
 //!
 //! Every value that reaches the page goes through [`escape`]: topic names are restricted to
@@ -197,11 +197,33 @@ async fn page(State(s): State<AdminState>) -> Response {
         }
     }
 
-    h.push_str(
-        "<h2>Consumer groups</h2>\n<p class=\"note\" id=\"groups\">No consumer groups yet: Strata does not \
-         have consumer groups, so there is no group lag to show. They arrive with the consumer-group \
-         work.</p>\n</main>\n",
-    );
+    let groups = broker.groups.summaries();
+    let _ = writeln!(h, "<h2>Consumer groups coordinated here ({})</h2>", groups.len());
+    if groups.is_empty() {
+        h.push_str(
+            "<p class=\"note\" id=\"groups\">No consumer group is coordinated by this broker (each \
+             group's coordinator lists it; <code>strata group list</code> asks every broker).</p>\n",
+        );
+    } else {
+        h.push_str(
+            "<table id=\"groups\">\n<thead><tr><th>group</th><th>state</th><th class=\"num\">members</th>\
+             <th class=\"num\">partitions</th><th class=\"num\">lag</th></tr></thead>\n<tbody>\n",
+        );
+        for g in groups.iter().take(MAX_ROWS) {
+            let lag: i64 = g.partitions.iter().filter_map(|p| p.lag).sum();
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                escape(&g.group),
+                g.state,
+                g.members,
+                g.partitions.len(),
+                lag,
+            );
+        }
+        h.push_str("</tbody>\n</table>\n");
+    }
+    h.push_str("</main>\n");
     let _ = write!(
         h,
         "<footer>Refreshes every {REFRESH_SECS} s. JSON: <code>/api/v1/cluster</code>, \
