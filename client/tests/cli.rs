@@ -694,11 +694,18 @@ fn consumer_groups_from_the_command_line() {
         .map(|r| r["value"].as_str().unwrap().parse().unwrap())
         .collect();
     values.sort();
-    assert_eq!(values, (0..30).collect::<Vec<u64>>(), "every record once across the two runs");
+    assert_eq!(
+        values,
+        (0..30).collect::<Vec<u64>>(),
+        "every record once across the two runs"
+    );
 
     let listed = json_lines(&b.ok(&["--format", "json", "group", "list"]));
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!((listed[0]["group_id"].as_str(), listed[0]["state"].as_str()), (Some("cli"), Some("empty")));
+    assert_eq!(
+        (listed[0]["group_id"].as_str(), listed[0]["state"].as_str()),
+        (Some("cli"), Some("empty"))
+    );
     let d = b.json(&["group", "describe", "cli"]);
     assert_eq!(d["total_lag"], 0, "{d}");
     assert_eq!(d["offsets"].as_array().unwrap().len(), 3, "{d}");
@@ -726,7 +733,11 @@ fn consumer_groups_from_the_command_line() {
         Duration::from_millis(100),
         || {
             let d = b.json(&["group", "describe", "cli"]);
-            if d["members"].as_array().is_some_and(|m| m.len() == 1) { Ok(()) } else { Err(d) }
+            if d["members"].as_array().is_some_and(|m| m.len() == 1) {
+                Ok(())
+            } else {
+                Err(d)
+            }
         },
         |d| format!("the member never joined: {d}"),
     );
@@ -741,7 +752,11 @@ fn consumer_groups_from_the_command_line() {
         Duration::from_millis(250),
         || {
             let r = b.strata(&["group", "reset-offsets", "cli", "--topic", "grouped", "--to-earliest"]);
-            if r.status.success() { Ok(r.stdout) } else { Err(r.stderr) }
+            if r.status.success() {
+                Ok(r.stdout)
+            } else {
+                Err(r.stderr)
+            }
         },
         |e| format!("reset-offsets kept failing: {e}"),
     );
@@ -763,9 +778,17 @@ fn consumer_groups_from_the_command_line() {
         "--dry-run",
     ]));
     assert!(dry.iter().all(|r| r["committed"] == false), "{dry:?}");
-    assert_eq!(b.json(&["group", "describe", "cli"])["total_lag"], 30, "a dry run commits nothing");
+    assert_eq!(
+        b.json(&["group", "describe", "cli"])["total_lag"],
+        30,
+        "a dry run commits nothing"
+    );
     let r = b.strata(&["group", "reset-offsets", "cli", "--topic", "grouped"]);
     assert_eq!(r.status.code(), Some(2), "no --to-…: a usage error: {r:?}");
-    assert_eq!(b.json(&["group", "delete", "cli"]), serde_json::json!({"group": "cli", "deleted": true}));
-    b.strata(&["group", "describe", "cli"]).fails_with(&["GROUP_ID_NOT_FOUND"]);
+    assert_eq!(
+        b.json(&["group", "delete", "cli"]),
+        serde_json::json!({"group": "cli", "deleted": true})
+    );
+    b.strata(&["group", "describe", "cli"])
+        .fails_with(&["GROUP_ID_NOT_FOUND"]);
 }
