@@ -563,31 +563,7 @@ async fn scale_out_and_in_under_load() {
         .unwrap();
 
     // Continuous produce: a round of one record per partition every 20 ms.
-    let produced = Arc::new(Mutex::new(BTreeSet::new()));
-    let stop_producing = CancellationToken::new();
-    let producer_task = {
-        let producer = client.producer(ProducerConfig::default()).unwrap();
-        let produced = produced.clone();
-        let stop = stop_producing.clone();
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.is_cancelled() && n < 200_000 {
-                let sends: Vec<_> = (0..PARTITIONS as u64)
-                    .map(|i| {
-                        let v = n + i;
-                        let p = producer.send(ProducerRecord::new(TOPIC, v.to_string()).partition((v % 12) as i32));
-                        async move { (v, p.await) }
-                    })
-                    .collect();
-                for (v, r) in futures::future::join_all(sends).await {
-                    r.unwrap();
-                    produced.lock().unwrap().insert(v);
-                }
-                n += PARTITIONS as u64;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let (stop_producing, produced, producer_task) = produce_continuously(&client, TOPIC, PARTITIONS, 20);
 
     let log = Arc::new(Mutex::new(Log::default()));
     let mut members = Vec::new();
@@ -718,6 +694,48 @@ async fn scale_out_and_in_under_load() {
     drop(broker);
 }
 
+/// Produced records (their values, `0, 1, 2, …`, value `v` to partition `v % partitions`).
+type Produced = Arc<Mutex<BTreeSet<u64>>>;
+
+/// Produces a round of one record per partition every `pause_ms` until cancelled (at most
+/// 100,000 records); returns the stop token, the values acknowledged, and the task. A send that
+/// fails (a broker killed meanwhile) is not counted as produced.
+fn produce_continuously(
+    client: &Client,
+    topic: &'static str,
+    partitions: i32,
+    pause_ms: u64,
+) -> (CancellationToken, Produced, tokio::task::JoinHandle<()>) {
+    let produced: Produced = Arc::default();
+    let stop = CancellationToken::new();
+    let producer = client.producer(ProducerConfig::default()).unwrap();
+    let task = {
+        let produced = produced.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.is_cancelled() && n < 100_000 {
+                let sends: Vec<_> = (0..partitions as u64)
+                    .map(|i| {
+                        let v = n + i;
+                        let p = (v % partitions as u64) as i32;
+                        let sent = producer.send(ProducerRecord::new(topic, v.to_string()).partition(p));
+                        async move { (v, sent.await) }
+                    })
+                    .collect();
+                for (v, r) in futures::future::join_all(sends).await {
+                    if r.is_ok() {
+                        produced.lock().unwrap().insert(v);
+                    }
+                }
+                n += partitions as u64;
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            }
+        })
+    };
+    (stop, produced, task)
+}
+
 /// A `strata consume --group` process writing JSON lines to a file.
 fn cli_member(dir: &Path, bootstrap: &str, name: &str) -> (LoggedChild, PathBuf) {
     let out = dir.join(format!("{name}.jsonl"));
@@ -772,33 +790,7 @@ async fn consumer_and_coordinator_killed() {
         .join(",");
     let work = tempfile::tempdir().unwrap();
 
-    let produced = Arc::new(Mutex::new(BTreeSet::new()));
-    let stop_producing = CancellationToken::new();
-    let producer_task = {
-        let producer = client.producer(ProducerConfig::default()).unwrap();
-        let produced = produced.clone();
-        let stop = stop_producing.clone();
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.is_cancelled() && n < 100_000 {
-                let sends: Vec<_> = (0..PARTITIONS as u64)
-                    .map(|i| {
-                        let v = n + i;
-                        let p = producer.send(ProducerRecord::new("killed", v.to_string()).partition((v % 6) as i32));
-                        async move { (v, p.await) }
-                    })
-                    .collect();
-                for (v, r) in futures::future::join_all(sends).await {
-                    // A broker is killed below: a send may fail while leadership moves.
-                    if r.is_ok() {
-                        produced.lock().unwrap().insert(v);
-                    }
-                }
-                n += PARTITIONS as u64;
-                tokio::time::sleep(Duration::from_millis(30)).await;
-            }
-        })
-    };
+    let (stop_producing, produced, producer_task) = produce_continuously(&client, "killed", PARTITIONS, 30);
 
     let (mut a, a_out) = cli_member(work.path(), &bootstrap, "a");
     let (mut b, b_out) = cli_member(work.path(), &bootstrap, "b");

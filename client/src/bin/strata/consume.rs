@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
-use strata_client::{ConsumerConfig, ConsumerRecord, OffsetReset, Seek, TopicPartition};
+use strata_client::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, Seek, TopicPartition};
 use tokio::time::Instant;
 
 use crate::output::{self, JsonBytes, Out};
@@ -108,11 +108,7 @@ pub async fn run(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow::R
             // Where partitions start without --offset (resolved by the consumer, which retries
             // while a new topic's partitions still elect their leaders), and where a position
             // that falls out of the log (an --offset past the end) resets to.
-            auto_offset_reset: if args.from_beginning {
-                OffsetReset::Earliest
-            } else {
-                OffsetReset::Latest
-            },
+            auto_offset_reset: offset_reset(&args),
             ..ConsumerConfig::default()
         })
         .context("cannot start the consumer")?;
@@ -126,6 +122,16 @@ pub async fn run(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow::R
         }
     }
 
+    let what = format!("cannot read topic {}", args.topic);
+    let outcome = read(&mut consumer, out, &args, &what).await?;
+    out.flush()?;
+    Ok(outcome)
+}
+
+/// Polls and prints until `--count`, `--timeout-ms`, Ctrl-C or a closed stdout. Records polled
+/// but not printed (the last batch past `--count`) are sought back to, so a group's commit stops
+/// at what was printed.
+async fn read(consumer: &mut Consumer, out: &mut Out, args: &ConsumeArgs, what: &str) -> anyhow::Result<Outcome> {
     let idle = args.timeout_ms.map(Duration::from_millis);
     let mut remaining = args.count.unwrap_or(u64::MAX);
     let mut last_record = Instant::now();
@@ -143,25 +149,28 @@ pub async fn run(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow::R
             None => POLL_SLICE,
         };
         let records = tokio::select! {
-            r = consumer.poll(wait) => r.with_context(|| format!("cannot read topic {}", args.topic))?,
-            _ = &mut ctrl_c => {
-                out.flush()?;
-                return Ok(Outcome::Interrupted);
-            }
+            r = consumer.poll(wait) => r.with_context(|| what.to_owned())?,
+            _ = &mut ctrl_c => return Ok(Outcome::Interrupted),
         };
         if records.is_empty() {
             if output::reader_gone() {
                 // `| head` is satisfied: end as quietly as a failed write would.
-                return Ok(Outcome::Done);
+                break;
             }
             continue;
         }
         last_record = Instant::now();
+        let mut unprinted: Vec<TopicPartition> = Vec::new();
         for r in &records {
             if remaining == 0 {
-                break;
+                let tp = TopicPartition::new(&*r.topic, r.partition);
+                if !unprinted.contains(&tp) {
+                    consumer.seek(&tp, Seek::Offset(r.offset.0)).await?;
+                    unprinted.push(tp);
+                }
+                continue;
             }
-            print(out, &args, r)?;
+            print(out, args, r)?;
             remaining -= 1;
         }
         out.flush()?;
@@ -193,6 +202,15 @@ fn print(out: &mut Out, args: &ConsumeArgs, r: &ConsumerRecord) -> anyhow::Resul
     out.bytes(b"\n")
 }
 
+/// Where a partition without a position (or a group's committed offset) starts.
+fn offset_reset(args: &ConsumeArgs) -> OffsetReset {
+    if args.from_beginning {
+        OffsetReset::Earliest
+    } else {
+        OffsetReset::Latest
+    }
+}
+
 /// `consume --group`: a member of a consumer group.
 async fn run_group(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow::Result<Outcome> {
     let group = args.group.clone().unwrap_or_default();
@@ -203,11 +221,7 @@ async fn run_group(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow:
         .with_context(|| format!("cannot read topic {}", args.topic))?;
     let mut consumer = client
         .consumer(ConsumerConfig {
-            auto_offset_reset: if args.from_beginning {
-                OffsetReset::Earliest
-            } else {
-                OffsetReset::Latest
-            },
+            auto_offset_reset: offset_reset(&args),
             group_id: Some(group.clone()),
             group_instance_id: args.instance_id.clone(),
             session_timeout: args.session_timeout_ms.map(Duration::from_millis),
@@ -218,54 +232,8 @@ async fn run_group(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow:
     consumer
         .subscribe([args.topic.clone()])
         .with_context(|| format!("cannot join group {group}"))?;
-    let idle = args.timeout_ms.map(Duration::from_millis);
-    let mut remaining = args.count.unwrap_or(u64::MAX);
-    let mut last_record = Instant::now();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut outcome = Outcome::Done;
-    while remaining > 0 {
-        let wait = match idle {
-            Some(idle) => {
-                let left = (last_record + idle).saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                left.min(POLL_SLICE)
-            }
-            None => POLL_SLICE,
-        };
-        let records = tokio::select! {
-            r = consumer.poll(wait) => r.with_context(|| format!("cannot read topic {} in group {group}", args.topic))?,
-            _ = &mut ctrl_c => {
-                outcome = Outcome::Interrupted;
-                break;
-            }
-        };
-        if records.is_empty() {
-            if output::reader_gone() {
-                break;
-            }
-            continue;
-        }
-        last_record = Instant::now();
-        let mut unprinted: Vec<TopicPartition> = Vec::new();
-        for r in &records {
-            let tp = TopicPartition::new(&*r.topic, r.partition);
-            if remaining == 0 {
-                // Not printed: the group's commit must not pass it. Move the partition back to
-                // the first such record (later ones of the partition follow it).
-                if !unprinted.contains(&tp) {
-                    consumer.seek(&tp, Seek::Offset(r.offset.0)).await?;
-                    unprinted.push(tp);
-                }
-                continue;
-            }
-            print(out, &args, r)?;
-            remaining -= 1;
-        }
-        out.flush()?;
-    }
+    let what = format!("cannot read topic {} in group {group}", args.topic);
+    let outcome = read(&mut consumer, out, &args, &what).await?;
     out.flush()?;
     consumer
         .close()
