@@ -53,10 +53,7 @@ async fn heartbeat(raw: &mut Raw, req: ConsumerGroupHeartbeatRequest) -> Consume
         let Response::ConsumerGroupHeartbeat(r) = call(raw, Request::ConsumerGroupHeartbeat(req.clone())).await else {
             panic!("wrong response")
         };
-        if !matches!(
-            r.error,
-            ErrorCode::CoordinatorLoadInProgress | ErrorCode::CoordinatorNotAvailable
-        ) {
+        if !retriable(r.error) {
             return r;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -94,30 +91,69 @@ fn commit(group: &str, member: &str, epoch: i32, topic: &str, partition: i32, of
     })
 }
 
+/// Whether a coordinator error asks the client to retry (it is loading or moving).
+fn retriable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::CoordinatorLoadInProgress | ErrorCode::CoordinatorNotAvailable
+    )
+}
+
+/// As [`call`], repeated while a group in the answer is on a coordinator still loading.
+async fn call_settled(raw: &mut Raw, body: Request) -> Response {
+    for _ in 0..200 {
+        let r = call(raw, body.clone()).await;
+        let loading = match &r {
+            Response::DescribeGroups(d) => d.groups.iter().any(|g| retriable(g.error)),
+            Response::DeleteGroups(d) => d.results.iter().any(|g| retriable(g.error)),
+            _ => false,
+        };
+        if !loading {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the coordinator never became available");
+}
+
 async fn commit_error(raw: &mut Raw, req: Request) -> ErrorCode {
-    let Response::OffsetCommit(r) = call(raw, req).await else {
-        panic!("wrong response")
-    };
-    r.topics[0].partitions[0].error
+    for _ in 0..200 {
+        let Response::OffsetCommit(r) = call(raw, req.clone()).await else {
+            panic!("wrong response")
+        };
+        let code = r.topics[0].partitions[0].error;
+        if !retriable(code) {
+            return code;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the coordinator never became available");
 }
 
 async fn fetch_committed(raw: &mut Raw, group: &str, topic: &str, partition: i32) -> i64 {
-    let Response::OffsetFetch(r) = call(
-        raw,
-        Request::OffsetFetch(OffsetFetchRequest {
-            group_id: group.into(),
-            topics: Some(vec![OffsetFetchTopic {
-                name: topic.into(),
-                partitions: vec![partition],
-            }]),
-        }),
-    )
-    .await
-    else {
-        panic!("wrong response")
-    };
-    assert_eq!(r.error, ErrorCode::None, "{:?}", r.message);
-    r.topics[0].partitions[0].committed_offset
+    for _ in 0..200 {
+        let Response::OffsetFetch(r) = call(
+            raw,
+            Request::OffsetFetch(OffsetFetchRequest {
+                group_id: group.into(),
+                topics: Some(vec![OffsetFetchTopic {
+                    name: topic.into(),
+                    partitions: vec![partition],
+                }]),
+            }),
+        )
+        .await
+        else {
+            panic!("wrong response")
+        };
+        if retriable(r.error) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        assert_eq!(r.error, ErrorCode::None, "{:?}", r.message);
+        return r.topics[0].partitions[0].committed_offset;
+    }
+    panic!("the coordinator never became available");
 }
 
 async fn find_coordinator(raw: &mut Raw, group: &str) -> FindCoordinatorResponse {
@@ -238,7 +274,7 @@ async fn refusals_restart_and_static_membership() {
     };
     assert_eq!(r.topics[0].partitions[0].error, ErrorCode::NonEmptyGroup);
     assert!(r.message.unwrap().contains("active member"));
-    let Response::DeleteGroups(r) = call(
+    let Response::DeleteGroups(r) = call_settled(
         &mut raw,
         Request::DeleteGroups(DeleteGroupsRequest {
             group_ids: vec!["g".into(), "never-seen".into()],
@@ -271,7 +307,7 @@ async fn refusals_restart_and_static_membership() {
         Duration::from_secs(20),
         Duration::from_millis(100),
         async || {
-            let Response::DescribeGroups(d) = call(
+            let Response::DescribeGroups(d) = call_settled(
                 &mut raw,
                 Request::DescribeGroups(DescribeGroupsRequest {
                     group_ids: vec!["g".into()],
@@ -328,7 +364,7 @@ async fn refusals_restart_and_static_membership() {
     hb.session_timeout_ms = 60_000;
     let s1 = heartbeat(&mut raw, hb.clone()).await;
     assert_eq!(s1.error, ErrorCode::None, "{:?}", s1.message);
-    let Response::DescribeGroups(before) = call(
+    let Response::DescribeGroups(before) = call_settled(
         &mut raw,
         Request::DescribeGroups(DescribeGroupsRequest {
             group_ids: vec!["s".into()],
@@ -351,7 +387,7 @@ async fn refusals_restart_and_static_membership() {
         "the static member got its partitions back"
     );
     assert_eq!(s2.member_epoch, s1.member_epoch, "no rebalance");
-    let Response::DescribeGroups(after) = call(
+    let Response::DescribeGroups(after) = call_settled(
         &mut raw,
         Request::DescribeGroups(DescribeGroupsRequest {
             group_ids: vec!["s".into(), "nope".into()],
@@ -372,16 +408,24 @@ async fn refusals_restart_and_static_membership() {
     leave.member_epoch = LEAVE_EPOCH;
     leave.subscribed_topic_names = None;
     assert_eq!(heartbeat(&mut raw, leave).await.error, ErrorCode::None);
-    let Response::ListGroups(l) = call(&mut raw, Request::ListGroups(ListGroupsRequest::default())).await else {
-        panic!()
-    };
+    // Every group's shard loads after the restart; ListGroups lists the loaded ones.
+    let l = strata_testkit::wait::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || match call(&mut raw, Request::ListGroups(ListGroupsRequest::default())).await {
+            Response::ListGroups(l) if l.groups.len() == 3 => Ok(l),
+            other => Err(format!("{other:?}")),
+        },
+        |e| format!("not every group listed: {e}"),
+    )
+    .await;
     let names: Vec<(&str, &str)> = l
         .groups
         .iter()
         .map(|g| (g.group_id.as_str(), g.state.as_str()))
         .collect();
     assert_eq!(names, [("g", "empty"), ("r", "empty"), ("s", "empty")]);
-    let Response::DeleteGroups(r) = call(
+    let Response::DeleteGroups(r) = call_settled(
         &mut raw,
         Request::DeleteGroups(DeleteGroupsRequest {
             group_ids: vec!["g".into()],
@@ -904,4 +948,48 @@ async fn consumer_and_coordinator_killed() {
         from_b.len(),
         dupes.len()
     );
+}
+
+/// A committed offset that is no longer in the log (past its end here; below its start after
+/// retention) resets by `auto_offset_reset` instead of looping on the committed offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_offset_out_of_the_log_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(BROKER, dir.path());
+    let mut raw = Raw::connect(broker.addr).await;
+    assert_eq!(raw.create("oor", 1, &[]).await.error, ErrorCode::None);
+    raw.wait_for_leaders("oor").await;
+    let values: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    assert_eq!(
+        raw.produce("oor", 0, common::batch(&refs, 0), -1).await.error,
+        ErrorCode::None
+    );
+    find_coordinator(&mut raw, "oor-group").await;
+    assert_eq!(
+        commit_error(&mut raw, commit("oor-group", "", -1, "oor", 0, 1000)).await,
+        ErrorCode::None
+    );
+    let client = Client::connect(ClientConfig::new(&broker.addr.to_string()))
+        .await
+        .unwrap();
+    let mut c = client
+        .consumer(ConsumerConfig {
+            group_id: Some("oor-group".into()),
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        })
+        .unwrap();
+    c.subscribe(["oor"]).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + GROUP_TIMEOUT;
+    while got.len() < 10 {
+        assert!(Instant::now() < deadline, "read only {got:?}");
+        for r in c.poll(Duration::from_millis(200)).await.unwrap() {
+            got.push(r.offset.0);
+        }
+    }
+    assert_eq!(got, (0..10).collect::<Vec<u64>>());
+    c.close().await.unwrap();
+    assert_eq!(fetch_committed(&mut raw, "oor-group", "oor", 0).await, 10);
 }

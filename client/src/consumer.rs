@@ -277,6 +277,9 @@ struct PartitionState {
     high_watermark: Option<i64>,
     in_flight: bool,
     retry_at: Option<Instant>,
+    /// Its position fell out of the log: reset it by `auto_offset_reset`, not to the group's
+    /// committed offset (which may be what fell out).
+    out_of_range: bool,
 }
 
 /// Decoded records from one fetch of one partition, not yet handed out.
@@ -370,6 +373,9 @@ pub struct Consumer {
     /// Auto-commits not yet answered: a revocation waits for them, so none lands after the
     /// partition's new owner commits.
     commits_in_flight: Vec<tokio::task::JoinHandle<Result<()>>>,
+    /// The assignment whose revoked positions are being committed (so a `poll` dropped during
+    /// the revocation does not commit them again).
+    revoke_committed: Option<AssignmentUpdate>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -401,6 +407,7 @@ impl Consumer {
             next_auto_commit: Instant::now() + config.auto_commit_interval,
             last_committed: HashMap::new(),
             commits_in_flight: Vec::new(),
+            revoke_committed: None,
             client,
             config,
             limits,
@@ -430,6 +437,7 @@ impl Consumer {
                 high_watermark: None,
                 in_flight: false,
                 retry_at: None,
+                out_of_range: false,
             });
         }
     }
@@ -519,6 +527,7 @@ impl Consumer {
             s.fetch_position = offset;
             s.epoch += 1;
             s.retry_at = None;
+            s.out_of_range = false;
         }
         self.chunks.retain(|c| &c.tp != tp);
     }
@@ -690,11 +699,17 @@ impl Consumer {
             .map(|(tp, _)| tp.clone())
             .collect();
         // In a group, a partition without a position starts at the group's committed offset.
-        let unpositioned = match (&self.group, unpositioned.is_empty()) {
-            (Some(g), false) => match g.committed(&unpositioned).await {
+        let (fell_out, fresh): (Vec<TopicPartition>, Vec<TopicPartition>) = unpositioned
+            .into_iter()
+            .partition(|tp| self.partitions.get(tp).is_some_and(|s| s.out_of_range));
+        let unpositioned = match (&self.group, fresh.is_empty()) {
+            (Some(g), false) => match g.committed(&fresh).await {
                 Ok(found) => {
-                    let mut rest = Vec::new();
+                    let mut rest = fell_out;
                     for (tp, offset) in found {
+                        if !fresh.contains(&tp) {
+                            continue;
+                        }
                         match offset {
                             Some(o) if self.partitions.contains_key(&tp) => {
                                 self.set_position(&tp, Some(o));
@@ -703,24 +718,29 @@ impl Consumer {
                             _ => rest.push(tp),
                         }
                     }
-                    rest.retain(|tp| unpositioned.contains(tp));
+                    // A partition the answer left out starts by auto_offset_reset too.
+                    for tp in &fresh {
+                        if !rest.contains(tp) && self.partitions.get(tp).is_some_and(|s| s.fetch_position.is_none()) {
+                            rest.push(tp.clone());
+                        }
+                    }
                     rest
                 }
                 Err(e) => {
-                    for tp in &unpositioned {
+                    for tp in &fresh {
                         if let Some(s) = self.partitions.get_mut(tp) {
                             s.retry_at = Some(now + self.config.retry_backoff);
                         }
                     }
                     if e.is_retriable() {
                         debug!(error = %e, "fetching committed offsets failed; retrying");
-                        Vec::new()
+                        fell_out
                     } else {
                         return Err(e);
                     }
                 }
             },
-            _ => unpositioned,
+            _ => fell_out.into_iter().chain(fresh).collect(),
         };
         for tp in unpositioned {
             let to = match self.config.auto_offset_reset {
@@ -867,6 +887,7 @@ impl Consumer {
                         state.position = None;
                         state.fetch_position = None;
                         state.epoch += 1;
+                        state.out_of_range = true;
                     }
                 }
                 Err(e) => {
@@ -984,7 +1005,17 @@ impl Consumer {
             .collect()
     }
 
+    /// Waits for the commits in flight (each awaited in place, so a `poll` dropped meanwhile
+    /// leaves the rest to the next one).
+    async fn drain_commits(&mut self) {
+        while let Some(h) = self.commits_in_flight.first_mut() {
+            let _ = h.await;
+            self.commits_in_flight.remove(0);
+        }
+    }
+
     /// Applies the coordinator's latest assignment: revoke (committing first), then assign.
+    /// Safe to drop at any await: the next call picks up where this one stopped.
     async fn sync_group(&mut self) -> Result<()> {
         let Some(m) = self.membership.as_ref() else {
             return Ok(());
@@ -999,26 +1030,42 @@ impl Consumer {
                 let lost: Vec<TopicPartition> = current.iter().cloned().collect();
                 self.assign(Vec::new());
                 self.last_committed.clear();
+                self.revoke_committed = None;
                 if !lost.is_empty() {
                     self.emit(RebalanceEvent::Lost(lost));
                 }
             } else {
                 let revoked: Vec<TopicPartition> = current.difference(&update.partitions).cloned().collect();
                 if !revoked.is_empty() {
-                    for h in std::mem::take(&mut self.commits_in_flight) {
-                        let _ = h.await;
-                    }
-                    if self.config.enable_auto_commit {
+                    // Auto-commits in flight land first, then the revoked positions: nothing
+                    // older can overwrite the next owner's commits.
+                    if self.config.enable_auto_commit && self.revoke_committed.as_ref() != Some(&update) {
                         let offsets = self.positions_of(&revoked);
-                        if let Err(e) = self.commit_offsets(&offsets).await {
-                            tracing::warn!(error = %e, "committing revoked partitions failed");
-                        }
+                        let task = self.commit_task(offsets);
+                        self.commits_in_flight.push(tokio::spawn(async move {
+                            let r = task.await;
+                            if let Err(e) = &r {
+                                tracing::warn!(error = %e, "committing revoked partitions failed");
+                            }
+                            r
+                        }));
+                        self.revoke_committed = Some(update.clone());
+                    }
+                    self.drain_commits().await;
+                    if self
+                        .membership
+                        .as_ref()
+                        .is_some_and(|m| m.updates.borrow().generation != update.generation)
+                    {
+                        // Fenced meanwhile: the next call drops everything instead.
+                        return Ok(());
                     }
                     let keep: Vec<TopicPartition> = current.intersection(&update.partitions).cloned().collect();
                     self.assign(keep);
                     for tp in &revoked {
                         self.last_committed.remove(tp);
                     }
+                    self.revoke_committed = None;
                     self.emit(RebalanceEvent::Revoked(revoked));
                 }
             }
@@ -1029,7 +1076,12 @@ impl Consumer {
                 self.emit(RebalanceEvent::Assigned(added));
             }
             if let Some(m) = self.membership.as_ref() {
-                m.lock().owned = update.partitions.clone();
+                let mut s = m.lock();
+                // Only if nothing newer arrived (a fence clears what the member owns).
+                if m.updates.borrow().generation == update.generation {
+                    s.owned = update.partitions.clone();
+                }
+                drop(s);
                 m.wake.notify_one();
             }
             self.applied = update;
@@ -1123,6 +1175,7 @@ impl Consumer {
     /// # Errors
     /// The commit's error (the member leaves anyway).
     pub async fn close(mut self) -> Result<()> {
+        self.drain_commits().await;
         let committed = if self.config.enable_auto_commit && self.group.is_some() {
             self.commit().await
         } else {

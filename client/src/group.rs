@@ -301,7 +301,10 @@ pub(crate) struct Membership {
 
 impl Membership {
     pub(crate) fn start(group: GroupClient, subscription: Subscription, config: MembershipConfig) -> Self {
+        // The member id is the client's (KIP-1082): a join retried after its response was lost
+        // finds the member it created instead of adding a second one.
         let state = Arc::new(Mutex::new(MemberState {
+            member_id: new_member_id(),
             subscription,
             ..MemberState::default()
         }));
@@ -331,6 +334,16 @@ impl Membership {
             }
         }
     }
+}
+
+/// A member id unique enough for a group: time, process and a counter.
+fn new_member_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("c-{:x}-{nanos:x}-{n}", std::process::id())
 }
 
 fn to_wire(set: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
@@ -401,6 +414,7 @@ async fn run(
                 }
                 s.member_id = r.member_id;
                 s.epoch = r.member_epoch;
+                s.error = None;
                 drop(s);
                 if let Some(a) = r.assignment {
                     let partitions = from_wire(&a);
@@ -417,27 +431,20 @@ async fn run(
             Err(e) => match e.code() {
                 Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch) => {
                     warn!(group = %group.group(), error = %e, "lost the group's partitions; rejoining");
-                    {
-                        let mut s = lock();
-                        s.member_id.clear();
-                        s.epoch = JOIN_EPOCH;
-                        s.owned.clear();
-                    }
-                    updates.send_modify(|u| {
-                        u.partitions.clear();
-                        u.generation += 1;
-                    });
+                    drop_partitions(&state, &updates, None);
                     Duration::ZERO
                 }
                 _ if e.is_retriable() => {
                     debug!(group = %group.group(), error = %e, "heartbeat failed; retrying");
-                    let wait = backoff.min(interval);
+                    let wait = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                     wait
                 }
                 _ => {
+                    // Its session is not refreshed: the coordinator will give its partitions
+                    // away, so it lets go of them now, and `poll` reports why.
                     warn!(group = %group.group(), error = %e, "the group refused this member");
-                    lock().error = Some(e);
+                    drop_partitions(&state, &updates, Some(e));
                     Duration::from_secs(5).max(interval)
                 }
             },
@@ -453,17 +460,32 @@ async fn run(
     }
 }
 
+/// The member lost its partitions (fenced, or refused): everything it owned is dropped without
+/// a commit and it joins again (same member id, epoch 0). `error` is for `poll` to return.
+fn drop_partitions(state: &Mutex<MemberState>, updates: &watch::Sender<AssignmentUpdate>, error: Option<Error>) {
+    {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.epoch = JOIN_EPOCH;
+        s.owned.clear();
+        if error.is_some() {
+            s.error = error;
+        }
+    }
+    updates.send_modify(|u| {
+        u.partitions.clear();
+        u.generation += 1;
+    });
+}
+
 async fn leave_group(
     group: &GroupClient,
     state: &Arc<Mutex<MemberState>>,
     config: &MembershipConfig,
     done: Option<oneshot::Sender<()>>,
 ) {
-    let (member_id, epoch) = {
-        let s = state.lock().unwrap_or_else(|e| e.into_inner());
-        (s.member_id.clone(), s.epoch)
-    };
-    if !member_id.is_empty() && epoch != JOIN_EPOCH {
+    let member_id = state.lock().unwrap_or_else(|e| e.into_inner()).member_id.clone();
+    // Also at epoch 0: a join may have been in flight, and the coordinator made the member.
+    if !member_id.is_empty() {
         let leave_epoch = if config.instance_id.is_some() {
             STATIC_LEAVE_EPOCH
         } else {

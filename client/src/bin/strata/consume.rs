@@ -233,11 +233,15 @@ async fn run_group(global: &Global, out: &mut Out, args: ConsumeArgs) -> anyhow:
         .subscribe([args.topic.clone()])
         .with_context(|| format!("cannot join group {group}"))?;
     let what = format!("cannot read topic {} in group {group}", args.topic);
-    let outcome = read(&mut consumer, out, &args, &what).await?;
-    out.flush()?;
-    consumer
+    let outcome = read(&mut consumer, out, &args, &what).await;
+    let flushed = out.flush();
+    // Leave whatever happened, so the group need not wait for this member's session to end.
+    let closed = consumer
         .close()
         .await
-        .with_context(|| format!("cannot commit the group's offsets before leaving group {group}"))?;
+        .with_context(|| format!("cannot commit the group's offsets before leaving group {group}"));
+    let outcome = outcome?;
+    flushed?;
+    closed?;
     Ok(outcome)
 }
