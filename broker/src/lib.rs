@@ -2,12 +2,16 @@
 //!
 //! # Layout
 //!
-//! - [`raft`]: partition replicas as Raft groups; today the Raft storage adapter that makes the
-//!   partition's segment log the Raft log.
-//! - [`metrics`]: every Prometheus metric family the broker exports at `GET /metrics`.
-//!
-//! Not built yet: the wire protocol, listeners, the Raft driver and HTTP endpoint arrive with the
-//! single-node broker work.
+//! - [`server`]: [`run`] — the listener, the shared [`server::Broker`] state, start-up and drain.
+//! - [`api`]: one handler per request API; [`groups`]: the consumer group coordinator (state and
+//!   offsets in `__consumer_offsets`, assignment, sessions).
+//! - [`driver`]: the per-broker Raft driver (every partition's `RawNode`, group commit);
+//!   [`raft`]: the Raft storage adapter that makes the partition's segment log the Raft log;
+//!   [`peer`]: Raft messages to other brokers; [`partition`]: what handlers see of a replica.
+//! - [`controller`]: the metadata Raft group and its applied view; [`topics`]: topic configs and
+//!   the registry; [`join`]: data-only brokers joining; [`producers`]: idempotent producer state.
+//! - [`config`], [`options`]: settings from file, environment and flags.
+//! - [`http`]: health, `/metrics` ([`metrics`]), the JSON admin API and the console page.
 
 pub mod api;
 pub mod config;

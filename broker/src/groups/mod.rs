@@ -9,7 +9,7 @@
 //!
 //! - **Loading**: when this broker becomes a partition's leader, the maintenance task waits until
 //!   everything in the partition's log is committed, replays it from the log start (off the
-//!   async runtime) into a [`Shard`], and only then answers for its groups (before:
+//!   async runtime) into a shard, and only then answers for its groups (before:
 //!   `COORDINATOR_LOAD_IN_PROGRESS`). Losing leadership drops the shard.
 //! - **Changing**: a request locks its shard, computes the change on a copy, applies it in memory,
 //!   proposes the records to the partition's Raft group and releases the lock; it answers once

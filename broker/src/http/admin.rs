@@ -1,5 +1,5 @@
 //! The JSON admin API under `/api/v1/`: cluster, topics (list, describe, create, delete) and
-//! consumer groups (none yet). README.md, "HTTP admin API", documents every endpoint and shape.
+//! the consumer groups this broker coordinates, with lag. README.md, "HTTP admin API", documents every endpoint and shape.
 //!
 //! What it refuses to do:
 //!
