@@ -195,6 +195,12 @@ rebalance_timeout = "5m"
 # env STRATA_GROUPS_MAX_SIZE
 max_size = 1000
 
+# A coordinator writes a snapshot of its groups into __consumer_offsets once it has written
+# this much since its last one, and every replica deletes the log below it; also the topic's
+# segment size (fixed once the topic exists). 64KiB ..= 1GiB.
+# env STRATA_GROUPS_OFFSETS_SNAPSHOT_BYTES
+offsets_snapshot_bytes = "16MiB"
+
 [raft]
 # Raft tick interval (election and heartbeat timeouts count ticks). 1ms ..= 10s.
 # env STRATA_RAFT_TICK
@@ -407,6 +413,9 @@ pub struct GroupsConfig {
     pub rebalance_timeout: Duration,
     /// Most members of a group. Default 1000; 1 ..= 100,000.
     pub max_size: usize,
+    /// Snapshot (and segment) size of `__consumer_offsets`. Default 16 MiB; 64 KiB ..= 1 GiB.
+    #[serde(with = "size")]
+    pub offsets_snapshot_bytes: u64,
 }
 
 /// `[retention]`: when retention runs.
@@ -548,6 +557,7 @@ impl From<&BrokerOptions> for Config {
                 heartbeat_interval: o.groups.heartbeat_interval,
                 rebalance_timeout: o.groups.rebalance_timeout,
                 max_size: o.groups.max_size,
+                offsets_snapshot_bytes: o.groups.offsets_snapshot_bytes,
             },
             raft: RaftConfig { tick: o.raft_tick },
             retention: RetentionConfig {
@@ -745,6 +755,12 @@ impl Config {
             fmt_d,
         )?;
         check("groups.max_size", &g.max_size, &(1..=100_000), fmt_int)?;
+        check(
+            "groups.offsets_snapshot_bytes",
+            &g.offsets_snapshot_bytes,
+            &((64 << 10)..=(1 << 30)),
+            |v| format_size(*v),
+        )?;
 
         check("raft.tick", &self.raft.tick, &RAFT_TICK_RANGE, |d| format_duration(*d))?;
         check(
@@ -966,6 +982,7 @@ impl Config {
                 heartbeat_interval: self.groups.heartbeat_interval,
                 rebalance_timeout: self.groups.rebalance_timeout,
                 max_size: self.groups.max_size,
+                offsets_snapshot_bytes: self.groups.offsets_snapshot_bytes,
             },
         })
     }
@@ -1658,6 +1675,17 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| c.groups.max_size.to_string(),
+    },
+    Setting {
+        key: "groups.offsets_snapshot_bytes",
+        env: "STRATA_GROUPS_OFFSETS_SNAPSHOT_BYTES",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.offsets_snapshot_bytes = parse_size(v)?;
+            Ok(())
+        },
+        get: |c| format_size(c.groups.offsets_snapshot_bytes),
     },
     Setting {
         key: "raft.tick",
@@ -2784,6 +2812,7 @@ mod tests {
             ("STRATA_GROUPS_HEARTBEAT_INTERVAL", "300ms"),
             ("STRATA_GROUPS_REBALANCE_TIMEOUT", "30s"),
             ("STRATA_GROUPS_MAX_SIZE", "50"),
+            ("STRATA_GROUPS_OFFSETS_SNAPSHOT_BYTES", "1MiB"),
         ]);
         let loaded = load(args(&[]), &env).unwrap();
         let o = &loaded.options;
@@ -2797,6 +2826,7 @@ mod tests {
         assert_eq!(g.max_session_timeout, Duration::from_secs(60));
         assert_eq!(g.heartbeat_interval, Duration::from_millis(300));
         assert_eq!(g.rebalance_timeout, Duration::from_secs(30));
+        assert_eq!(g.offsets_snapshot_bytes, 1 << 20);
         assert_eq!(o.node_id, 9);
         assert_eq!(o.data_dir, PathBuf::from("/data"));
         assert_eq!(o.ready_file, Some(PathBuf::from("/tmp/ready")));

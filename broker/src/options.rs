@@ -128,6 +128,10 @@ pub struct GroupOptions {
     pub rebalance_timeout: Duration,
     /// Most members of one group. Default 1000.
     pub max_size: usize,
+    /// A coordinator snapshots its groups into `__consumer_offsets` once it has written this
+    /// much since its last snapshot, and the log below the snapshot is deleted; also the
+    /// topic's segment size. Default 16 MiB.
+    pub offsets_snapshot_bytes: u64,
 }
 
 impl Default for GroupOptions {
@@ -141,6 +145,7 @@ impl Default for GroupOptions {
             heartbeat_interval: Duration::from_secs(1),
             rebalance_timeout: Duration::from_secs(300),
             max_size: 1000,
+            offsets_snapshot_bytes: 16 << 20,
         }
     }
 }

@@ -993,3 +993,95 @@ async fn a_committed_offset_out_of_the_log_resets() {
     c.close().await.unwrap();
     assert_eq!(fetch_committed(&mut raw, "oor-group", "oor", 0).await, 10);
 }
+
+/// `__consumer_offsets` stays small: coordinators snapshot their groups and every replica
+/// deletes the log below the snapshot; the state survives a restart that replays from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_snapshotted_and_the_log_below_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        "[groups]\noffsets_partitions = 1\noffsets_snapshot_bytes = \"64KiB\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let broker = BrokerProcess::start_with(BROKER, &data, &["--config", config_arg]);
+    let mut raw = Raw::connect(broker.addr).await;
+    assert_eq!(raw.create("many", 50, &[]).await.error, ErrorCode::None);
+    raw.wait_for_leaders("many").await;
+    find_coordinator(&mut raw, "snap").await;
+    // A member too, so a group record is in the snapshots.
+    let member = heartbeat(&mut raw, join("member-group", &["many"])).await;
+    assert_eq!(member.error, ErrorCode::None, "{:?}", member.message);
+    // 300 commits of 50 partitions: ~600 KB of records, several snapshots' worth.
+    for round in 0..300i64 {
+        let req = Request::OffsetCommit(OffsetCommitRequest {
+            group_id: "snap".into(),
+            member_id: String::new(),
+            member_epoch: -1,
+            topics: vec![TopicData {
+                name: "many".into(),
+                partitions: (0..50)
+                    .map(|p| OffsetCommitPartition {
+                        partition: p,
+                        committed_offset: round * 100 + i64::from(p),
+                        metadata: Some("x".repeat(8)),
+                    })
+                    .collect(),
+            }],
+        });
+        let Response::OffsetCommit(r) = call(&mut raw, req).await else {
+            panic!()
+        };
+        assert!(r.topics[0].partitions.iter().all(|p| p.error.is_ok()), "{r:?}");
+    }
+    // The log below a snapshot goes.
+    let deleted = strata_testkit::wait::until_async(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || {
+            let m = raw.metadata(OFFSETS).await;
+            let p = &m.partitions[0];
+            if p.log_start_offset > 0 {
+                Ok(p.log_start_offset)
+            } else {
+                Err(p.high_watermark)
+            }
+        },
+        |hw| format!("nothing below a snapshot was deleted (high watermark {hw})"),
+    )
+    .await;
+    let m = raw.metadata(OFFSETS).await;
+    eprintln!(
+        "{OFFSETS}: log start {deleted}, high watermark {} ({} records written)",
+        m.partitions[0].high_watermark,
+        300 * 50
+    );
+    drop(raw);
+    assert!(broker.sigterm_and_wait().success());
+
+    // Replayed from the snapshot: the latest offsets and the member.
+    let broker = BrokerProcess::start_with(BROKER, &data, &["--config", config_arg]);
+    let mut raw = Raw::connect(broker.addr).await;
+    for p in [0, 17, 49] {
+        assert_eq!(
+            fetch_committed(&mut raw, "snap", "many", p).await,
+            299 * 100 + i64::from(p)
+        );
+    }
+    let Response::DescribeGroups(d) = call_settled(
+        &mut raw,
+        Request::DescribeGroups(DescribeGroupsRequest {
+            group_ids: vec!["member-group".into()],
+        }),
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!(d.groups[0].members.len(), 1, "{d:?}");
+    assert_eq!(d.groups[0].members[0].member_id, member.member_id);
+}

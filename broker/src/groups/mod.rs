@@ -16,6 +16,10 @@
 //!   the records are committed (`acks=all`). Proposals of one shard enter the log in the order
 //!   they were applied in memory. If one fails, the shard is dropped and reloaded from the log,
 //!   so memory never keeps a change the log does not have.
+//! - **Snapshots**: once a shard has written `groups.offsets_snapshot_bytes` since its last
+//!   snapshot, it writes every group between begin and end markers (see [`records`]); on every
+//!   replica a compactor reads the log as it commits and deletes the segments below each
+//!   complete snapshot.
 //! - **Sessions** live in memory only: a loaded shard gives every member a fresh session
 //!   timeout. The maintenance task removes members whose session expired or whose revocation
 //!   took longer than their rebalance timeout.
@@ -27,6 +31,8 @@ pub mod state;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
@@ -39,7 +45,7 @@ use crate::driver::{Command, ProposeResult};
 use crate::partition::Partition;
 use crate::server::Broker;
 use crate::topics::TopicConfig;
-use records::{GroupRecord, Groups};
+use records::{GroupRecord, Groups, Replay};
 use state::{Committed, Group, Heartbeat, Refusal};
 
 /// The internal topic holding group state and committed offsets.
@@ -77,6 +83,9 @@ pub(crate) struct Shard {
     /// Proposals of this partition's coordinator not yet answered (shared by every shard of the
     /// partition): a reload waits for them, so it replays everything they wrote.
     inflight: Arc<AtomicUsize>,
+    /// Bytes proposed since the last snapshot, and the last snapshot's size.
+    written: AtomicU64,
+    snapshot_bytes: AtomicU64,
 }
 
 impl Shard {
@@ -146,6 +155,17 @@ pub struct Coordinator {
     create: tokio::sync::Mutex<()>,
     next_member: AtomicU64,
     summaries: Mutex<Arc<Vec<GroupSummary>>>,
+    /// Per hosted offsets partition: how far the compactor has read its log.
+    cursors: Mutex<HashMap<u32, Cursor>>,
+}
+
+/// The compactor's place in one replica's log.
+struct Cursor {
+    partition: std::sync::Weak<Partition>,
+    /// The next offset to read.
+    next: u64,
+    /// The last snapshot begin marker read: its id and Raft index.
+    begin: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -254,6 +274,8 @@ pub(crate) async fn maintain(broker: Arc<Broker>) {
         expire_sessions(&broker).await;
         if last_summary.elapsed() >= Duration::from_secs(1) {
             last_summary = Instant::now();
+            snapshot_if_due(&broker).await;
+            compact_logs(&broker).await;
             let s = summarize(&broker).await;
             *broker.groups.summaries.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
         }
@@ -390,50 +412,58 @@ async fn load(broker: &Arc<Broker>, p: &Arc<Partition>, term: u64) -> Result<Opt
         term,
         state: tokio::sync::Mutex::new(st),
         inflight,
+        written: AtomicU64::new(0),
+        snapshot_bytes: AtomicU64::new(0),
     }))
 }
 
-/// Reads the partition from its start to `hw` and applies every record (blocking).
+/// Reads the partition from its start to `hw` and replays every record (blocking).
 fn replay(p: &Partition, hw: u64) -> Result<Groups, String> {
-    let mut groups = Groups::default();
+    let mut replay = Replay::default();
+    let mut offset = p.log_start();
+    while offset < hw {
+        offset = scan(p, offset, hw, |_, rec, in_snapshot| replay.apply(rec, in_snapshot))?;
+    }
+    Ok(replay.finish())
+}
+
+/// Reads up to about 4 MiB of the partition's records from `from` (below `hw`), passing each
+/// with its batch's Raft index to `f`; returns the offset after the last record read (blocking).
+fn scan(p: &Partition, from: u64, hw: u64, mut f: impl FnMut(u64, GroupRecord, bool)) -> Result<u64, String> {
     let limits = BatchLimits {
         max_batch_bytes: 64 << 20,
         ..BatchLimits::default()
     };
-    let mut offset = p.log_start();
-    while offset < hw {
-        let read = p
-            .storage
-            .with_log(|l| l.read(Offset(offset), 4 << 20, Offset(hw)))
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        if read.next_offset.0 <= offset {
-            return Err(format!(
-                "reading {OFFSETS_TOPIC}-{} made no progress at offset {offset} (high watermark {hw})",
-                p.key.partition
-            ));
-        }
-        for b in BatchIter::new(read.bytes, limits) {
-            let b = b.map_err(|e| format!("a damaged batch in {OFFSETS_TOPIC}: {e}"))?;
-            if b.header().is_control() {
-                continue;
-            }
-            let records = b.records().map_err(|e| e.to_string())?;
-            for r in records {
-                let r = r.map_err(|e| e.to_string())?;
-                if r.offset.0 >= hw {
-                    break;
-                }
-                let Some(key) = r.key else { continue };
-                match GroupRecord::decode(key, r.value) {
-                    Some(rec) => groups.apply(rec),
-                    None => tracing::warn!(offset = r.offset.0, "skipping an unknown record in {OFFSETS_TOPIC}"),
-                }
-            }
-        }
-        offset = read.next_offset.0;
+    let read = p
+        .storage
+        .with_log(|l| l.read(Offset(from), 4 << 20, Offset(hw)))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if read.next_offset.0 <= from && from < hw {
+        return Err(format!(
+            "reading {OFFSETS_TOPIC}-{} made no progress at offset {from} (high watermark {hw})",
+            p.key.partition
+        ));
     }
-    Ok(groups)
+    for b in BatchIter::new(read.bytes, limits) {
+        let b = b.map_err(|e| format!("a damaged batch in {OFFSETS_TOPIC}: {e}"))?;
+        if b.header().is_control() {
+            continue;
+        }
+        let raft_index = b.header().raft_index.0;
+        for r in b.records().map_err(|e| e.to_string())? {
+            let r = r.map_err(|e| e.to_string())?;
+            if r.offset.0 >= hw {
+                break;
+            }
+            let Some(key) = r.key else { continue };
+            match GroupRecord::decode_marked(key, r.value) {
+                Some((rec, in_snapshot)) => f(raft_index, rec, in_snapshot),
+                None => tracing::warn!(offset = r.offset.0, "skipping an unknown record in {OFFSETS_TOPIC}"),
+            }
+        }
+    }
+    Ok(read.next_offset.0.min(hw))
 }
 
 /// Proposes `records` as one batch to the shard's partition; the receiver answers once they are
@@ -461,16 +491,171 @@ fn propose(
             ),
         ));
     }
+    propose_batches(broker, shard, vec![batch])
+}
+
+/// Proposes whole batches (consecutive Raft entries) in the shard's leader term.
+fn propose_batches(
+    broker: &Broker,
+    shard: &Shard,
+    batches: Vec<Bytes>,
+) -> Result<oneshot::Receiver<ProposeResult>, Refusal> {
+    let bytes: usize = batches.iter().map(Bytes::len).sum();
     let (tx, rx) = oneshot::channel();
     broker.driver.try_send(Command::Propose {
         key: shard.partition.key.clone(),
-        batches: vec![batch],
+        batches,
         acks: Acks::All,
         term: Some(shard.term),
         reply: tx,
     })?;
     shard.inflight.fetch_add(1, Ordering::AcqRel);
+    shard.written.fetch_add(bytes as u64, Ordering::Relaxed);
     Ok(rx)
+}
+
+/// Writes a snapshot of a shard's groups once it has written more than
+/// `groups.offsets_snapshot_bytes` (and more than its last snapshot) since the last one: the
+/// compactor then deletes the log below it.
+async fn snapshot_if_due(broker: &Arc<Broker>) {
+    let threshold = broker.opts.groups.offsets_snapshot_bytes;
+    for shard in broker.groups.all_shards() {
+        let written = shard.written.load(Ordering::Relaxed);
+        if written < threshold.max(shard.snapshot_bytes.load(Ordering::Relaxed)) {
+            continue;
+        }
+        let Ok(st) = shard.lock().await else { continue };
+        let id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let built = build_snapshot(id, &st.groups);
+        let (batches, groups) = match built {
+            Ok(b) => (b, st.groups.groups.len()),
+            Err(e) => {
+                tracing::error!(error = %e, "building a consumer-group snapshot failed");
+                continue;
+            }
+        };
+        let bytes: usize = batches.iter().map(Bytes::len).sum();
+        match propose_batches(broker, &shard, batches) {
+            Ok(rx) => {
+                drop(st);
+                shard.written.store(0, Ordering::Relaxed);
+                shard.snapshot_bytes.store(bytes as u64, Ordering::Relaxed);
+                let b = broker.clone();
+                let s = shard.clone();
+                tokio::spawn(async move {
+                    if committed(&b, &s, rx).await.is_ok() {
+                        tracing::info!(
+                            partition = s.partition.key.partition,
+                            groups,
+                            bytes,
+                            "snapshotted consumer groups"
+                        );
+                    }
+                });
+            }
+            Err((code, message)) => tracing::warn!(%code, %message, "writing a consumer-group snapshot failed"),
+        }
+    }
+}
+
+/// A snapshot's batches: the begin marker, every group and offset, the end marker, in batches
+/// of about 1 MiB.
+fn build_snapshot(id: u64, groups: &Groups) -> Result<Vec<Bytes>, strata_protocol::BuildError> {
+    const BATCH_BYTES: usize = 1 << 20;
+    let now = chrono_ms();
+    let mut out = Vec::new();
+    let mut b = BatchBuilder::new(BatchOptions::default());
+    let records = std::iter::once((GroupRecord::SnapshotBegin(id), false))
+        .chain(groups.records().map(|r| (r, true)))
+        .chain(std::iter::once((GroupRecord::SnapshotEnd(id), false)));
+    for (r, in_snapshot) in records {
+        let (k, v) = r.encode_as(in_snapshot);
+        if !b.is_empty() && b.size_bytes() + k.len() + v.as_ref().map_or(0, Bytes::len) > BATCH_BYTES {
+            out.push(b.finish()?);
+        }
+        b.append(now, Some(&k), v.as_deref(), &[])?;
+    }
+    out.push(b.finish()?);
+    Ok(out)
+}
+
+/// On every replica of the offsets partitions hosted here (leader or follower), reads the log
+/// as it commits and, at each complete snapshot, deletes the segments below its begin marker.
+async fn compact_logs(broker: &Arc<Broker>) {
+    for p in offsets_partitions(broker) {
+        let index = p.key.partition;
+        let (next, begin) = {
+            let mut cursors = broker.groups.cursors.lock().unwrap_or_else(|e| e.into_inner());
+            let c = cursors.entry(index).or_insert_with(|| Cursor {
+                partition: Arc::downgrade(&p),
+                next: 0,
+                begin: None,
+            });
+            if !c.partition.upgrade().is_some_and(|q| Arc::ptr_eq(&q, &p)) {
+                *c = Cursor {
+                    partition: Arc::downgrade(&p),
+                    next: 0,
+                    begin: None,
+                };
+            }
+            if c.next < p.log_start() {
+                c.next = p.log_start();
+                c.begin = None;
+            }
+            (c.next, c.begin)
+        };
+        let hw = p.high_watermark();
+        if next >= hw {
+            continue;
+        }
+        let p2 = p.clone();
+        let scanned = tokio::task::spawn_blocking(move || {
+            let mut begin = begin;
+            let mut complete = None;
+            let next = scan(&p2, next, hw, |raft_index, rec, _| match rec {
+                GroupRecord::SnapshotBegin(id) => begin = Some((id, raft_index)),
+                GroupRecord::SnapshotEnd(id) => {
+                    if let Some((b, at)) = begin
+                        && b == id
+                    {
+                        complete = Some(at);
+                    }
+                }
+                _ => {}
+            })?;
+            Ok::<_, String>((next, begin, complete))
+        })
+        .await;
+        let (next, begin, complete) = match scanned {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(partition = index, error = %e, "reading {OFFSETS_TOPIC} for compaction failed");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if let Some(c) = broker
+            .groups
+            .cursors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&index)
+        {
+            c.next = next;
+            c.begin = begin;
+        }
+        if let Some(below) = complete {
+            broker
+                .driver
+                .send(Command::Compact {
+                    key: p.key.clone(),
+                    below,
+                })
+                .await;
+        }
+    }
 }
 
 /// Waits for a proposal; a failure drops the shard (memory has the change, the log may not).
@@ -661,7 +846,9 @@ async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<u32, Refusal> {
     config.retention_bytes = None;
     config.flush_policy = "always".into();
     config.max_message_bytes = MAX_BATCH_BYTES;
-    config.segment_bytes = config.segment_bytes.min(100 << 20);
+    // Segments the size of a snapshot's trigger: once a snapshot is complete, the segments below
+    // it are whole and can go.
+    config.segment_bytes = opts.offsets_snapshot_bytes;
     let replicas = crate::controller::place(&brokers, OFFSETS_TOPIC, partitions, rf);
     let created = crate::controller::submit(broker, |request| MetadataCommand::CreateTopic {
         request,

@@ -6,9 +6,23 @@
 //! |------|--------------------------------------------------|--------------------------------------------------------------|
 //! | 1    | `group string, topic string, partition i32`      | `version i16 (0), offset i64, metadata nullable string, commit_timestamp i64` |
 //! | 2    | `group string`                                   | the whole [`Group`] as JSON (members, epochs, target)          |
+//! | 3    | `snapshot_id i64`                                | none: a snapshot of every group begins                        |
+//! | 4    | `snapshot_id i64`                                | none: that snapshot is complete                               |
+//! | 5, 6 | as 1 and 2                                       | as 1 and 2, inside a snapshot                                 |
 //!
 //! The latest record of a key wins; replaying the partition from its start rebuilds every group
 //! it holds.
+//!
+//! # Snapshots
+//!
+//! The coordinator periodically writes the whole state of a partition's groups between a begin
+//! and an end marker (consecutive entries), and every replica then deletes its log's segments
+//! below the begin marker, so the partition stays about one snapshot plus what changed since.
+//! Replay ([`Replay`]) applies a snapshot only once its end marker is read: it *replaces* the
+//! state. A snapshot cut short (the coordinator died while writing it) is followed by ordinary
+//! records from the next coordinator, which abandon it; snapshot records without their begin
+//! marker (the log starts inside a snapshot) are skipped — a complete snapshot always follows,
+//! because the log is only ever cut below a complete one.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +35,12 @@ use super::state::{Committed, Group};
 const OFFSET_KEY: i16 = 1;
 /// Key type of a group's state.
 const GROUP_KEY: i16 = 2;
+/// Key type of a snapshot's begin marker.
+const SNAPSHOT_BEGIN_KEY: i16 = 3;
+/// Key type of a snapshot's end marker.
+const SNAPSHOT_END_KEY: i16 = 4;
+/// Added to a record's key type inside a snapshot.
+const IN_SNAPSHOT: i16 = 4;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,20 +63,39 @@ pub enum GroupRecord {
         /// Its state.
         value: Option<Box<Group>>,
     },
+    /// A snapshot begins.
+    SnapshotBegin(u64),
+    /// The snapshot of this id is complete.
+    SnapshotEnd(u64),
 }
 
 impl GroupRecord {
     /// Key and value bytes.
     pub fn encode(&self) -> (Bytes, Option<Bytes>) {
+        self.encode_as(false)
+    }
+
+    /// Key and value bytes, marked as part of a snapshot if `in_snapshot`.
+    pub fn encode_as(&self, in_snapshot: bool) -> (Bytes, Option<Bytes>) {
+        let shift = if in_snapshot { IN_SNAPSHOT } else { 0 };
         let mut key = BytesMut::new();
         match self {
+            GroupRecord::SnapshotBegin(id) | GroupRecord::SnapshotEnd(id) => {
+                key.put_i16(if matches!(self, GroupRecord::SnapshotBegin(_)) {
+                    SNAPSHOT_BEGIN_KEY
+                } else {
+                    SNAPSHOT_END_KEY
+                });
+                key.put_u64(*id);
+                (key.freeze(), None)
+            }
             GroupRecord::Offset {
                 group,
                 topic,
                 partition,
                 value,
             } => {
-                key.put_i16(OFFSET_KEY);
+                key.put_i16(OFFSET_KEY + shift);
                 put_string(&mut key, group);
                 put_string(&mut key, topic);
                 key.put_i32(*partition);
@@ -71,7 +110,7 @@ impl GroupRecord {
                 (key.freeze(), value)
             }
             GroupRecord::Group { group, value } => {
-                key.put_i16(GROUP_KEY);
+                key.put_i16(GROUP_KEY + shift);
                 put_string(&mut key, group);
                 let value = value
                     .as_ref()
@@ -81,7 +120,23 @@ impl GroupRecord {
         }
     }
 
-    /// Decodes a record; `None` for a type this build does not know or a damaged record.
+    /// Decodes a record and whether it is inside a snapshot; `None` for a type this build does
+    /// not know or a damaged record.
+    pub fn decode_marked(key: Bytes, value: Option<Bytes>) -> Option<(GroupRecord, bool)> {
+        let mut k = Reader::new(key.clone());
+        match k.i16("record type").ok()? {
+            SNAPSHOT_BEGIN_KEY => Some((GroupRecord::SnapshotBegin(k.u64("snapshot id").ok()?), false)),
+            SNAPSHOT_END_KEY => Some((GroupRecord::SnapshotEnd(k.u64("snapshot id").ok()?), false)),
+            t if t == OFFSET_KEY + IN_SNAPSHOT || t == GROUP_KEY + IN_SNAPSHOT => {
+                let mut unmarked = BytesMut::from(&key[..]);
+                unmarked[..2].copy_from_slice(&(t - IN_SNAPSHOT).to_be_bytes());
+                Some((Self::decode(unmarked.freeze(), value)?, true))
+            }
+            _ => Some((Self::decode(key, value)?, false)),
+        }
+    }
+
+    /// Decodes an ordinary record; `None` for any other type or a damaged record.
     pub fn decode(key: Bytes, value: Option<Bytes>) -> Option<GroupRecord> {
         let mut k = Reader::new(key);
         match k.i16("record type").ok()? {
@@ -134,6 +189,7 @@ impl Groups {
     /// Applies one record (replay, or after a write).
     pub fn apply(&mut self, record: GroupRecord) {
         match record {
+            GroupRecord::SnapshotBegin(_) | GroupRecord::SnapshotEnd(_) => {}
             GroupRecord::Offset {
                 group,
                 topic,
@@ -167,6 +223,62 @@ impl Groups {
     /// Whether a group of that id exists (has state or offsets).
     pub fn exists(&self, group: &str) -> bool {
         self.groups.contains_key(group) || self.offsets.contains_key(group)
+    }
+
+    /// Every group and offset as records (a snapshot's content).
+    pub fn records(&self) -> impl Iterator<Item = GroupRecord> + '_ {
+        let groups = self.groups.iter().map(|(id, g)| GroupRecord::Group {
+            group: id.clone(),
+            value: Some(Box::new(g.clone())),
+        });
+        let offsets = self.offsets.iter().flat_map(|(id, o)| {
+            o.iter().map(move |((t, p), c)| GroupRecord::Offset {
+                group: id.clone(),
+                topic: t.clone(),
+                partition: *p,
+                value: Some(c.clone()),
+            })
+        });
+        groups.chain(offsets)
+    }
+}
+
+/// Rebuilds [`Groups`] from records in log order, snapshots included (see the module docs).
+#[derive(Debug, Default)]
+pub struct Replay {
+    state: Groups,
+    /// A snapshot being read: its id and content so far.
+    pending: Option<(u64, Groups)>,
+}
+
+impl Replay {
+    /// Applies the next record of the log.
+    pub fn apply(&mut self, record: GroupRecord, in_snapshot: bool) {
+        match record {
+            GroupRecord::SnapshotBegin(id) => self.pending = Some((id, Groups::default())),
+            GroupRecord::SnapshotEnd(id) => {
+                if self.pending.as_ref().is_some_and(|(p, _)| *p == id)
+                    && let Some((_, complete)) = self.pending.take()
+                {
+                    self.state = complete;
+                }
+            }
+            r if in_snapshot => {
+                if let Some((_, g)) = self.pending.as_mut() {
+                    g.apply(r);
+                }
+            }
+            r => {
+                // An ordinary record: any snapshot still open was cut short.
+                self.pending = None;
+                self.state.apply(r);
+            }
+        }
+    }
+
+    /// The state (an unfinished snapshot at the end is dropped).
+    pub fn finish(self) -> Groups {
+        self.state
     }
 }
 
@@ -207,6 +319,69 @@ mod tests {
         assert!(!groups.offsets.contains_key("g"));
         assert!(groups.exists("g"));
         assert!(GroupRecord::decode(Bytes::from_static(&[0, 9, 1]), None).is_none());
+        assert!(GroupRecord::decode_marked(Bytes::from_static(&[0, 9, 1]), None).is_none());
         assert!(GroupRecord::decode(Bytes::from_static(&[0]), None).is_none());
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    fn offset(group: &str, offset: i64) -> GroupRecord {
+        GroupRecord::Offset {
+            group: group.into(),
+            topic: "t".into(),
+            partition: 0,
+            value: Some(Committed {
+                offset,
+                metadata: None,
+                timestamp: 0,
+            }),
+        }
+    }
+
+    fn feed(replay: &mut Replay, r: &GroupRecord, in_snapshot: bool) {
+        let (k, v) = r.encode_as(in_snapshot);
+        let (back, marked) = GroupRecord::decode_marked(k, v).unwrap();
+        assert_eq!(marked, in_snapshot);
+        replay.apply(back, marked);
+    }
+
+    fn committed(g: &Groups, group: &str) -> Option<i64> {
+        g.offsets.get(group).map(|o| o[&("t".to_string(), 0)].offset)
+    }
+
+    #[test]
+    fn a_complete_snapshot_replaces_the_state_and_a_cut_one_is_abandoned() {
+        let mut r = Replay::default();
+        feed(&mut r, &offset("a", 1), false);
+        feed(&mut r, &offset("gone", 1), false);
+        // A complete snapshot: only "a" at 2 (the "gone" group was deleted meanwhile).
+        feed(&mut r, &GroupRecord::SnapshotBegin(7), false);
+        feed(&mut r, &offset("a", 2), true);
+        feed(&mut r, &GroupRecord::SnapshotEnd(7), false);
+        feed(&mut r, &offset("a", 3), false);
+        // A snapshot cut short, then ordinary records of the next coordinator.
+        feed(&mut r, &GroupRecord::SnapshotBegin(8), false);
+        feed(&mut r, &offset("a", 99), true);
+        feed(&mut r, &offset("b", 5), false);
+        feed(&mut r, &GroupRecord::SnapshotEnd(8), false);
+        let g = r.finish();
+        assert_eq!(committed(&g, "a"), Some(3));
+        assert_eq!(committed(&g, "b"), Some(5));
+        assert_eq!(committed(&g, "gone"), None);
+    }
+
+    #[test]
+    fn a_log_starting_inside_a_snapshot_waits_for_the_next_complete_one() {
+        let mut r = Replay::default();
+        feed(&mut r, &offset("a", 1), true); // the tail of a snapshot whose beginning is gone
+        feed(&mut r, &GroupRecord::SnapshotEnd(3), false);
+        feed(&mut r, &offset("a", 2), false);
+        feed(&mut r, &GroupRecord::SnapshotBegin(4), false);
+        feed(&mut r, &offset("a", 2), true);
+        // Unfinished at the end of the log: dropped, the state so far stands.
+        assert_eq!(committed(&r.finish(), "a"), Some(2));
     }
 }
