@@ -166,6 +166,9 @@ struct Cursor {
     next: u64,
     /// The last snapshot begin marker read: its id and Raft index.
     begin: Option<(u64, u64)>,
+    /// The Raft index of the last complete snapshot's begin marker: the log below it may go
+    /// (asked again every pass: a replica that had not applied that far deletes less at first).
+    below: Option<u64>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -366,7 +369,10 @@ async fn load(broker: &Arc<Broker>, p: &Arc<Partition>, term: u64) -> Result<Opt
     // Writes through an earlier shard of this partition must have ended (they are in the log or
     // failed), and everything in the log must be committed: a new leader's log may end in
     // entries of the old term that commit only with its own first entry.
-    while inflight.load(Ordering::Acquire) > 0 && started.elapsed() < WRITE_TIMEOUT + Duration::from_secs(1) {
+    while inflight.load(Ordering::Acquire) > 0 {
+        if started.elapsed() > 2 * WRITE_TIMEOUT {
+            return Err("writes of the previous coordinator are still unanswered; retrying".into());
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     loop {
@@ -380,7 +386,7 @@ async fn load(broker: &Arc<Broker>, p: &Arc<Partition>, term: u64) -> Result<Opt
     }
     let hw = p.high_watermark();
     let p2 = p.clone();
-    let groups = tokio::task::spawn_blocking(move || replay(&p2, hw))
+    let (groups, written, snapshot_bytes) = tokio::task::spawn_blocking(move || replay(&p2, hw))
         .await
         .map_err(|e| e.to_string())??;
     let now = Instant::now();
@@ -412,24 +418,33 @@ async fn load(broker: &Arc<Broker>, p: &Arc<Partition>, term: u64) -> Result<Opt
         term,
         state: tokio::sync::Mutex::new(st),
         inflight,
-        written: AtomicU64::new(0),
-        snapshot_bytes: AtomicU64::new(0),
+        // Carried over from the log, so frequent leadership moves still lead to snapshots.
+        written: AtomicU64::new(written),
+        snapshot_bytes: AtomicU64::new(snapshot_bytes),
     }))
 }
 
-/// Reads the partition from its start to `hw` and replays every record (blocking).
-fn replay(p: &Partition, hw: u64) -> Result<Groups, String> {
+/// Reads the partition from its start to `hw` and replays every record (blocking). Also returns
+/// the bytes written since the last complete snapshot and that snapshot's size.
+fn replay(p: &Partition, hw: u64) -> Result<(Groups, u64, u64), String> {
     let mut replay = Replay::default();
     let mut offset = p.log_start();
     while offset < hw {
-        offset = scan(p, offset, hw, |_, rec, in_snapshot| replay.apply(rec, in_snapshot))?;
+        offset = scan(p, offset, hw, |_, key, value| {
+            let size = (key.len() + value.as_ref().map_or(0, Bytes::len)) as u64;
+            match GroupRecord::decode_marked(key, value) {
+                Some((rec, in_snapshot)) => replay.apply(rec, in_snapshot, size),
+                None => tracing::warn!("skipping an unknown record in {OFFSETS_TOPIC}"),
+            }
+        })?;
     }
     Ok(replay.finish())
 }
 
 /// Reads up to about 4 MiB of the partition's records from `from` (below `hw`), passing each
-/// with its batch's Raft index to `f`; returns the offset after the last record read (blocking).
-fn scan(p: &Partition, from: u64, hw: u64, mut f: impl FnMut(u64, GroupRecord, bool)) -> Result<u64, String> {
+/// record's key and value with its batch's Raft index to `f`; returns the offset after the last
+/// record read (blocking).
+fn scan(p: &Partition, from: u64, hw: u64, mut f: impl FnMut(u64, Bytes, Option<Bytes>)) -> Result<u64, String> {
     let limits = BatchLimits {
         max_batch_bytes: 64 << 20,
         ..BatchLimits::default()
@@ -456,10 +471,8 @@ fn scan(p: &Partition, from: u64, hw: u64, mut f: impl FnMut(u64, GroupRecord, b
             if r.offset.0 >= hw {
                 break;
             }
-            let Some(key) = r.key else { continue };
-            match GroupRecord::decode_marked(key, r.value) {
-                Some((rec, in_snapshot)) => f(raft_index, rec, in_snapshot),
-                None => tracing::warn!(offset = r.offset.0, "skipping an unknown record in {OFFSETS_TOPIC}"),
+            if let Some(key) = r.key {
+                f(raft_index, key, r.value);
             }
         }
     }
@@ -528,7 +541,13 @@ async fn snapshot_if_due(broker: &Arc<Broker>) {
         let id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let built = build_snapshot(id, &st.groups);
+        // Encoding every group is CPU work: off the async workers' queue (the shard stays locked,
+        // so nothing is written meanwhile).
+        let build = || build_snapshot(id, &st.groups);
+        let built = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(build),
+            _ => build(),
+        };
         let (batches, groups) = match built {
             Ok(b) => (b, st.groups.groups.len()),
             Err(e) => {
@@ -542,20 +561,28 @@ async fn snapshot_if_due(broker: &Arc<Broker>) {
                 drop(st);
                 shard.written.store(0, Ordering::Relaxed);
                 shard.snapshot_bytes.store(bytes as u64, Ordering::Relaxed);
-                let b = broker.clone();
                 let s = shard.clone();
+                // A snapshot changes nothing in memory: a failed or slow one needs no reload,
+                // only a later retry.
                 tokio::spawn(async move {
-                    if committed(&b, &s, rx).await.is_ok() {
-                        tracing::info!(
-                            partition = s.partition.key.partition,
-                            groups,
-                            bytes,
-                            "snapshotted consumer groups"
-                        );
+                    let outcome = tokio::time::timeout(4 * WRITE_TIMEOUT, rx).await;
+                    s.inflight.fetch_sub(1, Ordering::AcqRel);
+                    let partition = s.partition.key.partition;
+                    match outcome {
+                        Ok(Ok(Ok(_))) => tracing::info!(partition, groups, bytes, "snapshotted consumer groups"),
+                        Ok(Ok(Err((code, message)))) => {
+                            tracing::warn!(partition, %code, %message, "a consumer-group snapshot failed")
+                        }
+                        _ => tracing::warn!(partition, "a consumer-group snapshot was not answered"),
                     }
                 });
             }
-            Err((code, message)) => tracing::warn!(%code, %message, "writing a consumer-group snapshot failed"),
+            Err((code, message)) => {
+                // Back off: try again after as many bytes more.
+                shard.written.store(0, Ordering::Relaxed);
+                drop(st);
+                tracing::warn!(%code, %message, "writing a consumer-group snapshot failed");
+            }
         }
     }
 }
@@ -588,47 +615,46 @@ async fn compact_logs(broker: &Arc<Broker>) {
         let index = p.key.partition;
         let (next, begin) = {
             let mut cursors = broker.groups.cursors.lock().unwrap_or_else(|e| e.into_inner());
-            let c = cursors.entry(index).or_insert_with(|| Cursor {
+            let fresh = || Cursor {
                 partition: Arc::downgrade(&p),
                 next: 0,
                 begin: None,
-            });
+                below: None,
+            };
+            let c = cursors.entry(index).or_insert_with(fresh);
             if !c.partition.upgrade().is_some_and(|q| Arc::ptr_eq(&q, &p)) {
-                *c = Cursor {
-                    partition: Arc::downgrade(&p),
-                    next: 0,
-                    begin: None,
-                };
+                *c = fresh();
             }
             if c.next < p.log_start() {
                 c.next = p.log_start();
                 c.begin = None;
             }
-            (c.next, c.begin)
+            (c.next, (c.begin, c.below))
         };
         let hw = p.high_watermark();
-        if next >= hw {
-            continue;
-        }
         let p2 = p.clone();
+        // Up to the high watermark (or half a second), looking at snapshot markers only.
         let scanned = tokio::task::spawn_blocking(move || {
-            let mut begin = begin;
-            let mut complete = None;
-            let next = scan(&p2, next, hw, |raft_index, rec, _| match rec {
-                GroupRecord::SnapshotBegin(id) => begin = Some((id, raft_index)),
-                GroupRecord::SnapshotEnd(id) => {
-                    if let Some((b, at)) = begin
-                        && b == id
-                    {
-                        complete = Some(at);
+            let (mut begin, mut below) = begin;
+            let mut next = next;
+            let started = Instant::now();
+            while next < hw && started.elapsed() < Duration::from_millis(500) {
+                next = scan(&p2, next, hw, |raft_index, key, _| match GroupRecord::marker(&key) {
+                    Some(GroupRecord::SnapshotBegin(id)) => begin = Some((id, raft_index)),
+                    Some(GroupRecord::SnapshotEnd(id)) => {
+                        if let Some((b, at)) = begin
+                            && b == id
+                        {
+                            below = Some(at);
+                        }
                     }
-                }
-                _ => {}
-            })?;
-            Ok::<_, String>((next, begin, complete))
+                    _ => {}
+                })?;
+            }
+            Ok::<_, String>((next, begin, below))
         })
         .await;
-        let (next, begin, complete) = match scanned {
+        let (next, begin, below) = match scanned {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 tracing::warn!(partition = index, error = %e, "reading {OFFSETS_TOPIC} for compaction failed");
@@ -645,8 +671,9 @@ async fn compact_logs(broker: &Arc<Broker>) {
         {
             c.next = next;
             c.begin = begin;
+            c.below = below;
         }
-        if let Some(below) = complete {
+        if let Some(below) = below {
             broker
                 .driver
                 .send(Command::Compact {

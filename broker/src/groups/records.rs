@@ -136,6 +136,18 @@ impl GroupRecord {
         }
     }
 
+    /// A snapshot marker's record, read from the key alone (`None` for every other record,
+    /// which is not decoded).
+    pub fn marker(key: &[u8]) -> Option<GroupRecord> {
+        let (t, id) = (key.get(..2)?, key.get(2..10)?);
+        let id = u64::from_be_bytes(id.try_into().ok()?);
+        match i16::from_be_bytes([t[0], t[1]]) {
+            SNAPSHOT_BEGIN_KEY => Some(GroupRecord::SnapshotBegin(id)),
+            SNAPSHOT_END_KEY => Some(GroupRecord::SnapshotEnd(id)),
+            _ => None,
+        }
+    }
+
     /// Decodes an ordinary record; `None` for any other type or a damaged record.
     pub fn decode(key: Bytes, value: Option<Bytes>) -> Option<GroupRecord> {
         let mut k = Reader::new(key);
@@ -247,25 +259,33 @@ impl Groups {
 #[derive(Debug, Default)]
 pub struct Replay {
     state: Groups,
-    /// A snapshot being read: its id and content so far.
-    pending: Option<(u64, Groups)>,
+    /// A snapshot being read: its id, content so far and size.
+    pending: Option<(u64, Groups, u64)>,
+    /// Bytes of records since the last complete snapshot (or the log start).
+    since_snapshot: u64,
+    /// Bytes of the last complete snapshot.
+    snapshot_bytes: u64,
 }
 
 impl Replay {
-    /// Applies the next record of the log.
-    pub fn apply(&mut self, record: GroupRecord, in_snapshot: bool) {
+    /// Applies the next record of the log, `size` bytes of it.
+    pub fn apply(&mut self, record: GroupRecord, in_snapshot: bool, size: u64) {
+        self.since_snapshot += size;
         match record {
-            GroupRecord::SnapshotBegin(id) => self.pending = Some((id, Groups::default())),
+            GroupRecord::SnapshotBegin(id) => self.pending = Some((id, Groups::default(), size)),
             GroupRecord::SnapshotEnd(id) => {
-                if self.pending.as_ref().is_some_and(|(p, _)| *p == id)
-                    && let Some((_, complete)) = self.pending.take()
+                if self.pending.as_ref().is_some_and(|(p, _, _)| *p == id)
+                    && let Some((_, complete, bytes)) = self.pending.take()
                 {
                     self.state = complete;
+                    self.snapshot_bytes = bytes + size;
+                    self.since_snapshot = 0;
                 }
             }
             r if in_snapshot => {
-                if let Some((_, g)) = self.pending.as_mut() {
+                if let Some((_, g, bytes)) = self.pending.as_mut() {
                     g.apply(r);
+                    *bytes += size;
                 }
             }
             r => {
@@ -276,9 +296,10 @@ impl Replay {
         }
     }
 
-    /// The state (an unfinished snapshot at the end is dropped).
-    pub fn finish(self) -> Groups {
-        self.state
+    /// The state (an unfinished snapshot at the end is dropped), the bytes written since the
+    /// last complete snapshot, and that snapshot's size.
+    pub fn finish(self) -> (Groups, u64, u64) {
+        (self.state, self.since_snapshot, self.snapshot_bytes)
     }
 }
 
@@ -345,7 +366,7 @@ mod replay_tests {
         let (k, v) = r.encode_as(in_snapshot);
         let (back, marked) = GroupRecord::decode_marked(k, v).unwrap();
         assert_eq!(marked, in_snapshot);
-        replay.apply(back, marked);
+        replay.apply(back, marked, 10);
     }
 
     fn committed(g: &Groups, group: &str) -> Option<i64> {
@@ -359,6 +380,12 @@ mod replay_tests {
         feed(&mut r, &offset("gone", 1), false);
         // A complete snapshot: only "a" at 2 (the "gone" group was deleted meanwhile).
         feed(&mut r, &GroupRecord::SnapshotBegin(7), false);
+        assert_eq!(
+            GroupRecord::marker(&GroupRecord::SnapshotBegin(7).encode().0),
+            Some(GroupRecord::SnapshotBegin(7))
+        );
+        assert_eq!(GroupRecord::marker(&offset("a", 1).encode().0), None);
+        assert_eq!(GroupRecord::marker(&[0, 3]), None);
         feed(&mut r, &offset("a", 2), true);
         feed(&mut r, &GroupRecord::SnapshotEnd(7), false);
         feed(&mut r, &offset("a", 3), false);
@@ -367,7 +394,12 @@ mod replay_tests {
         feed(&mut r, &offset("a", 99), true);
         feed(&mut r, &offset("b", 5), false);
         feed(&mut r, &GroupRecord::SnapshotEnd(8), false);
-        let g = r.finish();
+        let (g, since, snapshot) = r.finish();
+        assert_eq!(
+            (since, snapshot),
+            (50, 30),
+            "bytes since the last complete snapshot, and its size"
+        );
         assert_eq!(committed(&g, "a"), Some(3));
         assert_eq!(committed(&g, "b"), Some(5));
         assert_eq!(committed(&g, "gone"), None);
@@ -382,6 +414,6 @@ mod replay_tests {
         feed(&mut r, &GroupRecord::SnapshotBegin(4), false);
         feed(&mut r, &offset("a", 2), true);
         // Unfinished at the end of the log: dropped, the state so far stands.
-        assert_eq!(committed(&r.finish(), "a"), Some(2));
+        assert_eq!(committed(&r.finish().0, "a"), Some(2));
     }
 }
