@@ -201,6 +201,11 @@ max_size = 1000
 # env STRATA_GROUPS_OFFSETS_SNAPSHOT_BYTES
 offsets_snapshot_bytes = "16MiB"
 
+# A group with no member loses its committed offsets this long after it became empty and after
+# its last commit (Kafka's offsets.retention.minutes). Positive, or "unlimited" (also -1).
+# env STRATA_GROUPS_OFFSETS_RETENTION
+offsets_retention = "7d"
+
 [raft]
 # Raft tick interval (election and heartbeat timeouts count ticks). 1ms ..= 10s.
 # env STRATA_RAFT_TICK
@@ -416,6 +421,9 @@ pub struct GroupsConfig {
     /// Snapshot (and segment) size of `__consumer_offsets`. Default 16 MiB; 64 KiB ..= 1 GiB.
     #[serde(with = "size")]
     pub offsets_snapshot_bytes: u64,
+    /// Offsets of empty groups expire after this. Default 7 days; positive, or unlimited.
+    #[serde(with = "opt_duration")]
+    pub offsets_retention: Option<Duration>,
 }
 
 /// `[retention]`: when retention runs.
@@ -558,6 +566,7 @@ impl From<&BrokerOptions> for Config {
                 rebalance_timeout: o.groups.rebalance_timeout,
                 max_size: o.groups.max_size,
                 offsets_snapshot_bytes: o.groups.offsets_snapshot_bytes,
+                offsets_retention: o.groups.offsets_retention,
             },
             raft: RaftConfig { tick: o.raft_tick },
             retention: RetentionConfig {
@@ -761,6 +770,13 @@ impl Config {
             &((64 << 10)..=(1 << 30)),
             |v| format_size(*v),
         )?;
+        if g.offsets_retention == Some(Duration::ZERO) {
+            return bad(
+                "groups.offsets_retention",
+                "0s",
+                "must be positive; use \"unlimited\" to keep offsets forever",
+            );
+        }
 
         check("raft.tick", &self.raft.tick, &RAFT_TICK_RANGE, |d| format_duration(*d))?;
         check(
@@ -983,6 +999,7 @@ impl Config {
                 rebalance_timeout: self.groups.rebalance_timeout,
                 max_size: self.groups.max_size,
                 offsets_snapshot_bytes: self.groups.offsets_snapshot_bytes,
+                offsets_retention: self.groups.offsets_retention,
             },
         })
     }
@@ -1686,6 +1703,21 @@ const SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| format_size(c.groups.offsets_snapshot_bytes),
+    },
+    Setting {
+        key: "groups.offsets_retention",
+        env: "STRATA_GROUPS_OFFSETS_RETENTION",
+        env_alias: None,
+        flag: None,
+        set: |c, v| {
+            c.groups.offsets_retention = if is_unlimited(v) {
+                None
+            } else {
+                Some(parse_duration(v)?)
+            };
+            Ok(())
+        },
+        get: |c| c.groups.offsets_retention.map_or(UNLIMITED.into(), format_duration),
     },
     Setting {
         key: "raft.tick",
@@ -2813,6 +2845,7 @@ mod tests {
             ("STRATA_GROUPS_REBALANCE_TIMEOUT", "30s"),
             ("STRATA_GROUPS_MAX_SIZE", "50"),
             ("STRATA_GROUPS_OFFSETS_SNAPSHOT_BYTES", "1MiB"),
+            ("STRATA_GROUPS_OFFSETS_RETENTION", "unlimited"),
         ]);
         let loaded = load(args(&[]), &env).unwrap();
         let o = &loaded.options;
@@ -2827,6 +2860,7 @@ mod tests {
         assert_eq!(g.heartbeat_interval, Duration::from_millis(300));
         assert_eq!(g.rebalance_timeout, Duration::from_secs(30));
         assert_eq!(g.offsets_snapshot_bytes, 1 << 20);
+        assert_eq!(g.offsets_retention, None);
         assert_eq!(o.node_id, 9);
         assert_eq!(o.data_dir, PathBuf::from("/data"));
         assert_eq!(o.ready_file, Some(PathBuf::from("/tmp/ready")));

@@ -132,6 +132,9 @@ pub struct GroupOptions {
     /// much since its last snapshot, and the log below the snapshot is deleted; also the
     /// topic's segment size. Default 16 MiB.
     pub offsets_snapshot_bytes: u64,
+    /// A group with no member loses its committed offsets this long after it became empty and
+    /// after its last commit (`None`: never). Default 7 days.
+    pub offsets_retention: Option<Duration>,
 }
 
 impl Default for GroupOptions {
@@ -146,6 +149,7 @@ impl Default for GroupOptions {
             rebalance_timeout: Duration::from_secs(300),
             max_size: 1000,
             offsets_snapshot_bytes: 16 << 20,
+            offsets_retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }

@@ -1085,3 +1085,48 @@ async fn offsets_are_snapshotted_and_the_log_below_deleted() {
     assert_eq!(d.groups[0].members.len(), 1, "{d:?}");
     assert_eq!(d.groups[0].members[0].member_id, member.member_id);
 }
+
+/// Offsets of a group with no member expire after `groups.offsets_retention` (Kafka's
+/// `offsets.retention.minutes`); a group with members keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_of_empty_groups_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, "[groups]\noffsets_retention = \"2s\"\n").unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let broker = BrokerProcess::start_with(BROKER, &data, &["--config", config.to_str().unwrap()]);
+    let mut raw = Raw::connect(broker.addr).await;
+    assert_eq!(raw.create("kept", 1, &[]).await.error, ErrorCode::None);
+    raw.wait_for_leaders("kept").await;
+    find_coordinator(&mut raw, "old").await;
+    find_coordinator(&mut raw, "live").await;
+    assert_eq!(
+        commit_error(&mut raw, commit("old", "", -1, "kept", 0, 4)).await,
+        ErrorCode::None
+    );
+    let mut hb = join("live", &["kept"]);
+    hb.session_timeout_ms = 60_000;
+    let m = heartbeat(&mut raw, hb).await;
+    assert_eq!(m.error, ErrorCode::None, "{:?}", m.message);
+    assert_eq!(
+        commit_error(&mut raw, commit("live", &m.member_id, m.member_epoch, "kept", 0, 9)).await,
+        ErrorCode::None
+    );
+    strata_testkit::wait::until_async(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        async || match fetch_committed(&mut raw, "old", "kept", 0).await {
+            -1 => Ok(()),
+            o => Err(o),
+        },
+        |o| format!("the empty group's offset is still {o}"),
+    )
+    .await;
+    assert_eq!(fetch_committed(&mut raw, "live", "kept", 0).await, 9);
+    let Response::ListGroups(l) = call(&mut raw, Request::ListGroups(ListGroupsRequest::default())).await else {
+        panic!()
+    };
+    let names: Vec<&str> = l.groups.iter().map(|g| g.group_id.as_str()).collect();
+    assert_eq!(names, ["live"]);
+}

@@ -279,6 +279,7 @@ pub(crate) async fn maintain(broker: Arc<Broker>) {
             last_summary = Instant::now();
             snapshot_if_due(&broker).await;
             compact_logs(&broker).await;
+            expire_offsets(&broker).await;
             let s = summarize(&broker).await;
             *broker.groups.summaries.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
         }
@@ -730,10 +731,94 @@ fn chrono_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A group's state record, stamped with when it became empty.
 fn group_record(id: &str, g: &Group) -> GroupRecord {
+    let mut g = g.clone();
+    if g.members.is_empty() {
+        g.empty_since_ms.get_or_insert_with(chrono_ms);
+    } else {
+        g.empty_since_ms = None;
+    }
     GroupRecord::Group {
         group: id.to_string(),
-        value: Some(Box::new(g.clone())),
+        value: Some(Box::new(g)),
+    }
+}
+
+/// The records that delete a group and its offsets.
+fn tombstones(groups: &Groups, id: &str) -> Vec<GroupRecord> {
+    let mut records: Vec<GroupRecord> = groups
+        .offsets
+        .get(id)
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .map(|(t, p)| GroupRecord::Offset {
+            group: id.to_string(),
+            topic: t.clone(),
+            partition: *p,
+            value: None,
+        })
+        .collect();
+    if groups.groups.contains_key(id) {
+        records.push(GroupRecord::Group {
+            group: id.to_string(),
+            value: None,
+        });
+    }
+    records
+}
+
+/// Deletes groups with no member whose last commit, and the moment they became empty, are older
+/// than `groups.offsets_retention` (Kafka's `offsets.retention.minutes`).
+async fn expire_offsets(broker: &Arc<Broker>) {
+    let Some(retention) = broker.opts.groups.offsets_retention else {
+        return;
+    };
+    let cutoff = chrono_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    for shard in broker.groups.all_shards() {
+        let Ok(mut st) = shard.lock().await else { continue };
+        let ids: BTreeSet<String> = st
+            .groups
+            .groups
+            .keys()
+            .chain(st.groups.offsets.keys())
+            .cloned()
+            .collect();
+        let expired: Vec<String> = ids
+            .into_iter()
+            .filter(|id| {
+                let g = st.groups.groups.get(id);
+                let empty_since = match g {
+                    Some(g) if !g.members.is_empty() => return false,
+                    Some(g) => g.empty_since_ms.unwrap_or(i64::MAX),
+                    None => i64::MIN,
+                };
+                let last_commit = st
+                    .groups
+                    .offsets
+                    .get(id)
+                    .and_then(|o| o.values().map(|c| c.timestamp).max())
+                    .unwrap_or(i64::MIN);
+                empty_since.max(last_commit) < cutoff
+            })
+            .take(1000)
+            .collect();
+        if expired.is_empty() {
+            continue;
+        }
+        let records: Vec<GroupRecord> = expired.iter().flat_map(|id| tombstones(&st.groups, id)).collect();
+        match write(broker, &shard, &mut st, records) {
+            Ok(rx) => {
+                drop(st);
+                tracing::info!(groups = ?expired, ?retention, "expired the offsets of empty groups");
+                let b = broker.clone();
+                let s = shard.clone();
+                tokio::spawn(async move {
+                    let _ = committed(&b, &s, rx).await;
+                });
+            }
+            Err((code, message)) => tracing::warn!(%code, %message, "expiring the offsets of empty groups failed"),
+        }
     }
 }
 
@@ -1557,25 +1642,7 @@ async fn delete_group(broker: &Arc<Broker>, id: &str) -> Result<(), Refusal> {
             format!("group {id:?} has {} active member(s); stop them first", g.members.len()),
         ));
     }
-    let mut records: Vec<GroupRecord> = st
-        .groups
-        .offsets
-        .get(id)
-        .into_iter()
-        .flat_map(|o| o.keys())
-        .map(|(t, p)| GroupRecord::Offset {
-            group: id.to_string(),
-            topic: t.clone(),
-            partition: *p,
-            value: None,
-        })
-        .collect();
-    if st.groups.groups.contains_key(id) {
-        records.push(GroupRecord::Group {
-            group: id.to_string(),
-            value: None,
-        });
-    }
+    let records = tombstones(&st.groups, id);
     let rx = write(broker, &shard, &mut st, records)?;
     drop(st);
     committed(broker, &shard, rx).await?;

@@ -72,6 +72,10 @@ pub struct Group {
     pub target: BTreeMap<String, Partitions>,
     /// Partition count of each subscribed topic when the target was computed.
     pub subscribed: BTreeMap<String, u32>,
+    /// Since when (ms since the epoch) the group has had no member; its offsets expire
+    /// `groups.offsets_retention` after this and after its last commit.
+    #[serde(default)]
+    pub empty_since_ms: Option<i64>,
 }
 
 /// A committed offset.
