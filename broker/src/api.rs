@@ -34,11 +34,11 @@ const MAX_PRODUCE_TIMEOUT: Duration = Duration::from_secs(300);
 ///
 /// Every request is counted, timed and tracked in flight here, once, by API and request-level
 /// error code (per-partition errors are counted by the handlers that produce them).
-pub async fn handle(broker: Arc<Broker>, req: IncomingRequest) -> Option<OutgoingResponse> {
+pub async fn handle(broker: Arc<Broker>, req: IncomingRequest, peer: std::net::SocketAddr) -> Option<OutgoingResponse> {
     let started = Instant::now();
     let api_key = req.header.api_key;
     let in_flight = broker.metrics.request_started();
-    let response = dispatch(&broker, req).await;
+    let response = dispatch(&broker, req, peer).await;
     drop(in_flight);
     let error = match &response {
         Some(OutgoingResponse { body: Err(e), .. }) => e.code,
@@ -48,7 +48,7 @@ pub async fn handle(broker: Arc<Broker>, req: IncomingRequest) -> Option<Outgoin
     response
 }
 
-async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<OutgoingResponse> {
+async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest, peer: std::net::SocketAddr) -> Option<OutgoingResponse> {
     let IncomingRequest { header, body } = req;
     let client_id = header.client_id.clone();
     let respond = |body| {
@@ -105,7 +105,7 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest) -> Option<Outgoing
         Request::BrokerRegistration(r) => Response::BrokerRegistration(register_broker(broker, r).await),
         Request::FindCoordinator(r) => Response::FindCoordinator(groups::find_coordinator(broker, r).await),
         Request::ConsumerGroupHeartbeat(r) => {
-            Response::ConsumerGroupHeartbeat(groups::heartbeat(broker, r, client_id).await)
+            Response::ConsumerGroupHeartbeat(groups::heartbeat(broker, r, client_id, peer.ip()).await)
         }
         Request::OffsetCommit(r) => Response::OffsetCommit(groups::offset_commit(broker, r).await),
         Request::OffsetFetch(r) => Response::OffsetFetch(groups::offset_fetch(broker, r).await),

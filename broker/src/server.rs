@@ -623,7 +623,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
                         crate::api::leader_announcements(&broker, r);
                         continue;
                     }
-                    in_flight.push_back(crate::api::handle(broker.clone(), incoming));
+                    in_flight.push_back(crate::api::handle(broker.clone(), incoming, peer));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "closing connection after a bad frame");

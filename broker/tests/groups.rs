@@ -399,6 +399,8 @@ async fn refusals_restart_and_static_membership() {
     };
     assert_eq!(after.groups[0].group_epoch, before.groups[0].group_epoch);
     assert_eq!(after.groups[0].members.len(), 1);
+    assert_eq!(after.groups[0].members[0].client_host, "127.0.0.1");
+    assert_eq!(after.groups[0].members[0].client_id, "test");
     assert_eq!(after.groups[1].error, ErrorCode::GroupIdNotFound);
     assert_eq!(fetch_committed(&mut raw, "g", "t", 1).await, 7);
     assert_eq!(fetch_committed(&mut raw, "g", "t", 2).await, 5);

@@ -38,6 +38,8 @@ pub struct GroupMemberDescription {
     pub instance_id: Option<String>,
     /// Client id.
     pub client_id: String,
+    /// The client's address as the coordinator saw it.
+    pub client_host: String,
     /// Member epoch.
     pub member_epoch: i32,
     /// Subscribed topic names.
@@ -195,6 +197,7 @@ impl Admin {
                     member_id: m.member_id,
                     instance_id: m.instance_id,
                     client_id: m.client_id,
+                    client_host: m.client_host,
                     member_epoch: m.member_epoch,
                     subscribed_topics: m.subscribed_topic_names,
                     subscribed_regex: m.subscribed_topic_regex,

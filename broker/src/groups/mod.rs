@@ -1140,10 +1140,11 @@ pub(crate) async fn heartbeat(
     broker: &Arc<Broker>,
     req: ConsumerGroupHeartbeatRequest,
     client_id: Option<String>,
+    client_host: std::net::IpAddr,
 ) -> ConsumerGroupHeartbeatResponse {
     let member_id = req.member_id.clone();
     let epoch = req.member_epoch;
-    match heartbeat_inner(broker, req, client_id).await {
+    match heartbeat_inner(broker, req, client_id, client_host).await {
         Ok(r) => r,
         Err((error, message)) => ConsumerGroupHeartbeatResponse {
             error,
@@ -1160,6 +1161,7 @@ async fn heartbeat_inner(
     broker: &Arc<Broker>,
     req: ConsumerGroupHeartbeatRequest,
     client_id: Option<String>,
+    client_host: std::net::IpAddr,
 ) -> Result<ConsumerGroupHeartbeatResponse, Refusal> {
     let opts = &broker.opts.groups;
     if req.member_epoch != consumer_group_heartbeat::JOIN_EPOCH && req.member_id.is_empty() {
@@ -1245,7 +1247,7 @@ async fn heartbeat_inner(
         member_epoch: req.member_epoch,
         instance_id: req.instance_id,
         client_id: client_id.unwrap_or_default(),
-        client_host: String::new(),
+        client_host: client_host.to_string(),
         session_timeout_ms: session.as_millis() as u64,
         rebalance_timeout_ms: rebalance.as_millis() as u64,
         topics: req.subscribed_topic_names.map(|t| t.into_iter().collect()),
