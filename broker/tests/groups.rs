@@ -875,14 +875,21 @@ async fn consumer_and_coordinator_killed() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // kill -9 the coordinator's broker.
-    let coordinator = admin
-        .list_groups()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|g| g.group_id == "survivors")
-        .expect("the group is listed")
-        .coordinator;
+    // (A coordinator that just moved lists its groups once it has loaded them.)
+    let coordinator = strata_testkit::wait::until_async(
+        GROUP_TIMEOUT,
+        Duration::from_millis(100),
+        async || {
+            let listed = admin.list_groups().await.map_err(|e| e.to_string())?;
+            listed
+                .into_iter()
+                .find(|g| g.group_id == "survivors")
+                .map(|g| g.coordinator)
+                .ok_or_else(|| "not listed".to_string())
+        },
+        |e| format!("the group is not listed: {e}"),
+    )
+    .await;
     let committed_before = admin.describe_group("survivors").await.unwrap().offsets;
     cluster.kill9(coordinator as usize - 1);
     tokio::time::sleep(Duration::from_secs(3)).await;

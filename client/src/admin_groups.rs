@@ -112,7 +112,9 @@ impl Admin {
         GroupClient::new(self.client().clone(), group)
     }
 
-    /// Every group of the cluster (each broker lists the groups it coordinates), sorted.
+    /// Every group of the cluster (each broker lists the groups it coordinates; one still loading
+    /// some is asked again for up to 5 s), sorted. A group whose coordinator is moving right now
+    /// may be missing.
     ///
     /// # Errors
     /// A metadata error; a broker that cannot be reached is skipped.
@@ -122,11 +124,23 @@ impl Admin {
         let mut reached = 0;
         let mut last_error = None;
         for id in metadata.brokers.keys() {
-            let r: Result<ListGroupsResponse> = async {
-                let conn = self.client().broker_connection(*id).await?;
-                conn.send(ListGroupsRequest::default()).await
+            // A broker still loading some groups says so: ask it again, for a few seconds.
+            let mut r: Result<ListGroupsResponse>;
+            let mut attempts = 0;
+            loop {
+                r = async {
+                    let conn = self.client().broker_connection(*id).await?;
+                    conn.send(ListGroupsRequest::default()).await
+                }
+                .await;
+                attempts += 1;
+                match &r {
+                    Ok(l) if l.error == ErrorCode::CoordinatorLoadInProgress && attempts < 50 => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    _ => break,
+                }
             }
-            .await;
             match r {
                 Ok(r) => {
                     reached += 1;

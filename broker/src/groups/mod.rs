@@ -1540,8 +1540,20 @@ pub(crate) async fn list_groups(broker: &Arc<Broker>, req: ListGroupsRequest) ->
         }
     }
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    // Groups of partitions still loading are missing: say so (as Kafka does), so a client can
+    // ask again.
+    let loading = !broker
+        .groups
+        .loading
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_empty();
     ListGroupsResponse {
-        error: ErrorCode::None,
+        error: if loading {
+            ErrorCode::CoordinatorLoadInProgress
+        } else {
+            ErrorCode::None
+        },
         groups,
     }
 }
