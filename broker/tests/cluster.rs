@@ -230,9 +230,26 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
         t.partitions[0].leader,
         started.elapsed()
     );
-    // ...and retried at the new leader after the failover is not written twice.
-    let mut at_new = Client::connect(cluster.addr_of(t.partitions[0].leader)).await;
-    let r = at_new.produce("ledger", 0, stamped, -1).await;
+    // ...and retried at the new leader after the failover is not written twice. (Retried, as a
+    // client does, while the new leadership settles: a just-elected leader can still lose it.)
+    let mut leader = t.partitions[0].leader;
+    let mut r = None;
+    for _ in 0..100 {
+        let mut at_new = Client::connect(cluster.addr_of(leader)).await;
+        let answer = at_new.produce("ledger", 0, stamped.clone(), -1).await;
+        if !answer.error.is_retriable() {
+            r = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        leader = wait_metadata(&mut meta, "ledger", "a new leader", |t| {
+            all_led(t) && t.partitions[0].leader != old
+        })
+        .await
+        .partitions[0]
+            .leader;
+    }
+    let r = r.expect("the retry was answered within 10 s");
     assert_eq!((r.error, r.base_offset), (ErrorCode::None, 200), "{r:?}");
     acked.extend(produce_acked(&cluster, &mut meta, "ledger", 201, 100).await);
     assert_eq!(acked.len(), 301);
