@@ -504,7 +504,13 @@ async fn leadership_returns_to_the_preferred_replica_after_a_failover() {
     acked.extend(produce_acked(&cluster, &mut meta, "pref", 100, 50).await);
     assert_eq!(read_all(&cluster, &mut meta, "pref").await, acked);
 
-    // SIGTERM of the leader hands leadership over before it exits; nothing is lost.
+    // SIGTERM of the leader hands leadership over before it exits; nothing is lost. (Leading
+    // right before the signal: on a loaded machine an election may have moved it meanwhile,
+    // and it returns to the preferred replica.)
+    wait_metadata(&mut meta, "pref", "the preferred leader again", |t| {
+        all_led(t) && t.partitions[0].leader == preferred
+    })
+    .await;
     let leader = cluster.brokers[preferred as usize - 1].take().unwrap();
     let started = Instant::now();
     assert!(leader.sigterm_and_wait().success());
