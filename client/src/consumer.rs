@@ -373,6 +373,8 @@ pub struct Consumer {
     /// Auto-commits not yet answered: a revocation waits for them, so none lands after the
     /// partition's new owner commits.
     commits_in_flight: Vec<tokio::task::JoinHandle<Result<()>>>,
+    /// Offsets of auto-commits that failed, so the next auto-commit sends them again.
+    failed_commits: Arc<std::sync::Mutex<Vec<(TopicPartition, u64)>>>,
     /// The assignment whose revoked positions are being committed (so a `poll` dropped during
     /// the revocation does not commit them again).
     revoke_committed: Option<AssignmentUpdate>,
@@ -407,6 +409,7 @@ impl Consumer {
             next_auto_commit: Instant::now() + config.auto_commit_interval,
             last_committed: HashMap::new(),
             commits_in_flight: Vec::new(),
+            failed_commits: Arc::default(),
             revoke_committed: None,
             client,
             config,
@@ -1088,6 +1091,12 @@ impl Consumer {
         }
         if self.config.enable_auto_commit && Instant::now() >= self.next_auto_commit {
             self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
+            let failed = std::mem::take(&mut *self.failed_commits.lock().unwrap_or_else(|e| e.into_inner()));
+            for (tp, o) in failed {
+                if self.last_committed.get(&tp) == Some(&o) {
+                    self.last_committed.remove(&tp);
+                }
+            }
             let offsets: Vec<(TopicPartition, u64)> = self
                 .positions_of(self.partitions.keys())
                 .into_iter()
@@ -1097,12 +1106,14 @@ impl Consumer {
                 for (tp, o) in &offsets {
                     self.last_committed.insert(tp.clone(), *o);
                 }
-                let task = self.commit_task(offsets);
+                let task = self.commit_task(offsets.clone());
+                let failed = Arc::clone(&self.failed_commits);
                 self.commits_in_flight.retain(|h| !h.is_finished());
                 self.commits_in_flight.push(tokio::spawn(async move {
                     let r = task.await;
                     if let Err(e) = &r {
-                        debug!(error = %e, "auto-commit failed");
+                        debug!(error = %e, "auto-commit failed; the next one sends these offsets again");
+                        failed.lock().unwrap_or_else(|e| e.into_inner()).extend(offsets);
                     }
                     r
                 }));
