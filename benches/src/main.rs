@@ -1060,7 +1060,11 @@ async fn consumer_task(
                     f.longest_after_join_ns = f.longest_after_join_ns.max(gap);
                 }
                 f.last_ns = now;
-                f.consumers |= 1 << (index % 64);
+                // Who reads it from the join on: owner changes while the group formed are not
+                // moves caused by the join.
+                if ctx.join_ns.is_some_and(|join| now >= join) {
+                    f.consumers |= 1u64 << index.min(63);
+                }
             }
         }
         if ctx.mode == Mode::Consume && now >= ctx.warmup_end_ns {

@@ -12,7 +12,7 @@ use futures::future::join_all;
 use strata_protocol::api::list_offsets::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use strata_protocol::api::*;
 use strata_protocol::codec::OutgoingResponse;
-use strata_protocol::frame::{IncomingRequest, RequestError};
+use strata_protocol::frame::{IncomingRequest, RequestError, RequestHeader};
 use strata_protocol::{BatchIter, BatchLimits, DecodeError, ErrorCode, Offset};
 use strata_storage::Error as StorageError;
 use tokio::sync::oneshot;
@@ -50,18 +50,23 @@ pub async fn handle(broker: Arc<Broker>, req: IncomingRequest, peer: std::net::S
 
 async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest, peer: std::net::SocketAddr) -> Option<OutgoingResponse> {
     let IncomingRequest { header, body } = req;
-    let client_id = header.client_id.clone();
+    let RequestHeader {
+        api_key,
+        api_version,
+        correlation_id,
+        client_id,
+    } = header;
     let respond = |body| {
         Some(OutgoingResponse {
-            correlation_id: header.correlation_id,
-            api_version: header.api_version,
+            correlation_id,
+            api_version,
             body,
         })
     };
     let request = match body {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(api_key = header.api_key, code = %e.code, message = %e.message, "request rejected");
+            tracing::debug!(api_key, code = %e.code, message = %e.message, "request rejected");
             return respond(Err(e));
         }
     };
@@ -403,7 +408,7 @@ pub(crate) async fn create_topic(
     validate_only: bool,
 ) -> Result<(), AdminError> {
     validate_name(&t.name)?;
-    if t.name.starts_with("__") {
+    if crate::topics::is_internal(&t.name) {
         return Err(AdminError::new(
             ErrorCode::InvalidTopic,
             format!(
@@ -496,7 +501,7 @@ async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> Delete
 /// Deletes one topic through the controller (binary DeleteTopics and the HTTP admin API);
 /// returns once this broker has applied it and removed its replicas.
 pub(crate) async fn delete_topic(broker: &Arc<Broker>, name: &str) -> Result<(), AdminError> {
-    if name == crate::controller::METADATA_TOPIC || name == crate::groups::OFFSETS_TOPIC {
+    if crate::topics::is_internal(name) {
         return Err(AdminError::new(
             ErrorCode::InvalidTopic,
             format!("{name} is internal and cannot be deleted"),
@@ -833,7 +838,7 @@ async fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> ProduceResponse {
                         -1,
                     );
                 };
-                if name.starts_with("__") {
+                if crate::topics::is_internal(&name) {
                     return produce_error(
                         pp.partition,
                         ErrorCode::InvalidTopic,

@@ -797,6 +797,11 @@ const GROUP_PARTITION_GAUGES: [(&str, &str); 2] = [
     ),
 ];
 
+const GROUP_MEMBERS: (&str, &str) = (
+    "strata_group_members",
+    "Members of a consumer group this broker coordinates.",
+);
+
 impl GroupCollector {
     fn new(broker: Weak<Broker>) -> prometheus::Result<Self> {
         let labels = || vec!["group".to_string(), "topic".to_string(), "partition".to_string()];
@@ -804,9 +809,10 @@ impl GroupCollector {
         for (name, help) in GROUP_PARTITION_GAUGES {
             descs.push(Desc::new(name.into(), help.into(), labels(), HashMap::new())?);
         }
+        let (members_name, members_help) = GROUP_MEMBERS;
         descs.push(Desc::new(
-            "strata_group_members".into(),
-            "Members of a consumer group this broker coordinates.".into(),
+            members_name.into(),
+            members_help.into(),
             vec!["group".into(), "state".into()],
             HashMap::new(),
         )?);
@@ -851,11 +857,7 @@ impl Collector for GroupCollector {
         vec![
             gauge_family(lag_name, lag_help, lag),
             gauge_family(c_name, c_help, committed),
-            gauge_family(
-                "strata_group_members",
-                "Members of a consumer group this broker coordinates.",
-                members,
-            ),
+            gauge_family(GROUP_MEMBERS.0, GROUP_MEMBERS.1, members),
         ]
     }
 }

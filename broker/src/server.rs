@@ -282,7 +282,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         // data-only broker cannot become one by a changed list (in a StatefulSet: a changed
         // controller.voters).
         anyhow::bail!(
-            "broker {} joined this cluster as a data-only broker ({} exists), but cluster.voters now              lists it as a voter: the voters cannot change after the cluster formed; restore the              original voter list",
+            "broker {} joined this cluster as a data-only broker ({} exists), but cluster.voters now lists it as a voter: the voters cannot change after the cluster formed; restore the original voter list",
             opts.node_id,
             joined_file.display()
         );

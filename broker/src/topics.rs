@@ -51,6 +51,12 @@ impl AdminError {
     }
 }
 
+/// Whether a topic is internal (its name starts with `__`): only the broker creates, writes and
+/// deletes those (`__cluster_metadata`, `__consumer_offsets`).
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
 /// Checks a topic name: 1..=249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
 ///
 /// # Errors

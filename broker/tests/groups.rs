@@ -220,6 +220,14 @@ async fn refusals_restart_and_static_membership() {
     hb.member_epoch = 3;
     hb.member_id = "nobody".into();
     assert_eq!(heartbeat(&mut raw, hb).await.error, ErrorCode::UnknownMemberId);
+    // An id near the string limit, quoted in the error message: the message is cut, not the
+    // connection.
+    let mut hb = join("g", &["t"]);
+    hb.member_epoch = 3;
+    hb.member_id = "\u{1}".repeat(30_000);
+    let r = heartbeat(&mut raw, hb).await;
+    assert_eq!(r.error, ErrorCode::UnknownMemberId);
+    assert!(r.message.is_some_and(|m| m.len() <= i16::MAX as usize));
     let mut hb = join("g", &[]);
     hb.subscribed_topic_names = None;
     assert_eq!(heartbeat(&mut raw, hb).await.error, ErrorCode::InvalidRequest);

@@ -457,7 +457,7 @@ impl Client {
 }
 
 /// The host part of `host:port` (brackets of an IPv6 literal removed).
-fn host_of(addr: &str) -> &str {
+pub(crate) fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     host.trim_start_matches('[').trim_end_matches(']')
 }

@@ -1044,14 +1044,7 @@ impl Consumer {
                     // older can overwrite the next owner's commits.
                     if self.config.enable_auto_commit && self.revoke_committed.as_ref() != Some(&update) {
                         let offsets = self.positions_of(&revoked);
-                        let task = self.commit_task(offsets);
-                        self.commits_in_flight.push(tokio::spawn(async move {
-                            let r = task.await;
-                            if let Err(e) = &r {
-                                tracing::warn!(error = %e, "committing revoked partitions failed");
-                            }
-                            r
-                        }));
+                        drop(self.spawn_commit(offsets));
                         self.revoke_committed = Some(update.clone());
                     }
                     self.drain_commits().await;
@@ -1103,20 +1096,7 @@ impl Consumer {
                 .filter(|(tp, o)| self.last_committed.get(tp) != Some(o))
                 .collect();
             if !offsets.is_empty() {
-                for (tp, o) in &offsets {
-                    self.last_committed.insert(tp.clone(), *o);
-                }
-                let task = self.commit_task(offsets.clone());
-                let failed = Arc::clone(&self.failed_commits);
-                self.commits_in_flight.retain(|h| !h.is_finished());
-                self.commits_in_flight.push(tokio::spawn(async move {
-                    let r = task.await;
-                    if let Err(e) = &r {
-                        debug!(error = %e, "auto-commit failed; the next one sends these offsets again");
-                        failed.lock().unwrap_or_else(|e| e.into_inner()).extend(offsets);
-                    }
-                    r
-                }));
+                drop(self.spawn_commit(offsets));
             }
         }
         Ok(())
@@ -1165,10 +1145,35 @@ impl Consumer {
     /// for the outcome (or drop it).
     pub fn commit_async(&mut self) -> tokio::task::JoinHandle<Result<()>> {
         let offsets = self.positions_of(self.partitions.keys());
+        let outcome = self.spawn_commit(offsets);
+        tokio::spawn(async move {
+            outcome
+                .await
+                .unwrap_or_else(|_| Err(Error::config("commit", "the commit task ended without an answer")))
+        })
+    }
+
+    /// Starts committing `offsets` in a task a revocation and `close` wait for (so no commit
+    /// lands after the partition's next owner commits); a failure is sent again by the next
+    /// auto-commit. The receiver gets the outcome.
+    fn spawn_commit(&mut self, offsets: Vec<(TopicPartition, u64)>) -> tokio::sync::oneshot::Receiver<Result<()>> {
         for (tp, o) in &offsets {
             self.last_committed.insert(tp.clone(), *o);
         }
-        tokio::spawn(self.commit_task(offsets))
+        let task = self.commit_task(offsets.clone());
+        let failed = Arc::clone(&self.failed_commits);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.commits_in_flight.retain(|h| !h.is_finished());
+        self.commits_in_flight.push(tokio::spawn(async move {
+            let r = task.await;
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "committing offsets failed; the next auto-commit sends them again");
+                failed.lock().unwrap_or_else(|e| e.into_inner()).extend(offsets);
+            }
+            let _ = tx.send(r.clone());
+            r
+        }));
+        rx
     }
 
     /// The group's committed offsets for `partitions` (`None` where there is none).

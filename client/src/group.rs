@@ -85,7 +85,7 @@ impl GroupClient {
         {
             return Ok(c.clone());
         }
-        let (_, r) = self
+        let (via, r) = self
             .client
             .send_to_any(FindCoordinatorRequest {
                 key: self.group.to_string(),
@@ -95,11 +95,14 @@ impl GroupClient {
         if !r.error.is_ok() {
             return Err(Error::group(&self.group, r.error, r.message));
         }
-        let addr = if r.host.contains(':') {
-            format!("[{}]:{}", r.host, r.port)
-        } else {
-            format!("{}:{}", r.host, r.port)
+        let Ok(port) = u16::try_from(r.port) else {
+            return Err(Error::group(
+                &self.group,
+                ErrorCode::CoordinatorNotAvailable,
+                Some(format!("the coordinator's port {} is invalid", r.port)),
+            ));
         };
+        let addr = crate::metadata::broker_addr(&r.host, port, crate::client::host_of(via.broker()));
         let conn = self.client.connection(&addr).await?;
         *self.coordinator.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
         debug!(group = %self.group, coordinator = r.node_id, %addr, "found the group coordinator");
@@ -149,13 +152,14 @@ impl GroupClient {
         code: impl Fn(&R::Response) -> Option<(ErrorCode, Option<String>)>,
     ) -> Result<R::Response> {
         let deadline = tokio::time::Instant::now() + COORDINATOR_RETRY_FOR;
-        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 0;
         loop {
+            attempt += 1;
+            let backoff = Client::backoff(Duration::from_millis(50), Duration::from_secs(1), attempt);
             match self.send_once(request.clone(), &code).await {
                 Err(e) if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline => {
                     debug!(group = %self.group, error = %e, "group request failed; retrying");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
                 r => return r,
             }
@@ -380,7 +384,8 @@ async fn run(
 ) {
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     let mut interval = Duration::from_millis(1000);
-    let mut backoff = Duration::from_millis(100);
+    // Failed heartbeats in a row, for the retry backoff.
+    let mut failures = 0;
     loop {
         let request = {
             let s = lock();
@@ -406,7 +411,7 @@ async fn run(
         };
         let wait = match result {
             Ok(r) => {
-                backoff = Duration::from_millis(100);
+                failures = 0;
                 interval = Duration::from_millis(r.heartbeat_interval_ms.clamp(10, 60_000) as u64);
                 let mut s = lock();
                 if s.epoch == JOIN_EPOCH && sent_epoch == JOIN_EPOCH {
@@ -436,9 +441,8 @@ async fn run(
                 }
                 _ if e.is_retriable() => {
                     debug!(group = %group.group(), error = %e, "heartbeat failed; retrying");
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    wait
+                    failures += 1;
+                    Client::backoff(Duration::from_millis(100), Duration::from_secs(1), failures)
                 }
                 _ => {
                     // Its session is not refreshed: the coordinator will give its partitions

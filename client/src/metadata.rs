@@ -166,16 +166,7 @@ impl ClusterMetadata {
                 );
                 continue;
             };
-            let host = if matches!(b.host.as_str(), "" | "0.0.0.0" | "::" | "[::]") {
-                source_host.to_owned()
-            } else {
-                b.host.clone()
-            };
-            let addr = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
+            let addr = broker_addr(&b.host, port, source_host);
             brokers.insert(
                 b.node_id,
                 BrokerInfo {
@@ -236,6 +227,22 @@ fn partition_info(p: PartitionMetadata) -> PartitionInfo {
         in_sync: p.in_sync,
         log_start_offset: p.log_start_offset,
         high_watermark: p.high_watermark,
+    }
+}
+
+/// `host:port` to connect to a broker that advertises `host` and `port`, learned through a
+/// connection to `source_host`: a wildcard or empty host means that same host; an IPv6 literal
+/// gets brackets.
+pub(crate) fn broker_addr(host: &str, port: u16, source_host: &str) -> String {
+    let host = if matches!(host, "" | "0.0.0.0" | "::" | "[::]") {
+        source_host
+    } else {
+        host
+    };
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

@@ -245,6 +245,15 @@ pub fn put_string_lossy(out: &mut BytesMut, s: &str) {
     put_string(out, &s[..end]);
 }
 
+/// As [`put_string_lossy`] for a nullable string: free text such as error messages, which may
+/// quote client-supplied names of any length.
+pub fn put_nullable_string_lossy(out: &mut BytesMut, s: Option<&str>) {
+    match s {
+        None => put_nullable_string(out, None),
+        Some(s) => put_string_lossy(out, s),
+    }
+}
+
 /// Writes nullable bytes.
 ///
 /// # Panics

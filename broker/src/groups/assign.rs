@@ -196,6 +196,7 @@ fn add(out: &mut BTreeMap<String, Partitions>, member: &str, (t, p): &(&str, i32
 }
 
 /// The number of partitions in `p`.
+#[cfg(test)]
 pub fn count(p: &Partitions) -> usize {
     p.values().map(BTreeSet::len).sum()
 }

@@ -130,6 +130,13 @@ pub struct GroupSummary {
     pub partitions: Vec<PartitionLag>,
 }
 
+impl GroupSummary {
+    /// The sum of the partitions' known lag.
+    pub fn total_lag(&self) -> i64 {
+        self.partitions.iter().filter_map(|p| p.lag).sum()
+    }
+}
+
 /// One partition's committed offset and lag.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PartitionLag {
@@ -708,6 +715,24 @@ async fn committed(broker: &Broker, shard: &Arc<Shard>, rx: oneshot::Receiver<Pr
     tracing::warn!(partition = shard.partition.key.partition, code = %r.0, message = %r.1, "a group change failed; reloading");
     broker.groups.invalidate(shard).await;
     Err(r)
+}
+
+/// [`committed`] in a task of its own: a request dropped while it waits (a closed connection)
+/// must not skip the in-flight count or the reload after a failure.
+async fn await_commit(
+    broker: &Arc<Broker>,
+    shard: &Arc<Shard>,
+    rx: oneshot::Receiver<ProposeResult>,
+) -> Result<(), Refusal> {
+    let (b, s) = (broker.clone(), shard.clone());
+    tokio::spawn(async move { committed(&b, &s, rx).await })
+        .await
+        .unwrap_or_else(|e| {
+            Err((
+                ErrorCode::UnknownServerError,
+                format!("waiting for the group change failed: {e}"),
+            ))
+        })
 }
 
 /// Applies `records` to the shard's memory and proposes them (under the shard lock, so the log
@@ -1314,7 +1339,7 @@ async fn heartbeat_inner(
     }
     let rx = write(broker, &shard, &mut st, vec![group_record(&group_id, &group)])?;
     drop(st);
-    committed(broker, &shard, rx).await?;
+    await_commit(broker, &shard, rx).await?;
     Ok(response)
 }
 
@@ -1443,7 +1468,7 @@ pub(crate) async fn offset_commit(broker: &Arc<Broker>, req: OffsetCommitRequest
         let outcome = match write(broker, &shard, &mut st, records) {
             Ok(rx) => {
                 drop(st);
-                committed(broker, &shard, rx).await
+                await_commit(broker, &shard, rx).await
             }
             Err(e) => Err(e),
         };
@@ -1593,7 +1618,8 @@ pub(crate) async fn describe_groups(broker: &Arc<Broker>, req: DescribeGroupsReq
             ));
             continue;
         }
-        let g = st.groups.groups.get(&id).cloned().unwrap_or_default();
+        let empty = Group::default();
+        let g = st.groups.groups.get(&id).unwrap_or(&empty);
         groups.push(DescribedGroup {
             error: ErrorCode::None,
             message: None,
@@ -1659,7 +1685,7 @@ async fn delete_group(broker: &Arc<Broker>, id: &str) -> Result<(), Refusal> {
     let records = tombstones(&st.groups, id);
     let rx = write(broker, &shard, &mut st, records)?;
     drop(st);
-    committed(broker, &shard, rx).await?;
+    await_commit(broker, &shard, rx).await?;
     tracing::info!(group = %id, "deleted group");
     Ok(())
 }

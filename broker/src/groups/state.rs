@@ -151,7 +151,7 @@ fn resolve<'a>(
         out.extend(
             topics
                 .keys()
-                .filter(|t| !t.starts_with("__") && matches(re, t))
+                .filter(|t| !crate::topics::is_internal(t) && matches(re, t))
                 .map(String::as_str),
         );
     }
@@ -200,11 +200,6 @@ impl Group {
         } else {
             "stable"
         }
-    }
-
-    /// Members that are here (not static members away).
-    pub fn active_members(&self) -> usize {
-        self.members.len()
     }
 
     /// Removes a member (left, timed out, or fenced); its partitions are free at once.

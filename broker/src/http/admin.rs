@@ -625,7 +625,7 @@ async fn list_groups(State(s): State<AdminState>) -> Response {
     let total: Vec<serde_json::Value> = groups
         .iter()
         .map(|g| {
-            let lag: i64 = g.partitions.iter().filter_map(|p| p.lag).sum();
+            let lag = g.total_lag();
             json!({
                 "group": g.group,
                 "state": g.state,

@@ -210,7 +210,7 @@ async fn page(State(s): State<AdminState>) -> Response {
              <th class=\"num\">partitions</th><th class=\"num\">lag</th></tr></thead>\n<tbody>\n",
         );
         for g in groups.iter().take(MAX_ROWS) {
-            let lag: i64 = g.partitions.iter().filter_map(|p| p.lag).sum();
+            let lag = g.total_lag();
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",

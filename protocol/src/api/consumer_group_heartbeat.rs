@@ -20,7 +20,7 @@ use super::{
 };
 use crate::error::DecodeError;
 use crate::error_code::ErrorCode;
-use crate::wire::{Reader, put_nullable_string, put_string};
+use crate::wire::{Reader, put_nullable_string, put_nullable_string_lossy, put_string};
 
 /// Member epoch of a member joining the group.
 pub const JOIN_EPOCH: i32 = 0;
@@ -119,7 +119,7 @@ pub struct ConsumerGroupHeartbeatResponse {
 impl Body for ConsumerGroupHeartbeatResponse {
     fn encode(&self, version: i16, out: &mut BytesMut) {
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
         put_string(out, &self.member_id);
         out.put_i32(self.member_epoch);
         out.put_i32(self.heartbeat_interval_ms);

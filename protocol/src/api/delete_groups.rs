@@ -8,7 +8,7 @@ use bytes::{BufMut, BytesMut};
 use super::{Body, MIN_STRING_LEN, MinLen, get_array, get_string_array, put_body_array, put_string_array};
 use crate::error::DecodeError;
 use crate::error_code::ErrorCode;
-use crate::wire::{Reader, put_nullable_string, put_string};
+use crate::wire::{Reader, put_nullable_string_lossy, put_string};
 
 /// DeleteGroups request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -43,7 +43,7 @@ impl Body for DeleteGroupResult {
     fn encode(&self, _version: i16, out: &mut BytesMut) {
         put_string(out, &self.group_id);
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
     }
     fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Self {

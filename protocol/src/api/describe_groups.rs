@@ -14,7 +14,7 @@ use super::{
 };
 use crate::error::DecodeError;
 use crate::error_code::ErrorCode;
-use crate::wire::{Reader, put_nullable_string, put_string};
+use crate::wire::{Reader, put_nullable_string, put_nullable_string_lossy, put_string};
 
 /// DescribeGroups request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -110,7 +110,7 @@ pub struct DescribedGroup {
 impl Body for DescribedGroup {
     fn encode(&self, version: i16, out: &mut BytesMut) {
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
         put_string(out, &self.group_id);
         put_string(out, &self.state);
         out.put_i32(self.group_epoch);

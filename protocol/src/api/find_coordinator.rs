@@ -9,7 +9,7 @@ use bytes::{BufMut, BytesMut};
 use super::Body;
 use crate::error::DecodeError;
 use crate::error_code::ErrorCode;
-use crate::wire::{Reader, put_nullable_string, put_string};
+use crate::wire::{Reader, put_nullable_string_lossy, put_string};
 
 /// Key type: the key is a consumer group id.
 pub const KEY_TYPE_GROUP: i8 = 0;
@@ -54,7 +54,7 @@ pub struct FindCoordinatorResponse {
 impl Body for FindCoordinatorResponse {
     fn encode(&self, _version: i16, out: &mut BytesMut) {
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
         out.put_i32(self.node_id);
         put_string(out, &self.host);
         out.put_i32(self.port);

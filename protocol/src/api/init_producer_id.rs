@@ -15,7 +15,7 @@ use bytes::{BufMut, BytesMut};
 use super::Body;
 use crate::ErrorCode;
 use crate::error::DecodeError;
-use crate::wire::{Reader, put_nullable_string};
+use crate::wire::{Reader, put_nullable_string, put_nullable_string_lossy};
 
 /// InitProducerId request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -66,7 +66,7 @@ impl Default for InitProducerIdResponse {
 impl Body for InitProducerIdResponse {
     fn encode(&self, _version: i16, out: &mut BytesMut) {
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
         out.put_i64(self.producer_id);
         out.put_i16(self.producer_epoch);
     }

@@ -28,7 +28,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
 use crate::error_code::ErrorCode;
-use crate::wire::{Reader, put_array, put_nullable_array, put_nullable_string, put_string};
+use crate::wire::{Reader, put_array, put_nullable_array, put_nullable_string_lossy, put_string};
 
 pub use api_versions::{ApiVersionRange, ApiVersionsRequest, ApiVersionsResponse};
 pub use consumer_group_heartbeat::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
@@ -348,7 +348,7 @@ impl Body for TopicResult {
     fn encode(&self, _version: i16, out: &mut BytesMut) {
         put_string(out, &self.name);
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
     }
 
     fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {

@@ -11,7 +11,7 @@ use bytes::{BufMut, BytesMut};
 use super::{Body, MIN_STRING_LEN, MinLen, TopicData, get_array, put_body_array};
 use crate::error::DecodeError;
 use crate::error_code::ErrorCode;
-use crate::wire::{Reader, put_nullable_string, put_string};
+use crate::wire::{Reader, put_nullable_string, put_nullable_string_lossy, put_string};
 
 /// One partition's offset to commit.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -110,7 +110,7 @@ pub struct OffsetCommitResponse {
 
 impl Body for OffsetCommitResponse {
     fn encode(&self, version: i16, out: &mut BytesMut) {
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
         put_body_array(version, out, &self.topics);
     }
     fn decode(version: i16, r: &mut Reader) -> Result<Self, DecodeError> {

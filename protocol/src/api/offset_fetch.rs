@@ -14,7 +14,7 @@ use super::{
 };
 use crate::error::DecodeError;
 use crate::error_code::ErrorCode;
-use crate::wire::{Reader, put_nullable_string, put_string};
+use crate::wire::{Reader, put_nullable_string, put_nullable_string_lossy, put_string};
 
 /// A topic's partitions to look up.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -116,7 +116,7 @@ pub struct OffsetFetchResponse {
 impl Body for OffsetFetchResponse {
     fn encode(&self, version: i16, out: &mut BytesMut) {
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
         put_body_array(version, out, &self.topics);
     }
     fn decode(version: i16, r: &mut Reader) -> Result<Self, DecodeError> {

@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::{Body, MinLen, TopicData, get_array, put_body_array};
 use crate::error::DecodeError;
 use crate::error_code::ErrorCode;
-use crate::wire::{Reader, put_bytes, put_nullable_string};
+use crate::wire::{Reader, put_bytes, put_nullable_string_lossy};
 
 /// When a produce request is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -126,7 +126,7 @@ impl Body for ProducePartitionResponse {
         out.put_i64(self.log_append_time);
         out.put_i64(self.log_start_offset);
         out.put_i32(self.leader_id);
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
     }
     fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Self {

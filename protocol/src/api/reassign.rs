@@ -20,7 +20,7 @@ use bytes::{BufMut, BytesMut};
 use super::{Body, MIN_STRING_LEN, MinLen, get_array, get_i32_array, put_body_array, put_i32_array};
 use crate::ErrorCode;
 use crate::error::DecodeError;
-use crate::wire::{Reader, put_nullable_string, put_string};
+use crate::wire::{Reader, put_nullable_string_lossy, put_string};
 
 /// One partition's new replica set.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -92,7 +92,7 @@ impl Body for PartitionResult {
         put_string(out, &self.topic);
         out.put_i32(self.partition);
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
     }
     fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Self {
@@ -229,7 +229,7 @@ pub struct DecommissionBrokerResponse {
 impl Body for DecommissionBrokerResponse {
     fn encode(&self, _version: i16, out: &mut BytesMut) {
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
         out.put_i32(self.partitions_moving);
     }
     fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {

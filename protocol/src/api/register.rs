@@ -14,7 +14,7 @@ use bytes::{BufMut, BytesMut};
 use super::{Body, MIN_STRING_LEN, MinLen, get_array, put_body_array};
 use crate::ErrorCode;
 use crate::error::DecodeError;
-use crate::wire::{Reader, put_nullable_string, put_string};
+use crate::wire::{Reader, put_nullable_string_lossy, put_string};
 
 /// BrokerRegistration request: the joining broker's node id and client address.
 pub type BrokerRegistrationRequest = BrokerAddress;
@@ -59,7 +59,7 @@ pub struct BrokerRegistrationResponse {
 impl Body for BrokerRegistrationResponse {
     fn encode(&self, version: i16, out: &mut BytesMut) {
         out.put_i16(self.error.code());
-        put_nullable_string(out, self.message.as_deref());
+        put_nullable_string_lossy(out, self.message.as_deref());
         put_body_array(version, out, &self.voters);
     }
     fn decode(version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
