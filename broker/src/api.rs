@@ -956,15 +956,29 @@ fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchP
                         high_watermark: hw,
                         log_start_offset: start,
                         leader_id: leader,
+                        leader_term: -1,
                         records: Bytes::new(),
                     };
                     let Some(p) = broker.partition(&t.name, fp.partition) else {
                         return empty(missing(broker), -1, -1, -1);
                     };
+                    // Leadership first: the driver publishes the high watermark before it, so a
+                    // replica seen leading has the commit point that made it leader.
+                    let leading = p.is_leader();
                     let (hw, start, leader) = (p.high_watermark(), log_start(&p), leader_id(&p));
-                    if !p.is_leader() {
+                    if !leading {
                         return empty(not_leader(&p), hw as i64, start, leader);
                     }
+                    let term = i64::try_from(p.leader_term()).unwrap_or(i64::MAX);
+                    if fp.current_leader_term > term {
+                        // The reader was served by a later leader: this one was deposed and has
+                        // not heard yet. Its high watermark may be behind what the reader saw.
+                        return empty(ErrorCode::UnknownLeaderEpoch, -1, start, -1);
+                    }
+                    let empty = |error, hw, start, leader| FetchPartitionResponse {
+                        leader_term: term,
+                        ..empty(error, hw, start, leader)
+                    };
                     if fp.fetch_offset < 0 {
                         return empty(ErrorCode::OffsetOutOfRange, hw as i64, start, leader);
                     }
@@ -990,6 +1004,7 @@ fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchP
                                 high_watermark: hw as i64,
                                 log_start_offset: start,
                                 leader_id: leader,
+                                leader_term: term,
                                 records: r.bytes,
                             }
                         }

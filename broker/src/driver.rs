@@ -1215,6 +1215,9 @@ impl Driver {
                 g.raw.advance_apply();
             }
         }
+        // The high watermark before leadership: a handler that sees this replica lead must see
+        // the commit point that made it leader, never the lower one it had as a follower.
+        Self::publish_high_watermark(g);
         Self::after_ready(g, m);
         Self::answer(g, m);
         Self::fail_if_deposed(g);
@@ -1416,18 +1419,22 @@ impl Driver {
         }
     }
 
-    /// Publishes the high watermark and answers waiters that are durable or committed.
-    fn answer(g: &mut Group, m: &Metrics) {
+    /// Publishes the high watermark: the next offset after the committed entry.
+    fn publish_high_watermark(g: &mut Group) {
         let commit = g.raw.raft.raft_log.committed;
-        let durable = g.partition.storage.durable_index().map_or(0, |d| d.0.saturating_sub(1));
-        let always = g.partition.config.flush() == strata_storage::FlushPolicy::Always;
-        // High watermark: the next offset after the committed entry.
         if let Some(hw) = Self::offset_after(g, commit) {
             g.partition.set_high_watermark(hw.0);
         }
         // Keep the committed entry's own offset: the next cycle with the same commit needs it.
         g.next_offsets = g.next_offsets.split_off(&commit);
         g.partition.set_commit_index(commit);
+    }
+
+    /// Publishes the log's state and answers waiters that are durable or committed.
+    fn answer(g: &mut Group, m: &Metrics) {
+        let commit = g.raw.raft.raft_log.committed;
+        let durable = g.partition.storage.durable_index().map_or(0, |d| d.0.saturating_sub(1));
+        let always = g.partition.config.flush() == strata_storage::FlushPolicy::Always;
         Self::publish_log_state(&g.partition);
         let ready: Vec<u64> = g
             .waiters

@@ -29,6 +29,11 @@ const PARTITIONS: i32 = 3;
 struct Seen {
     next: i64,
     high_watermark: i64,
+    /// The highest leader term a fetch was served from: sent with each fetch, so a deposed
+    /// leader that has not heard of its successor yet refuses (as a consumer's fetch is).
+    leader_term: i64,
+    /// Fetches a deposed leader refused with `UNKNOWN_LEADER_EPOCH`.
+    fenced: u64,
     values: Vec<u64>,
 }
 
@@ -106,7 +111,11 @@ async fn read_along(
             }
             let c = conns.get_mut(&leader).expect("inserted");
             let s = &mut seen[p as usize];
-            let f = tokio::time::timeout(Duration::from_millis(800), c.try_fetch("chaos", p, s.next, 50, 1)).await;
+            let f = tokio::time::timeout(
+                Duration::from_millis(800),
+                c.try_fetch_at_term("chaos", p, s.next, 50, 1, s.leader_term),
+            )
+            .await;
             let Ok(Some(f)) = f else {
                 // Dead or paused: forget the connection and the leader.
                 conns.remove(&leader);
@@ -114,6 +123,7 @@ async fn read_along(
                 continue;
             };
             if f.error != ErrorCode::None {
+                s.fenced += u64::from(f.error == ErrorCode::UnknownLeaderEpoch);
                 leaders.remove(&p);
                 continue;
             }
@@ -124,6 +134,7 @@ async fn read_along(
                 f.high_watermark
             );
             s.high_watermark = f.high_watermark;
+            s.leader_term = s.leader_term.max(f.leader_term);
             for (offset, v) in values(f.records) {
                 if (offset as i64) < s.next {
                     continue;
@@ -317,9 +328,10 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
         progress.lock().unwrap_or_else(|e| e.into_inner())
     );
     eprintln!(
-        "chaos for {secs} s: {kills} kill -9 + restarts, {pauses} SIGSTOP/SIGCONT pauses, {cuts} connection cuts, {delays} delayed links; {produced} records sent, {} acknowledged, {} failed {failed:?}, {} read back; none lost, duplicated or reordered",
+        "chaos for {secs} s: {kills} kill -9 + restarts, {pauses} SIGSTOP/SIGCONT pauses, {cuts} connection cuts, {delays} delayed links; {produced} records sent, {} acknowledged, {} failed {failed:?}, {} read back; none lost, duplicated or reordered; {} fetches refused by a deposed leader",
         acked.len(),
         failed.values().sum::<u64>(),
-        all.len()
+        all.len(),
+        seen.iter().map(|s| s.fenced).sum::<u64>()
     );
 }

@@ -318,6 +318,7 @@ async fn pipelined_requests_are_answered_in_order() {
                 partition: 0,
                 fetch_offset: 0,
                 partition_max_bytes: 1 << 20,
+                current_leader_term: -1,
             }],
         }],
     });
@@ -457,6 +458,7 @@ async fn fetch_responses_stay_bounded_whatever_the_client_asks() {
                     partition: 0,
                     fetch_offset: 0,
                     partition_max_bytes: i32::MAX,
+                    current_leader_term: -1,
                 }],
             }],
         }))
@@ -541,6 +543,40 @@ async fn acks_leader_with_a_zero_timeout_still_succeeds() {
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.error, p.base_offset), (ErrorCode::None, i), "{p:?}");
     }
+    drop(c);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_naming_a_later_leader_term_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create("terms", 1, &[]).await.error, ErrorCode::None);
+    c.wait_for_leaders("terms").await;
+    assert_eq!(
+        c.produce("terms", 0, batch(&["a", "b"], 0), -1).await.error,
+        ErrorCode::None
+    );
+    // No term: served, and the answer names the serving leader's term.
+    let f = c.try_fetch("terms", 0, 0, 0, 0).await.unwrap();
+    assert_eq!((f.error, f.high_watermark), (ErrorCode::None, 2), "{f:?}");
+    assert!(f.leader_term >= 1, "{f:?}");
+    assert_eq!(values(f.records), vec![(0, "a".to_owned()), (1, "b".to_owned())]);
+    // The same term, or an older one: served.
+    for term in [f.leader_term, f.leader_term - 1] {
+        let g = c.try_fetch_at_term("terms", 0, 0, 0, 0, term).await.unwrap();
+        assert_eq!((g.error, g.leader_term), (ErrorCode::None, f.leader_term), "{g:?}");
+        assert_eq!(values(g.records).len(), 2);
+    }
+    // A later term than this leader's: the reader was served by a successor this replica has
+    // not heard of, so it shows nothing (its high watermark may be behind).
+    let g = c
+        .try_fetch_at_term("terms", 0, 0, 0, 0, f.leader_term + 1)
+        .await
+        .unwrap();
+    assert_eq!(g.error, ErrorCode::UnknownLeaderEpoch, "{g:?}");
+    assert!(g.records.is_empty() && g.high_watermark == -1, "{g:?}");
     drop(c);
     broker.stop().await;
 }

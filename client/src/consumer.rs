@@ -275,6 +275,10 @@ struct PartitionState {
     /// Bumped by `seek`; fetch results from an older epoch are dropped.
     epoch: u64,
     high_watermark: Option<i64>,
+    /// The highest leader term a fetch was served from (−1: none yet). Sent with each fetch: a
+    /// deposed leader that has not heard of its successor refuses instead of showing an older
+    /// high watermark.
+    leader_term: i64,
     in_flight: bool,
     retry_at: Option<Instant>,
     /// Its position fell out of the log: reset it by `auto_offset_reset`, not to the group's
@@ -296,12 +300,14 @@ struct Target {
     topic: Arc<str>,
     epoch: u64,
     fetch_offset: u64,
+    leader_term: i64,
 }
 
 struct Fetched {
     records: VecDeque<ConsumerRecord>,
     next_offset: u64,
     high_watermark: i64,
+    leader_term: i64,
     /// Size of the record set received.
     bytes: usize,
 }
@@ -438,6 +444,7 @@ impl Consumer {
                 fetch_position: None,
                 epoch: 0,
                 high_watermark: None,
+                leader_term: -1,
                 in_flight: false,
                 retry_at: None,
                 out_of_range: false,
@@ -815,6 +822,7 @@ impl Consumer {
                 topic: Arc::clone(&s.topic),
                 epoch: s.epoch,
                 fetch_offset,
+                leader_term: s.leader_term,
             });
         }
         drop(buffered);
@@ -868,6 +876,7 @@ impl Consumer {
             match result {
                 Ok(fetched) => {
                     state.high_watermark = Some(fetched.high_watermark);
+                    state.leader_term = state.leader_term.max(fetched.leader_term);
                     if fetched.next_offset > target.fetch_offset {
                         state.fetch_position = Some(fetched.next_offset);
                         self.chunks.push_back(Chunk {
@@ -897,6 +906,10 @@ impl Consumer {
                     state.retry_at = Some(now + self.config.retry_backoff);
                     if e.invalidates_metadata() {
                         self.stale_topics.insert(target.tp.topic.clone());
+                    }
+                    if e.code() == Some(ErrorCode::UnknownTopicOrPartition) {
+                        // A topic created again under the same name starts its terms over.
+                        state.leader_term = -1;
                     }
                     if e.is_retriable() {
                         debug!(tp = %target.tp, error = %e, "fetch failed, retrying");
@@ -1233,6 +1246,7 @@ impl Fetch {
                 partition: t.tp.partition,
                 fetch_offset: i64::try_from(t.fetch_offset).unwrap_or(i64::MAX),
                 partition_max_bytes: as_i32(config.partition_max_bytes),
+                current_leader_term: t.leader_term,
             };
             match topics.iter_mut().find(|d| d.name == t.tp.topic) {
                 Some(d) => d.partitions.push(p),
@@ -1285,6 +1299,7 @@ impl Fetch {
                     records,
                     next_offset,
                     high_watermark: p.high_watermark,
+                    leader_term: p.leader_term,
                     bytes: p.records.len(),
                 }),
             };
@@ -1396,6 +1411,7 @@ mod tests {
             topic: Arc::from("t"),
             epoch: 0,
             fetch_offset,
+            leader_term: -1,
         }
     }
 

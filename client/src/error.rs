@@ -249,7 +249,8 @@ impl Error {
     }
 
     /// Whether the client's metadata is likely stale and should be refreshed before a retry:
-    /// `NOT_LEADER`, `UNKNOWN_TOPIC_OR_PARTITION`, `LEADER_NOT_AVAILABLE`, a missing leader, or a
+    /// `NOT_LEADER`, `UNKNOWN_TOPIC_OR_PARTITION`, `LEADER_NOT_AVAILABLE`,
+    /// `UNKNOWN_LEADER_EPOCH` (a deposed leader), a missing leader, or a
     /// broken connection (the broker may be gone).
     pub fn invalidates_metadata(&self) -> bool {
         match self {
@@ -259,6 +260,7 @@ impl Error {
                     | ErrorCode::UnknownTopicOrPartition
                     | ErrorCode::LeaderNotAvailable
                     | ErrorCode::BrokerShuttingDown
+                    | ErrorCode::UnknownLeaderEpoch
             ),
             Error::Io { .. } | Error::ConnectionClosed { .. } | Error::NoLeader { .. } | Error::UnknownTopic(_) => true,
             Error::NoBrokerAvailable { .. } => true,

@@ -77,6 +77,10 @@ pub enum ErrorCode {
     InvalidProducerEpoch = 47,
     /// The storage engine failed (disk full, I/O error, failed log). Retriable elsewhere.
     StorageError = 56,
+    /// The leader term in the request is newer than the term of the replica that got it: that
+    /// replica has not yet learned it was deposed (it was paused or cut off). Retriable after a
+    /// metadata refresh.
+    UnknownLeaderEpoch = 75,
     /// The group has members: it cannot be deleted, nor take commits from outside membership.
     NonEmptyGroup = 68,
     /// The group does not exist.
@@ -98,7 +102,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::UnknownServerError,
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
@@ -123,6 +127,7 @@ impl ErrorCode {
         ErrorCode::OutOfOrderSequenceNumber,
         ErrorCode::InvalidProducerEpoch,
         ErrorCode::StorageError,
+        ErrorCode::UnknownLeaderEpoch,
         ErrorCode::UnsupportedCompressionType,
         ErrorCode::CoordinatorLoadInProgress,
         ErrorCode::CoordinatorNotAvailable,
@@ -167,6 +172,7 @@ impl ErrorCode {
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::BrokerShuttingDown
                 | ErrorCode::StorageError
+                | ErrorCode::UnknownLeaderEpoch
                 | ErrorCode::UnknownTopicOrPartition
                 | ErrorCode::CoordinatorLoadInProgress
                 | ErrorCode::CoordinatorNotAvailable
@@ -199,6 +205,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
             ErrorCode::StorageError => "STORAGE_ERROR",
+            ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
             ErrorCode::UnsupportedCompressionType => "UNSUPPORTED_COMPRESSION_TYPE",
             ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
             ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
@@ -256,6 +263,7 @@ mod tests {
             (ErrorCode::OutOfOrderSequenceNumber, 45),
             (ErrorCode::InvalidProducerEpoch, 47),
             (ErrorCode::StorageError, 56),
+            (ErrorCode::UnknownLeaderEpoch, 75),
             (ErrorCode::UnsupportedCompressionType, 76),
             (ErrorCode::CoordinatorLoadInProgress, 14),
             (ErrorCode::CoordinatorNotAvailable, 15),

@@ -92,12 +92,13 @@ fn request() -> impl Strategy<Value = Request> {
             any::<i32>(),
             any::<i32>(),
             any::<i32>(),
-            topics((any::<i32>(), any::<i64>(), any::<i32>()).prop_map(
-                |(partition, fetch_offset, partition_max_bytes)| {
+            topics((any::<i32>(), any::<i64>(), any::<i32>(), any::<i64>()).prop_map(
+                |(partition, fetch_offset, partition_max_bytes, current_leader_term)| {
                     FetchPartition {
                         partition,
                         fetch_offset,
                         partition_max_bytes,
+                        current_leader_term,
                     }
                 }
             ))
@@ -393,16 +394,20 @@ fn response() -> impl Strategy<Value = Response> {
                 any::<i64>(),
                 any::<i64>(),
                 any::<i32>(),
+                any::<i64>(),
                 bytes_field()
             )
                 .prop_map(
-                    |(partition, error, high_watermark, log_start_offset, leader_id, records)| FetchPartitionResponse {
-                        partition,
-                        error,
-                        high_watermark,
-                        log_start_offset,
-                        leader_id,
-                        records
+                    |(partition, error, high_watermark, log_start_offset, leader_id, leader_term, records)| {
+                        FetchPartitionResponse {
+                            partition,
+                            error,
+                            high_watermark,
+                            log_start_offset,
+                            leader_id,
+                            leader_term,
+                            records,
+                        }
                     }
                 )
         )
@@ -593,6 +598,11 @@ fn response() -> impl Strategy<Value = Response> {
     ]
 }
 
+/// The newest version of `key` this build speaks.
+fn newest(key: ApiKey) -> i16 {
+    *key.versions().end()
+}
+
 fn ids() -> impl Strategy<Value = Vec<i32>> {
     proptest::collection::vec(any::<i32>(), 0..5)
 }
@@ -600,7 +610,7 @@ fn ids() -> impl Strategy<Value = Vec<i32>> {
 proptest! {
     #[test]
     fn requests_round_trip_through_frames(req in request(), correlation_id in any::<i32>(), client_id in proptest::option::of(name())) {
-        let header = RequestHeader { api_key: req.api_key() as i16, api_version: 0, correlation_id, client_id };
+        let header = RequestHeader { api_key: req.api_key() as i16, api_version: newest(req.api_key()), correlation_id, client_id };
         let mut out = BytesMut::new();
         frame::encode_request(&mut out, &header, &req);
         let f = frame::split_frame(&mut out, frame::DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
@@ -645,38 +655,42 @@ proptest! {
     fn responses_round_trip_through_frames(resp in response(), correlation_id in any::<i32>()) {
         let key = resp.api_key();
         let mut out = BytesMut::new();
-        frame::encode_response(&mut out, correlation_id, 0, &Ok(resp.clone()));
+        frame::encode_response(&mut out, correlation_id, newest(key), &Ok(resp.clone()));
         let f = frame::split_frame(&mut out, frame::DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
         let raw = frame::parse_response(f).unwrap();
         prop_assert_eq!(raw.correlation_id, correlation_id);
-        prop_assert_eq!(raw.decode(key, 0), Ok(resp));
+        prop_assert_eq!(raw.decode(key, newest(key)), Ok(resp));
     }
 
     #[test]
     fn every_truncation_of_a_request_body_is_an_error_response(req in request()) {
-        let mut body = BytesMut::new();
-        req.encode(0, &mut body);
-        let body = body.freeze();
-        for cut in 0..body.len() {
-            prop_assert!(Request::decode(req.api_key(), 0, body.slice(..cut)).is_err(), "cut at {}", cut);
+        for version in req.api_key().versions() {
+            let mut body = BytesMut::new();
+            req.encode(version, &mut body);
+            let body = body.freeze();
+            for cut in 0..body.len() {
+                prop_assert!(Request::decode(req.api_key(), version, body.slice(..cut)).is_err(), "cut at {}", cut);
+            }
+            // Trailing bytes are refused too.
+            let mut long = BytesMut::from(&body[..]);
+            long.extend_from_slice(&[0]);
+            prop_assert!(Request::decode(req.api_key(), version, long.freeze()).is_err());
         }
-        // Trailing bytes are refused too.
-        let mut long = BytesMut::from(&body[..]);
-        long.extend_from_slice(&[0]);
-        prop_assert!(Request::decode(req.api_key(), 0, long.freeze()).is_err());
     }
 
     #[test]
     fn every_truncation_of_a_response_body_is_an_error(resp in response()) {
-        let mut body = BytesMut::new();
-        resp.encode(0, &mut body);
-        let body = body.freeze();
-        for cut in 0..body.len() {
-            prop_assert!(Response::decode(resp.api_key(), 0, body.slice(..cut)).is_err(), "cut at {}", cut);
+        for version in resp.api_key().versions() {
+            let mut body = BytesMut::new();
+            resp.encode(version, &mut body);
+            let body = body.freeze();
+            for cut in 0..body.len() {
+                prop_assert!(Response::decode(resp.api_key(), version, body.slice(..cut)).is_err(), "cut at {}", cut);
+            }
+            let mut long = BytesMut::from(&body[..]);
+            long.extend_from_slice(&[0]);
+            prop_assert!(Response::decode(resp.api_key(), version, long.freeze()).is_err());
         }
-        let mut long = BytesMut::from(&body[..]);
-        long.extend_from_slice(&[0]);
-        prop_assert!(Response::decode(resp.api_key(), 0, long.freeze()).is_err());
     }
 
     #[test]
@@ -928,6 +942,52 @@ fn malformed_raft_messages_are_invalid_requests() {
         ("t", 3, 4)
     );
     assert_eq!(&r.messages[0].message[..], b"ok");
+}
+
+#[test]
+fn fetch_v0_carries_no_leader_terms() {
+    let req = Request::Fetch(FetchRequest {
+        max_wait_ms: 1,
+        min_bytes: 2,
+        max_bytes: 3,
+        topics: vec![TopicData {
+            name: "t".into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 5,
+                partition_max_bytes: 6,
+                current_leader_term: 7,
+            }],
+        }],
+    });
+    let (mut v0, mut v1) = (BytesMut::new(), BytesMut::new());
+    req.encode(0, &mut v0);
+    req.encode(1, &mut v1);
+    assert_eq!(v1.len(), v0.len() + 8);
+    let Ok(Request::Fetch(back)) = Request::decode(ApiKey::Fetch, 0, v0.freeze()) else {
+        panic!("v0 decodes")
+    };
+    assert_eq!(back.topics[0].partitions[0].current_leader_term, -1);
+    let resp = Response::Fetch(FetchResponse {
+        topics: vec![TopicData {
+            name: "t".into(),
+            partitions: vec![FetchPartitionResponse {
+                partition: 0,
+                error: ErrorCode::None,
+                high_watermark: 9,
+                log_start_offset: 0,
+                leader_id: 1,
+                leader_term: 4,
+                records: Bytes::new(),
+            }],
+        }],
+    });
+    let mut v0 = BytesMut::new();
+    resp.encode(0, &mut v0);
+    let Ok(Response::Fetch(back)) = Response::decode(ApiKey::Fetch, 0, v0.freeze()) else {
+        panic!("v0 decodes")
+    };
+    assert_eq!(back.topics[0].partitions[0].leader_term, -1);
 }
 
 #[test]

@@ -48,19 +48,21 @@ impl Client {
         }
     }
 
-    /// Sends one request and reads its response; `None` if the connection failed first.
+    /// Sends one request (at the newest version of its API) and reads its response; `None` if
+    /// the connection failed first.
     pub async fn try_call(&mut self, body: Request) -> Option<Response> {
         self.next_id += 1;
         let key = body.api_key();
+        let version = *key.versions().end();
         let header = RequestHeader {
             api_key: key as i16,
-            api_version: 0,
+            api_version: version,
             correlation_id: self.next_id,
             client_id: None,
         };
         self.framed.send(OutgoingRequest { header, body }).await.ok()?;
         let raw = self.framed.next().await?.ok()?;
-        raw.decode(key, 0).ok()
+        raw.decode(key, version).ok()
     }
 
     /// Sends a fetch; `None` if the connection failed before a response.
@@ -72,6 +74,20 @@ impl Client {
         max_wait_ms: i32,
         min_bytes: i32,
     ) -> Option<FetchPartitionResponse> {
+        self.try_fetch_at_term(topic, partition, offset, max_wait_ms, min_bytes, -1)
+            .await
+    }
+
+    /// Sends a fetch naming the highest leader term the reader was served from (−1: none).
+    pub async fn try_fetch_at_term(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+        min_bytes: i32,
+        current_leader_term: i64,
+    ) -> Option<FetchPartitionResponse> {
         let body = Request::Fetch(FetchRequest {
             max_wait_ms,
             min_bytes,
@@ -82,6 +98,7 @@ impl Client {
                     partition,
                     fetch_offset: offset,
                     partition_max_bytes: 1 << 20,
+                    current_leader_term,
                 }],
             }],
         });

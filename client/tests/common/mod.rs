@@ -615,6 +615,7 @@ impl Conn {
                             high_watermark: -1,
                             log_start_offset: -1,
                             leader_id: NODE_ID,
+                            leader_term: 1,
                             records: Bytes::new(),
                         };
                         let Some(log) = s

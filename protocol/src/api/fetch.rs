@@ -5,6 +5,12 @@
 //! v0 response: `topics: [name string, partitions: [partition i32, error_code i16,
 //! high_watermark i64, log_start_offset i64, leader_id i32, records bytes]]` — `records` is whole
 //! batches exactly as stored (consumers skip control batches).
+//!
+//! v1 adds `current_leader_term i64` after each request partition's `partition_max_bytes` and
+//! `leader_term i64` after each response partition's `leader_id`. A reader sends the highest
+//! leader term it has been served from (−1: none, no check); a replica whose own term is lower
+//! (a deposed leader that has not heard of its successor yet) answers `UNKNOWN_LEADER_EPOCH`
+//! instead of data, so a reader never sees the high watermark go back.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -22,19 +28,30 @@ pub struct FetchPartition {
     pub fetch_offset: i64,
     /// Most bytes to return for this partition (the first batch is returned whole regardless).
     pub partition_max_bytes: i32,
+    /// The highest leader term the reader has been served from; −1 for no check (v1; v0
+    /// sends none).
+    pub current_leader_term: i64,
 }
 
 impl Body for FetchPartition {
-    fn encode(&self, _version: i16, out: &mut BytesMut) {
+    fn encode(&self, version: i16, out: &mut BytesMut) {
         out.put_i32(self.partition);
         out.put_i64(self.fetch_offset);
         out.put_i32(self.partition_max_bytes);
+        if version >= 1 {
+            out.put_i64(self.current_leader_term);
+        }
     }
-    fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
+    fn decode(version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Self {
             partition: r.i32("partition")?,
             fetch_offset: r.i64("fetch offset")?,
             partition_max_bytes: r.i32("partition max bytes")?,
+            current_leader_term: if version >= 1 {
+                r.i64("current leader term")?
+            } else {
+                -1
+            },
         })
     }
 }
@@ -86,26 +103,32 @@ pub struct FetchPartitionResponse {
     pub log_start_offset: i64,
     /// The leader's node id when `error` is `NOT_LEADER` (−1 if unknown).
     pub leader_id: i32,
+    /// The term of the leader that served this answer (v1; −1 if unknown or in v0).
+    pub leader_term: i64,
     /// Whole batches.
     pub records: Bytes,
 }
 
 impl Body for FetchPartitionResponse {
-    fn encode(&self, _version: i16, out: &mut BytesMut) {
+    fn encode(&self, version: i16, out: &mut BytesMut) {
         out.put_i32(self.partition);
         out.put_i16(self.error.code());
         out.put_i64(self.high_watermark);
         out.put_i64(self.log_start_offset);
         out.put_i32(self.leader_id);
+        if version >= 1 {
+            out.put_i64(self.leader_term);
+        }
         put_bytes(out, &self.records);
     }
-    fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
+    fn decode(version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Self {
             partition: r.i32("partition")?,
             error: ErrorCode::from_code(r.i16("error code")?),
             high_watermark: r.i64("high watermark")?,
             log_start_offset: r.i64("log start offset")?,
             leader_id: r.i32("leader id")?,
+            leader_term: if version >= 1 { r.i64("leader term")? } else { -1 },
             records: r.bytes("records")?,
         })
     }

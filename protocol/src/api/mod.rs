@@ -151,7 +151,11 @@ impl ApiKey {
 
     /// The range of versions this build speaks.
     pub fn versions(self) -> std::ops::RangeInclusive<i16> {
-        0..=0
+        match self {
+            // v1: the reader's known leader term per partition, and the serving leader's term.
+            ApiKey::Fetch => 0..=1,
+            _ => 0..=0,
+        }
     }
 
     /// The lowercase name (for logs and metric labels).
