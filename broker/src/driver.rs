@@ -819,6 +819,9 @@ impl Driver {
                 .map_err(e)?;
         }
         let is_metadata = partition.key.topic == crate::controller::METADATA_TOPIC;
+        // Only the metadata log's entries are applied by their data; a partition's apply looks
+        // at configuration changes alone (see `apply`).
+        store.set_apply_reads_data(is_metadata);
         let cfg = RaftConfig {
             id: self.node_id,
             // Election timeout 10..20 ticks (1-2 s at the default 100 ms tick): far above an

@@ -199,6 +199,43 @@ impl<'a> Cursor<'a> {
     /// [`RecordBatch::verify_stored`] is a [`Error::Corruption`] at its position; the cursor does
     /// not advance past it.
     pub fn next_batch(&mut self) -> Result<Option<(u64, BatchHeader, Bytes)>> {
+        let Some((header, total)) = self.peek_header()? else {
+            return Ok(None);
+        };
+        if self.available() < total {
+            self.fill(total)?;
+        }
+        let off = (self.pos - self.chunk_start) as usize;
+        let bytes = self.chunk.slice(off..off + total);
+        if self.verify_crc {
+            RecordBatch::verify_stored(bytes.clone(), &disk_limits())
+                .map_err(|e| Error::corrupt(self.path, self.pos, e.to_string()))?;
+        }
+        let pos = self.pos;
+        self.pos += total as u64;
+        Ok(Some((pos, header, bytes)))
+    }
+
+    /// The next batch's position and header, without reading its records: the bytes come only
+    /// for a control batch (small: a Raft configuration change or a no-op). The header is
+    /// checked as in [`next_batch`], the records' CRC is not. `Ok(None)` at the end.
+    ///
+    /// [`next_batch`]: Cursor::next_batch
+    pub fn next_header(&mut self) -> Result<Option<(u64, BatchHeader, Option<Bytes>)>> {
+        let Some((header, total)) = self.peek_header()? else {
+            return Ok(None);
+        };
+        if header.is_control() {
+            return Ok(self.next_batch()?.map(|(pos, h, bytes)| (pos, h, Some(bytes))));
+        }
+        let pos = self.pos;
+        self.pos += total as u64;
+        Ok(Some((pos, header, None)))
+    }
+
+    /// The header of the batch at the cursor and its whole length, checked to frame inside the
+    /// range; the cursor does not move.
+    fn peek_header(&mut self) -> Result<Option<(BatchHeader, usize)>> {
         if self.pos >= self.end {
             return Ok(None);
         }
@@ -230,19 +267,7 @@ impl<'a> Cursor<'a> {
                 format!("batch of {total} bytes extends past the end of the file ({left} bytes left)"),
             ));
         }
-        let total = total as usize;
-        if self.available() < total {
-            self.fill(total)?;
-        }
-        let off = (self.pos - self.chunk_start) as usize;
-        let bytes = self.chunk.slice(off..off + total);
-        if self.verify_crc {
-            RecordBatch::verify_stored(bytes.clone(), &disk_limits())
-                .map_err(|e| Error::corrupt(self.path, self.pos, e.to_string()))?;
-        }
-        let pos = self.pos;
-        self.pos += total as u64;
-        Ok(Some((pos, header, bytes)))
+        Ok(Some((header, total as usize)))
     }
 }
 

@@ -70,6 +70,28 @@ fn append_assigns_dense_offsets_and_reads_back() {
     assert_eq!((log.next_offset(), log.next_index(), log.last_term()), (n, i, t));
     let all2 = log.entries(RaftIndex(1), RaftIndex(201), usize::MAX).unwrap();
     assert_eq!(all, all2);
+
+    // Headers only: the same headers, control batches whole, data batches without bytes; any
+    // range, across segments, with the same size limit.
+    let heads = log.entry_headers(RaftIndex(1), RaftIndex(201), usize::MAX).unwrap();
+    assert_eq!(heads.len(), 200);
+    for (h, full) in heads.iter().zip(&all) {
+        assert_eq!(h.header, full.header);
+        if full.header.is_control() {
+            assert_eq!(h.bytes, full.bytes);
+        } else {
+            assert!(h.bytes.is_empty());
+        }
+    }
+    let mid = log.entry_headers(RaftIndex(37), RaftIndex(150), usize::MAX).unwrap();
+    assert_eq!(mid[..], heads[36..149]);
+    let limit: usize = all[36..40].iter().map(|b| b.bytes.len()).sum();
+    assert_eq!(
+        log.entry_headers(RaftIndex(37), RaftIndex(150), limit).unwrap().len(),
+        4
+    );
+    assert_eq!(log.entries(RaftIndex(37), RaftIndex(150), limit).unwrap().len(), 4);
+    assert_eq!(log.entry_headers(RaftIndex(37), RaftIndex(150), 0).unwrap().len(), 1);
 }
 
 #[test]

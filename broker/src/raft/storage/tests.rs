@@ -889,3 +889,38 @@ fn conf_change_is_persisted_with_its_index() {
     );
     assert_eq!(node.store.state().unwrap().conf_state.learners, vec![2]);
 }
+
+#[test]
+fn committed_entries_to_apply_skip_data_records_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &[1]);
+    node.store.set_apply_reads_data(false);
+    node.elect();
+    let proposed: Vec<Bytes> = (0..12).map(|i| data_batch(i, 3)).collect();
+    node.propose(&proposed);
+    let mut cc = ConfChange::default();
+    cc.set_change_type(ConfChangeType::AddLearnerNode);
+    cc.node_id = 2;
+    node.raw.propose_conf_change(Vec::new(), cc).unwrap();
+    node.run_until_idle();
+    node.propose(&[data_batch(99, 2)]);
+
+    // Every data entry handed out to apply has its index and term but no records (Raft read it
+    // back from the log for applying: it had been persisted and left the unstable part)...
+    let data: Vec<&Entry> = node
+        .committed
+        .iter()
+        .filter(|e| e.get_entry_type() == EntryType::EntryNormal && e.index > 1)
+        .collect();
+    assert_eq!(data.len(), 13);
+    assert!(data.iter().all(|e| e.data.is_empty()), "{data:?}");
+    // ... the configuration change came whole and was applied ...
+    assert_eq!(node.store.state().unwrap().conf_state.learners, vec![2]);
+    // ... and the log itself, read to send or serve, has every record.
+    let all = all_entries(&node.store);
+    for e in data {
+        let stored = all.iter().find(|s| s.index == e.index).unwrap();
+        assert_eq!((stored.term, stored.get_entry_type()), (e.term, e.get_entry_type()));
+        assert!(BatchHeader::parse(&stored.data).unwrap().record_count >= 2);
+    }
+}
