@@ -97,6 +97,6 @@ async fn cluster_and_broker_info() {
     assert_eq!(cluster.brokers.len(), 1);
     assert_eq!(cluster.brokers[0].addr, broker.bootstrap());
     let apis = admin.broker_api_versions(NODE_ID).await.unwrap();
-    assert!(apis.iter().any(|a| a.name == Some("fetch") && a.max_version == 0));
+    assert!(apis.iter().any(|a| a.name == Some("fetch") && a.max_version == 1));
     assert!(serde_json::to_string(&cluster).unwrap().contains("fake-cluster"));
 }
