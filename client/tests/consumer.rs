@@ -354,3 +354,36 @@ async fn the_stream_borrows_and_positions_survive_it() {
     assert_eq!(c.position(&tp(0)), Some(2));
     assert_eq!(offsets(&poll_n(&mut c, 2).await), [2, 3]);
 }
+
+#[tokio::test]
+async fn a_deposed_leader_is_not_read_from() {
+    let s = setup(1).await;
+    s.broker
+        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 5);
+    produce(&s.producer, (0..5).map(|i| format!("v{i}"))).await;
+    let mut c = s.client.consumer(config()).unwrap();
+    c.assign([tp(0)]);
+    c.seek(&tp(0), Seek::Earliest).await.unwrap();
+    assert_eq!(offsets(&poll_n(&mut c, 5).await), (0..5).collect::<Vec<_>>());
+
+    // The partition's replica now answers as a leader of an older term (deposed, not knowing
+    // yet): the consumer was served at term 5, so it reads nothing there and its high
+    // watermark stays.
+    s.broker
+        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 3);
+    produce(&s.producer, (5..10).map(|i| format!("v{i}"))).await;
+    let fetches = |b: &FakeBroker| b.with(|st| st.requests.iter().filter(|k| **k == ApiKey::Fetch as i16).count());
+    let before = fetches(&s.broker);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    while tokio::time::Instant::now() < deadline {
+        assert!(c.poll(Duration::from_millis(100)).await.unwrap().is_empty());
+    }
+    assert!(fetches(&s.broker) > before + 1, "the consumer keeps asking");
+    assert_eq!(c.high_watermark(&tp(0)), Some(5));
+
+    // The new leader (a later term) serves it.
+    s.broker
+        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 6);
+    assert_eq!(offsets(&poll_n(&mut c, 5).await), (5..10).collect::<Vec<_>>());
+    assert_eq!(c.high_watermark(&tp(0)), Some(10));
+}

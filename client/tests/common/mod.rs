@@ -115,6 +115,9 @@ pub struct PartitionLog {
     pub next_index: u64,
     /// No leader (metadata says −1) while set.
     pub leaderless: bool,
+    /// The leader's term fetches are answered with; a fetch naming a later one is refused
+    /// with `UNKNOWN_LEADER_EPOCH` (a deposed leader).
+    pub leader_term: i64,
 }
 
 impl PartitionLog {
@@ -626,6 +629,11 @@ impl Conn {
                             resp.error = ErrorCode::UnknownTopicOrPartition;
                             return resp;
                         };
+                        if p.current_leader_term > log.leader_term {
+                            resp.error = ErrorCode::UnknownLeaderEpoch;
+                            return resp;
+                        }
+                        resp.leader_term = log.leader_term;
                         resp.high_watermark = log.next_offset as i64;
                         resp.log_start_offset = log.log_start as i64;
                         let offset = p.fetch_offset as u64;
