@@ -1507,7 +1507,9 @@ impl Driver {
     }
 
     /// Rebuilds the idempotent producers' state from the newest entries of the log (at most
-    /// [`SCAN_ENTRIES`]), as a new leader must before taking a proposal.
+    /// [`SCAN_ENTRIES`]), as a new leader must before taking a proposal. Only the batches'
+    /// headers are read (producer id, epoch, sequence, offsets): a failover does not read up to
+    /// [`SCAN_ENTRIES`] whole batches back on the Raft thread.
     fn rebuild_producers(g: &mut Group) {
         g.producers.clear();
         let scanned = g.partition.storage.with_log(|l| {
@@ -1515,7 +1517,7 @@ impl Driver {
             let mut next = first.max(last.saturating_sub(SCAN_ENTRIES - 1)).max(1);
             let mut out = Vec::new();
             while next <= last {
-                let Ok(batches) = l.entries(RaftIndex(next), RaftIndex(last + 1), 16 << 20) else {
+                let Ok(batches) = l.entry_headers(RaftIndex(next), RaftIndex(last + 1), usize::MAX) else {
                     break;
                 };
                 let Some(end) = batches.last().map(|b| b.header.raft_index.0) else {
@@ -1556,7 +1558,7 @@ impl Driver {
                 if index + 1 == l.first_index().0 {
                     return Some(l.log_start_offset());
                 }
-                l.entries(RaftIndex(index), RaftIndex(index + 1), 1)
+                l.entry_headers(RaftIndex(index), RaftIndex(index + 1), 1)
                     .ok()?
                     .first()
                     .map(|b| b.header.next_offset())

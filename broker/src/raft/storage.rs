@@ -1197,7 +1197,7 @@ impl Storage for PartitionRaftStorage {
             (start.prev_term.0, start.offset)
         } else {
             let batches = log
-                .entries(RaftIndex(index), RaftIndex(index + 1), 0)
+                .entry_headers(RaftIndex(index), RaftIndex(index + 1), 0)
                 .map_err(raft_err)?;
             let b = batches.first().ok_or_else(unavailable)?;
             (b.header.raft_term.0, b.header.next_offset())
