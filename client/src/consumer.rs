@@ -60,7 +60,7 @@ use strata_protocol::api::{FetchPartition, FetchRequest, TopicData};
 use strata_protocol::{BatchIter, BatchLimits, DecodeError, ErrorCode, Offset, RecordHeaders, TimestampType};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::client::{Client, Pool};
 use crate::error::{Error, Result};
@@ -266,6 +266,11 @@ pub struct ConsumerRecord {
     pub headers: RecordHeaders,
 }
 
+/// How long fetches of a partition may be refused as naming a later leader term before the
+/// consumer concludes the partition's terms started over (a re-created topic) and drops its own.
+/// Far above an election timeout, within which a deposed leader learns it was deposed.
+const TERM_RESET_AFTER: Duration = Duration::from_secs(30);
+
 struct PartitionState {
     topic: Arc<str>,
     /// Next offset to hand out; `None` until reset.
@@ -279,6 +284,8 @@ struct PartitionState {
     /// deposed leader that has not heard of its successor refuses instead of showing an older
     /// high watermark.
     leader_term: i64,
+    /// Since when fetches have been refused as from a later leader term (`UNKNOWN_LEADER_EPOCH`).
+    fenced_since: Option<Instant>,
     in_flight: bool,
     retry_at: Option<Instant>,
     /// Its position fell out of the log: reset it by `auto_offset_reset`, not to the group's
@@ -445,6 +452,7 @@ impl Consumer {
                 epoch: 0,
                 high_watermark: None,
                 leader_term: -1,
+                fenced_since: None,
                 in_flight: false,
                 retry_at: None,
                 out_of_range: false,
@@ -877,6 +885,7 @@ impl Consumer {
                 Ok(fetched) => {
                     state.high_watermark = Some(fetched.high_watermark);
                     state.leader_term = state.leader_term.max(fetched.leader_term);
+                    state.fenced_since = None;
                     if fetched.next_offset > target.fetch_offset {
                         state.fetch_position = Some(fetched.next_offset);
                         self.chunks.push_back(Chunk {
@@ -907,9 +916,16 @@ impl Consumer {
                     if e.invalidates_metadata() {
                         self.stale_topics.insert(target.tp.topic.clone());
                     }
-                    if e.code() == Some(ErrorCode::UnknownTopicOrPartition) {
-                        // A topic created again under the same name starts its terms over.
-                        state.leader_term = -1;
+                    if e.code() == Some(ErrorCode::UnknownLeaderEpoch) {
+                        // A deposed leader steps down within an election timeout (check-quorum),
+                        // so refusals that last much longer mean the terms started over: the
+                        // topic was deleted and created again under the same name.
+                        let since = *state.fenced_since.get_or_insert(now);
+                        if now.duration_since(since) >= TERM_RESET_AFTER {
+                            warn!(tp = %target.tp, term = state.leader_term, "fetches refused for {TERM_RESET_AFTER:?} as from a later leader term than the partition's; the topic was probably re-created: following its new terms");
+                            state.leader_term = -1;
+                            state.fenced_since = None;
+                        }
                     }
                     if e.is_retriable() {
                         debug!(tp = %target.tp, error = %e, "fetch failed, retrying");

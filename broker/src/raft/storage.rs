@@ -510,18 +510,20 @@ fn entry_to_batch(e: &Entry, limits: &BatchLimits) -> Result<RecordBatch, Error>
     RecordBatch::validate(bytes, limits).map_err(|err| invalid(format!("control batch rejected: {err}")))
 }
 
-/// Rebuilds the Raft entry a stored batch holds.
 /// Whether raft-rs reads entries to hand them out as committed (`GenReady`) or to look for
 /// pending configuration changes (`TransferLeader`, `CommitByVote`) — never to send them. Its
 /// context's kind is crate-private, so this reads its `Debug` form (raft is pinned at 0.7; an
 /// unrecognised form reads whole entries, which is always correct).
 fn reads_for_apply(context: &GetEntriesContext) -> bool {
-    matches!(
-        format!("{context:?}").as_str(),
-        "GetEntriesContext(GenReady)" | "GetEntriesContext(TransferLeader)" | "GetEntriesContext(CommitByVote)"
-    )
+    // Reads to send (the hot path) can be fetched asynchronously; those for applying cannot.
+    !context.can_async()
+        && matches!(
+            format!("{context:?}").as_str(),
+            "GetEntriesContext(GenReady)" | "GetEntriesContext(TransferLeader)" | "GetEntriesContext(CommitByVote)"
+        )
 }
 
+/// Rebuilds the Raft entry a stored batch holds.
 fn batch_to_entry(b: StoredBatch, dir: &Path) -> Result<Entry, Error> {
     let h = b.header;
     if !h.is_control() {
@@ -708,6 +710,10 @@ impl PartitionRaftStorage {
     /// Whether applying a committed entry needs its data (`true` until said otherwise): a
     /// partition whose applying looks only at configuration changes says `false`, and Raft's
     /// reads of entries to apply then skip data batches' records.
+    ///
+    /// raft-rs subtracts applied entries' data sizes from its count of uncommitted bytes, which
+    /// header-only entries would leave too high: `max_uncommitted_size` must stay unset (no
+    /// limit, as the driver configures it) while this is `false`.
     pub fn set_apply_reads_data(&self, reads: bool) {
         self.shared
             .apply_reads_data
