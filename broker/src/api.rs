@@ -141,10 +141,18 @@ pub(crate) fn leader_announcements(broker: &Broker, req: LeaderAnnouncementsRequ
             continue;
         }
         match partitions.get(&l.partition) {
-            Some(&(id, term, _)) if id == l.topic_id && term > l.term => {}
-            Some(&(id, _, _)) if id > l.topic_id => {}
+            Some(a) if a.topic_id == l.topic_id && a.term > l.term => {}
+            Some(a) if a.topic_id > l.topic_id => {}
             _ => {
-                partitions.insert(l.partition, (l.topic_id, l.term, from));
+                partitions.insert(
+                    l.partition,
+                    crate::server::Announced {
+                        topic_id: l.topic_id,
+                        term: l.term,
+                        leader: from,
+                        high_watermark: u64::try_from(l.high_watermark).ok(),
+                    },
+                );
             }
         }
     }
@@ -304,22 +312,25 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
                             // group; it names the leader that last announced itself, else the
                             // preferred one (a produce there answers NOT_LEADER with the actual
                             // leader).
-                            None => PartitionMetadata {
-                                error: ErrorCode::None,
-                                partition: i as i32,
-                                leader: announced
-                                    .and_then(|t| t.get(&i))
-                                    .filter(|(id, _, _)| *id == meta.id)
-                                    .map_or_else(|| replicas.first().map_or(-1, |&l| l as i32), |&(_, _, l)| l as i32),
-                                leader_term: announced
-                                    .and_then(|t| t.get(&i))
-                                    .filter(|(id, _, _)| *id == meta.id)
-                                    .map_or(0, |&(_, term, _)| term as i64),
-                                replicas: ids(&replicas),
-                                in_sync: ids(&replicas),
-                                log_start_offset: -1,
-                                high_watermark: -1,
-                            },
+                            None => {
+                                let a = announced.and_then(|t| t.get(&i)).filter(|a| a.topic_id == meta.id);
+                                PartitionMetadata {
+                                    error: ErrorCode::None,
+                                    partition: i as i32,
+                                    leader: a.map_or_else(
+                                        || replicas.first().map_or(-1, |&l| l as i32),
+                                        |a| a.leader as i32,
+                                    ),
+                                    leader_term: a.map_or(0, |a| a.term as i64),
+                                    replicas: ids(&replicas),
+                                    in_sync: ids(&replicas),
+                                    log_start_offset: -1,
+                                    // As the leader last announced it (at most half a second old).
+                                    high_watermark: a
+                                        .and_then(|a| a.high_watermark)
+                                        .map_or(-1, |hw| i64::try_from(hw).unwrap_or(i64::MAX)),
+                                }
+                            }
                         })
                         .collect(),
                     configs: meta

@@ -789,7 +789,7 @@ struct GroupCollector {
 const GROUP_PARTITION_GAUGES: [(&str, &str); 2] = [
     (
         "strata_group_lag",
-        "Records a consumer group has not yet committed past: the partition's high watermark minus the group's committed offset (exported by the group's coordinator, for partitions it hosts a replica of).",
+        "Records a consumer group has not yet committed past: the partition's high watermark minus the group's committed offset (exported by the group's coordinator; for a partition it hosts no replica of, the high watermark the leader last announced, at most half a second old).",
     ),
     (
         "strata_group_committed_offset",

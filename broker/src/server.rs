@@ -42,7 +42,20 @@ use crate::topics::{Registry, TopicConfig, partition_dir};
 pub const METADATA_DIR: &str = "metadata";
 
 /// Announced leaders: topic → partition → (topic id, term, leader node id).
-pub(crate) type LeaderTable = HashMap<String, HashMap<u32, (u64, u64, u64)>>;
+pub(crate) type LeaderTable = HashMap<String, HashMap<u32, Announced>>;
+
+/// What a broker last announced about a partition it leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Announced {
+    /// The topic's id (a re-created topic's announcements never stand for the old one's).
+    pub topic_id: u64,
+    /// The leader's term.
+    pub term: u64,
+    /// The leader's node id.
+    pub leader: u64,
+    /// Its high watermark then, if it said (an older broker does not).
+    pub high_watermark: Option<u64>,
+}
 
 /// Shared broker state, as the request handlers see it.
 pub struct Broker {
@@ -213,6 +226,7 @@ async fn announce_leaders(broker: Arc<Broker>) {
                 partition: p.key.partition,
                 topic_id: p.topic_id,
                 term: p.leader_term(),
+                high_watermark: i64::try_from(p.high_watermark()).unwrap_or(i64::MAX),
             })
             .collect();
         // Frames stay well under a peer's frame limit.
@@ -220,7 +234,7 @@ async fn announce_leaders(broker: Arc<Broker>) {
             correlation_id = correlation_id.wrapping_add(1);
             let header = strata_protocol::frame::RequestHeader {
                 api_key: ApiKey::LeaderAnnouncements as i16,
-                api_version: 0,
+                api_version: *ApiKey::LeaderAnnouncements.versions().end(),
                 correlation_id,
                 client_id: None,
             };

@@ -1147,3 +1147,116 @@ async fn offsets_of_empty_groups_expire() {
     let names: Vec<&str> = l.groups.iter().map(|g| g.group_id.as_str()).collect();
     assert_eq!(names, ["live"]);
 }
+
+/// Lag in the admin API and `/metrics` covers partitions with no replica on the coordinator's
+/// broker: leaders announce their high watermarks, so every broker knows every partition's end.
+/// Metadata from a broker that hosts no replica shows the high watermark too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_covers_partitions_the_coordinator_does_not_host() {
+    const PARTITIONS: i32 = 6;
+    let cluster = Cluster::start(3);
+    let client = cluster.client().await;
+    // RF 1: each partition lives on one broker, so the coordinator hosts only some of them.
+    client
+        .admin()
+        .create_topic(NewTopic::new("spread", PARTITIONS, 1))
+        .await
+        .unwrap();
+    let producer = client.producer(ProducerConfig::default()).unwrap();
+    let mut deliveries = Vec::new();
+    for p in 0..PARTITIONS {
+        for i in 0..10 {
+            let rec = ProducerRecord::new("spread", format!("{p}-{i}").into_bytes()).partition(p);
+            deliveries.push(producer.enqueue(rec).await.unwrap());
+        }
+    }
+    producer.flush().await;
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    // Offset 4 committed everywhere from outside the group (it has no members).
+    let mut raw = Raw::connect(cluster.addrs[0]).await;
+    let coordinator = find_coordinator(&mut raw, "far").await;
+    assert_eq!(coordinator.error, ErrorCode::None);
+    let index = cluster
+        .addrs
+        .iter()
+        .position(|a| a.port() == coordinator.port as u16)
+        .expect("the coordinator is one of the brokers");
+    let mut c = Raw::connect(cluster.addrs[index]).await;
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            commit_error(&mut c, commit("far", "", -1, "spread", p, 4)).await,
+            ErrorCode::None
+        );
+    }
+    let topic = client.admin().describe_topics(&["spread"]).await.unwrap().remove(0);
+    let hosted = topic
+        .partitions
+        .iter()
+        .filter(|p| p.replicas.contains(&coordinator.node_id))
+        .count();
+    assert!(hosted < PARTITIONS as usize, "RF 1 on 3 brokers: {topic:?}");
+
+    let http = cluster.brokers[index].as_ref().expect("running").http;
+    strata_testkit::wait::until_async(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        async || {
+            let api = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/api/v1/groups"))
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string())?
+                .json();
+            let g = api["groups"]
+                .as_array()
+                .and_then(|gs| gs.iter().find(|g| g["group"] == "far"))
+                .ok_or_else(|| api.to_string())?
+                .clone();
+            let lags: Vec<_> = g["partitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| &p["lag"])
+                .collect();
+            if lags.len() != PARTITIONS as usize || lags.iter().any(|l| l.as_i64() != Some(6)) {
+                return Err(format!("lag not 6 everywhere yet: {g}"));
+            }
+            let metrics = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/metrics"))
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string())?
+                .body;
+            let lag_lines = metrics
+                .lines()
+                .filter(|l| l.starts_with("strata_group_lag{") && l.contains("group=\"far\""))
+                .collect::<Vec<_>>();
+            if lag_lines.len() != PARTITIONS as usize || !lag_lines.iter().all(|l| l.ends_with(" 6")) {
+                return Err(format!("metrics: {lag_lines:?}"));
+            }
+            Ok(())
+        },
+        |e| format!("lag of partitions the coordinator does not host: {e}"),
+    )
+    .await;
+
+    // Metadata from a broker without a replica names the high watermark the leader announced.
+    for (i, addr) in cluster.addrs.iter().enumerate() {
+        let node = i as i32 + 1;
+        let mut m = Raw::connect(*addr).await;
+        strata_testkit::wait::until_async(
+            Duration::from_secs(10),
+            Duration::from_millis(200),
+            async || {
+                let t = m.metadata("spread").await;
+                match t.partitions.iter().find(|p| !p.replicas.contains(&node)) {
+                    Some(p) if p.high_watermark == 10 => Ok(()),
+                    Some(p) => Err(format!("{p:?}")),
+                    None => Ok(()),
+                }
+            },
+            |e| format!("broker {node}'s metadata of a partition it does not host: {e}"),
+        )
+        .await;
+    }
+}

@@ -153,14 +153,15 @@ fn request() -> impl Strategy<Value = Request> {
         (
             any::<u64>(),
             proptest::collection::vec(
-                (name(), any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(topic, partition, topic_id, term)| {
-                    LedPartition {
+                (name(), any::<u32>(), any::<u64>(), any::<u64>(), any::<i64>()).prop_map(
+                    |(topic, partition, topic_id, term, high_watermark)| LedPartition {
                         topic,
                         partition,
                         topic_id,
                         term,
+                        high_watermark,
                     }
-                }),
+                ),
                 0..4
             )
         )

@@ -846,9 +846,10 @@ impl PartitionLog {
             let seg = &self.segments[self.segment_index_for_raft_index(want)];
             let mut expect = seg.index_for_raft_index(want);
             let start = expect.position;
-            // Headers alone: a small read each (and one covers several small batches).
+            // Headers alone: one header-sized read each (a bigger one would copy, and zero
+            // first, bytes that are skipped).
             let chunk = if headers_only {
-                4 << 10
+                HEADER_LEN
             } else {
                 max_bytes.clamp(64 << 10, 8 << 20)
             };

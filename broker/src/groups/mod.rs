@@ -917,6 +917,25 @@ async fn expire_sessions(broker: &Arc<Broker>) {
 }
 
 /// Lag of every group this broker coordinates.
+/// A partition's log end (high watermark) as this broker knows it: its own replica's if it
+/// leads, else the newer of its follower copy's and what the leader last announced (at most
+/// half a second old); `None` if it neither hosts the partition nor heard of its leader.
+fn log_end(broker: &Broker, topic: &str, partition: i32) -> Option<i64> {
+    let local = broker.partition(topic, partition);
+    if let Some(p) = local.as_ref().filter(|p| p.is_leader()) {
+        return Some(p.high_watermark() as i64);
+    }
+    let announced = broker
+        .leaders
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(topic)
+        .and_then(|t| t.get(&u32::try_from(partition).ok()?))
+        .and_then(|a| a.high_watermark);
+    let local = local.map(|p| p.high_watermark());
+    local.max(announced).map(|hw| i64::try_from(hw).unwrap_or(i64::MAX))
+}
+
 async fn summarize(broker: &Arc<Broker>) -> Vec<GroupSummary> {
     let mut out = Vec::new();
     for shard in broker.groups.all_shards() {
@@ -931,7 +950,7 @@ async fn summarize(broker: &Arc<Broker>) -> Vec<GroupSummary> {
                 .map(|offs| {
                     offs.iter()
                         .map(|((t, p), c)| {
-                            let log_end = broker.partition(t, *p).map(|p| p.high_watermark() as i64);
+                            let log_end = log_end(broker, t, *p);
                             PartitionLag {
                                 topic: t.clone(),
                                 partition: *p,
@@ -1074,8 +1093,8 @@ fn partition_leader(broker: &Broker, topic: &str, partition: u32, replicas: &[u6
     leaders
         .get(topic)
         .and_then(|t| t.get(&partition))
-        .filter(|(id, _, _)| *id == topic_id)
-        .map(|&(_, _, l)| l)
+        .filter(|a| a.topic_id == topic_id)
+        .map(|a| a.leader)
         .or_else(|| replicas.first().copied())
 }
 

@@ -5,6 +5,8 @@
 //! broker that hosts no replica of a partition still names its actual leader in Metadata.
 //!
 //! v0 request: `from_node u64`, `leaders: [topic string, partition u32, topic_id u64, term u64]`.
+//! v1 adds `high_watermark i64` after `term` (the leader's high watermark; −1 unknown), so every
+//! broker knows every partition's end within half a second (consumer group lag, Metadata).
 
 use bytes::{BufMut, BytesMut};
 
@@ -23,21 +25,27 @@ pub struct LedPartition {
     pub topic_id: u64,
     /// The sender's Raft term as leader.
     pub term: u64,
+    /// The partition's high watermark at the leader (v1; −1 unknown or in v0).
+    pub high_watermark: i64,
 }
 
 impl Body for LedPartition {
-    fn encode(&self, _version: i16, out: &mut BytesMut) {
+    fn encode(&self, version: i16, out: &mut BytesMut) {
         put_string(out, &self.topic);
         out.put_u32(self.partition);
         out.put_u64(self.topic_id);
         out.put_u64(self.term);
+        if version >= 1 {
+            out.put_i64(self.high_watermark);
+        }
     }
-    fn decode(_version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
+    fn decode(version: i16, r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Self {
             topic: r.string("topic name")?,
             partition: u32::from_be_bytes(r.i32("partition")?.to_be_bytes()),
             topic_id: r.u64("topic id")?,
             term: r.u64("term")?,
+            high_watermark: if version >= 1 { r.i64("high watermark")? } else { -1 },
         })
     }
 }
