@@ -4,7 +4,8 @@
 #   benches/cluster.sh idle [PARTITIONS]   # default 1000 partitions, RF=3: CPU and memory of
 #                                          # each broker while idle (the scale target)
 #   benches/cluster.sh produce             # RF=3 acks=all 1 KiB on 12 partitions: throughput,
-#                                          # then p99 at half that rate
+#                                          # then p99 at half that rate (BENCH_ARGS: more
+#                                          # strata-bench flags, e.g. --batch-bytes)
 #   benches/cluster.sh rates R [R ...]     # the same topic at fixed rates (records/s), one
 #                                          # after another on a fresh cluster; then each
 #                                          # broker's produce time and fsync histograms
@@ -88,11 +89,14 @@ produce)
   "$CLI" --bootstrap "$BOOT" topic create rf3 --partitions 12 --replication-factor 3 >/dev/null
   sleep 3
   "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
-    --duration 10s --warmup 2s --json | tee "$OUT/max.json" | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
+    --duration 10s --warmup 2s ${BENCH_ARGS:-} --json | tee "$OUT/max.json" | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
   RATE=$(jq -r '(.msgs_per_sec / 2) | floor' "$OUT/max.json")
+  # The maximum run leaves gigabytes of dirty pages; their writeback is not this run's latency.
+  sync
+  sleep 5
   echo "at half that rate ($RATE records/s):"
   "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
-    --rate "$RATE" --duration 10s --warmup 2s --json | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
+    --rate "$RATE" --duration 10s --warmup 2s ${BENCH_ARGS:-} --json | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
   ;;
 rates)
   shift

@@ -133,8 +133,8 @@ struct RunArgs {
     /// How keys are chosen.
     #[arg(long, value_enum, default_value_t = KeyDistribution::Uniform)]
     key_distribution: KeyDistribution,
-    /// Producer batch size in bytes.
-    #[arg(long, default_value_t = 16 << 10)]
+    /// Producer batch size in bytes (the client's default).
+    #[arg(long, default_value_t = 256 << 10)]
     batch_bytes: usize,
     /// Producer linger in ms.
     #[arg(long, default_value_t = 5)]

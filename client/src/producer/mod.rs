@@ -90,7 +90,11 @@ pub struct ProducerConfig {
     /// Whole-batch compression. Default none.
     pub compression: Compression,
     /// A partition's batch is sent once it holds this many bytes (uncompressed, header
-    /// included); a single larger record gets a batch of its own. Default 16 KiB.
+    /// included); a single larger record gets a batch of its own. Default 256 KiB (Kafka's is
+    /// 16 KiB): each batch is one Raft entry, and fewer, larger entries cost the brokers far
+    /// less — RF 3 at 60 k records/s of 1 KiB on 2 cores, p50 / p99 6.6 / 19 ms with 256 KiB
+    /// against 28–37 / 62–96 ms with 16 KiB. A batch only grows to this size while records keep
+    /// coming within `linger`, and the sticky partitioner moves on after about this many bytes.
     pub batch_size: usize,
     /// How long a batch that is not full waits for more records. Default 5 ms.
     pub linger: Duration,
@@ -137,7 +141,7 @@ impl Default for ProducerConfig {
             acks: Acks::All,
             idempotence: true,
             compression: Compression::None,
-            batch_size: 16 << 10,
+            batch_size: 256 << 10,
             linger: Duration::from_millis(5),
             buffer_memory: 32 << 20,
             max_request_size: 1 << 20,
