@@ -1174,35 +1174,49 @@ async fn lag_covers_partitions_the_coordinator_does_not_host() {
     for d in deliveries {
         d.await.unwrap();
     }
-    // Offset 4 committed everywhere from outside the group (it has no members).
-    let mut raw = Raw::connect(cluster.addrs[0]).await;
-    let coordinator = find_coordinator(&mut raw, "far").await;
-    assert_eq!(coordinator.error, ErrorCode::None);
-    let index = cluster
-        .addrs
-        .iter()
-        .position(|a| a.port() == coordinator.port as u16)
-        .expect("the coordinator is one of the brokers");
-    let mut c = Raw::connect(cluster.addrs[index]).await;
-    for p in 0..PARTITIONS {
-        assert_eq!(
-            commit_error(&mut c, commit("far", "", -1, "spread", p, 4)).await,
-            ErrorCode::None
-        );
+    // Offset 4 committed everywhere from outside the group (it has no members). The coordinator
+    // may move meanwhile (the offsets partition's leadership returns to its preferred replica
+    // soon after the topic is created): ask again then.
+    let coordinator_index = async || {
+        let mut raw = Raw::connect(cluster.addrs[0]).await;
+        let coordinator = find_coordinator(&mut raw, "far").await;
+        assert_eq!(coordinator.error, ErrorCode::None);
+        let index = cluster
+            .addrs
+            .iter()
+            .position(|a| a.port() == coordinator.port as u16)
+            .expect("the coordinator is one of the brokers");
+        (index, coordinator.node_id)
+    };
+    let mut p = 0;
+    for _ in 0..200 {
+        if p == PARTITIONS {
+            break;
+        }
+        let (index, _) = coordinator_index().await;
+        let mut c = Raw::connect(cluster.addrs[index]).await;
+        match commit_error(&mut c, commit("far", "", -1, "spread", p, 4)).await {
+            ErrorCode::None => p += 1,
+            ErrorCode::NotCoordinator => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("commit of partition {p}: {other:?}"),
+        }
     }
-    let topic = client.admin().describe_topics(&["spread"]).await.unwrap().remove(0);
-    let hosted = topic
-        .partitions
-        .iter()
-        .filter(|p| p.replicas.contains(&coordinator.node_id))
-        .count();
-    assert!(hosted < PARTITIONS as usize, "RF 1 on 3 brokers: {topic:?}");
+    assert_eq!(p, PARTITIONS, "every partition's offset committed");
 
-    let http = cluster.brokers[index].as_ref().expect("running").http;
     strata_testkit::wait::until_async(
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         Duration::from_millis(200),
         async || {
+            let (index, node) = coordinator_index().await;
+            let topic = client
+                .admin()
+                .describe_topics(&["spread"])
+                .await
+                .map_err(|e| e.to_string())?
+                .remove(0);
+            let hosted = topic.partitions.iter().filter(|p| p.replicas.contains(&node)).count();
+            assert!(hosted < PARTITIONS as usize, "RF 1 on 3 brokers: {topic:?}");
+            let http = cluster.brokers[index].as_ref().expect("running").http;
             let api = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/api/v1/groups"))
                 .await
                 .unwrap()

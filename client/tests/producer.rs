@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::FakeBroker;
-use strata_client::protocol::api::ApiKey;
+use strata_client::protocol::api::{ApiKey, ConfigEntry};
 use strata_client::protocol::batch::BatchHeader;
 use strata_client::protocol::{Compression, ErrorCode, Offset};
 use strata_client::{Acks, Client, ClientConfig, Error, KeylessStrategy, Producer, ProducerConfig, ProducerRecord};
@@ -730,4 +730,41 @@ async fn pipelined_sends_keep_their_order_when_they_wait_for_a_producer_id_and_w
         assert_eq!(base, next, "sequences follow each other");
         next += count as i32;
     }
+}
+
+#[tokio::test]
+async fn batches_stay_within_the_topics_max_message_bytes() {
+    let (broker, producer) = setup(
+        1,
+        ProducerConfig {
+            linger: Duration::from_secs(30),
+            ..fast()
+        },
+    )
+    .await;
+    // The topic takes batches of at most 1 KiB, far below the default batch size (256 KiB).
+    broker.with(|s| {
+        s.topics.get_mut("t").unwrap().configs = vec![ConfigEntry {
+            key: "max.message.bytes".into(),
+            value: "1024".into(),
+        }]
+    });
+    let value = vec![b'x'; 200];
+    let mut deliveries = Vec::new();
+    for _ in 0..10 {
+        deliveries.push(producer.enqueue(ProducerRecord::new("t", value.clone())).await.unwrap());
+    }
+    // Batches fill at the topic's limit, so the first goes without waiting for linger.
+    let first = deliveries.remove(0);
+    let meta = tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("a full batch is not held for linger");
+    assert_eq!(meta.unwrap().offset, Some(Offset(0)));
+    producer.flush().await;
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let batches: usize = broker.with(|s| s.produce_log.iter().flatten().map(|(_, _, n)| n).sum());
+    assert!(batches >= 3, "10 records of 200 B in 1 KiB batches: {batches}");
+    assert_eq!(values(&broker, 0).len(), 10);
 }

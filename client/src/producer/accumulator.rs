@@ -398,7 +398,9 @@ impl Accumulator {
     }
 
     /// Encodes a record into `topic`/`partition`'s open batch (opening one if needed) and
-    /// returns its delivery. `leader` is the partition's leader now, for load accounting.
+    /// returns its delivery. `leader` is the partition's leader now, for load accounting;
+    /// `max_batch` the largest batch the topic accepts (its `max.message.bytes`), which caps
+    /// `batch_size` for it.
     ///
     /// # Errors
     /// [`Error::ProducerClosed`] after [`Accumulator::close`]; [`Error::Build`] if the record
@@ -408,9 +410,11 @@ impl Accumulator {
         topic: &str,
         partition: i32,
         leader: Option<i32>,
+        max_batch: Option<usize>,
         record: &RecordParts<'_>,
         reservation: Reservation<'_>,
     ) -> Result<Delivery> {
+        let batch_size = max_batch.map_or(self.config.batch_size, |m| m.min(self.config.batch_size));
         let mut state = lock(&self.state);
         if state.closed {
             return Err(Error::ProducerClosed);
@@ -432,7 +436,7 @@ impl Accumulator {
         let fits = queue.batches.back().is_some_and(|b| {
             b.builder
                 .as_ref()
-                .is_some_and(|builder| builder.size_bytes() + record_size <= self.config.batch_size)
+                .is_some_and(|builder| builder.size_bytes() + record_size <= batch_size)
         });
         let mut opened = false;
         if !fits {
@@ -477,7 +481,7 @@ impl Accumulator {
             }
             return Err(e.into());
         }
-        let full = builder.size_bytes() >= self.config.batch_size;
+        let full = builder.size_bytes() >= batch_size;
         let delivery = Delivery::new(
             Arc::clone(&batch.outcome),
             Arc::clone(&queue_topic),
@@ -841,7 +845,7 @@ mod tests {
             value: Some(value),
             headers: &[],
         };
-        acc.append("t", partition, Some(1), &parts, r).unwrap()
+        acc.append("t", partition, Some(1), None, &parts, r).unwrap()
     }
 
     fn leader(_: &str, _: i32) -> Option<i32> {
