@@ -156,6 +156,27 @@ async fn fetch_committed(raw: &mut Raw, group: &str, topic: &str, partition: i32
     panic!("the coordinator never became available");
 }
 
+/// A group as a broker's HTTP endpoint exports it: its entry in `/api/v1/groups`, and the
+/// `/metrics` text.
+async fn group_as_exported(http: std::net::SocketAddr, group: &str) -> Result<(serde_json::Value, String), String> {
+    let api = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/api/v1/groups"))
+        .await
+        .unwrap()
+        .map_err(|e| e.to_string())?
+        .json();
+    let g = api["groups"]
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["group"] == group))
+        .ok_or_else(|| api.to_string())?
+        .clone();
+    let metrics = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/metrics"))
+        .await
+        .unwrap()
+        .map_err(|e| e.to_string())?
+        .body;
+    Ok((g, metrics))
+}
+
 async fn find_coordinator(raw: &mut Raw, group: &str) -> FindCoordinatorResponse {
     for _ in 0..200 {
         let Response::FindCoordinator(r) = call(
@@ -697,21 +718,7 @@ async fn scale_out_and_in_under_load() {
         Duration::from_secs(10),
         Duration::from_millis(200),
         async || {
-            let api = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/api/v1/groups"))
-                .await
-                .unwrap()
-                .map_err(|e| e.to_string())?
-                .json();
-            let g = api["groups"]
-                .as_array()
-                .and_then(|gs| gs.iter().find(|g| g["group"] == "scaling"))
-                .ok_or_else(|| api.to_string())?
-                .clone();
-            let metrics = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/metrics"))
-                .await
-                .unwrap()
-                .map_err(|e| e.to_string())?
-                .body;
+            let (g, metrics) = group_as_exported(http, "scaling").await?;
             let lag_lines = metrics
                 .lines()
                 .filter(|l| l.starts_with("strata_group_lag{group=\"scaling\""))
@@ -1217,16 +1224,7 @@ async fn lag_covers_partitions_the_coordinator_does_not_host() {
             let hosted = topic.partitions.iter().filter(|p| p.replicas.contains(&node)).count();
             assert!(hosted < PARTITIONS as usize, "RF 1 on 3 brokers: {topic:?}");
             let http = cluster.brokers[index].as_ref().expect("running").http;
-            let api = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/api/v1/groups"))
-                .await
-                .unwrap()
-                .map_err(|e| e.to_string())?
-                .json();
-            let g = api["groups"]
-                .as_array()
-                .and_then(|gs| gs.iter().find(|g| g["group"] == "far"))
-                .ok_or_else(|| api.to_string())?
-                .clone();
+            let (g, metrics) = group_as_exported(http, "far").await?;
             let lags: Vec<_> = g["partitions"]
                 .as_array()
                 .into_iter()
@@ -1236,11 +1234,6 @@ async fn lag_covers_partitions_the_coordinator_does_not_host() {
             if lags.len() != PARTITIONS as usize || lags.iter().any(|l| l.as_i64() != Some(6)) {
                 return Err(format!("lag not 6 everywhere yet: {g}"));
             }
-            let metrics = tokio::task::spawn_blocking(move || strata_testkit::http::get(http, "/metrics"))
-                .await
-                .unwrap()
-                .map_err(|e| e.to_string())?
-                .body;
             let lag_lines = metrics
                 .lines()
                 .filter(|l| l.starts_with("strata_group_lag{") && l.contains("group=\"far\""))
