@@ -41,7 +41,7 @@ use crate::topics::{Registry, TopicConfig, partition_dir};
 /// Directory (under the data dir) of the metadata group's log.
 pub const METADATA_DIR: &str = "metadata";
 
-/// Announced leaders: topic → partition → (topic id, term, leader node id).
+/// Announced leaders: topic → partition → what its leader last announced.
 pub(crate) type LeaderTable = HashMap<String, HashMap<u32, Announced>>;
 
 /// What a broker last announced about a partition it leads.

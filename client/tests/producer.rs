@@ -749,6 +749,16 @@ async fn batches_stay_within_the_topics_max_message_bytes() {
             value: "1024".into(),
         }]
     });
+    // One record that fills a batch at the topic's limit on its own: sent without waiting for
+    // linger (full at 1 KiB, not at the producer's 256 KiB).
+    let alone = producer
+        .enqueue(ProducerRecord::new("t", vec![b'y'; 1000]))
+        .await
+        .unwrap();
+    let meta = tokio::time::timeout(Duration::from_secs(5), alone)
+        .await
+        .expect("a batch full at the topic's limit is not held for linger");
+    assert_eq!(meta.unwrap().offset, Some(Offset(0)));
     let value = vec![b'x'; 200];
     let mut deliveries = Vec::new();
     for _ in 0..10 {
@@ -759,12 +769,12 @@ async fn batches_stay_within_the_topics_max_message_bytes() {
     let meta = tokio::time::timeout(Duration::from_secs(5), first)
         .await
         .expect("a full batch is not held for linger");
-    assert_eq!(meta.unwrap().offset, Some(Offset(0)));
+    assert_eq!(meta.unwrap().offset, Some(Offset(1)));
     producer.flush().await;
     for d in deliveries {
         d.await.unwrap();
     }
     let batches: usize = broker.with(|s| s.produce_log.iter().flatten().map(|(_, _, n)| n).sum());
-    assert!(batches >= 3, "10 records of 200 B in 1 KiB batches: {batches}");
-    assert_eq!(values(&broker, 0).len(), 10);
+    assert!(batches >= 4, "1 + 10 records of 200 B in 1 KiB batches: {batches}");
+    assert_eq!(values(&broker, 0).len(), 11);
 }

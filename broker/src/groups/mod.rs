@@ -916,12 +916,13 @@ async fn expire_sessions(broker: &Arc<Broker>) {
     }
 }
 
-/// Lag of every group this broker coordinates.
 /// A partition's log end (high watermark) as this broker knows it: its own replica's if it
-/// leads, else the newer of its follower copy's and what the leader last announced (at most
-/// half a second old); `None` if it neither hosts the partition nor heard of its leader.
-fn log_end(broker: &Broker, topic: &str, partition: i32) -> Option<i64> {
-    let local = broker.partition(topic, partition);
+/// leads, else the newer of its follower copy's and what the leader of the topic's current
+/// incarnation (`topic_id`) last announced (at most half a second old); `None` if the topic is
+/// gone (`topic_id` `None`) or this broker neither hosts the partition nor heard of its leader.
+fn log_end(broker: &Broker, topic: &str, topic_id: Option<u64>, partition: i32) -> Option<i64> {
+    let topic_id = topic_id?;
+    let local = broker.partition(topic, partition).filter(|p| p.topic_id == topic_id);
     if let Some(p) = local.as_ref().filter(|p| p.is_leader()) {
         return Some(p.high_watermark() as i64);
     }
@@ -931,12 +932,24 @@ fn log_end(broker: &Broker, topic: &str, partition: i32) -> Option<i64> {
         .unwrap_or_else(|e| e.into_inner())
         .get(topic)
         .and_then(|t| t.get(&u32::try_from(partition).ok()?))
+        .filter(|a| a.topic_id == topic_id)
         .and_then(|a| a.high_watermark);
     let local = local.map(|p| p.high_watermark());
     local.max(announced).map(|hw| i64::try_from(hw).unwrap_or(i64::MAX))
 }
 
+/// Lag of every group this broker coordinates.
 async fn summarize(broker: &Arc<Broker>) -> Vec<GroupSummary> {
+    // The topics' current ids: lag is only against a topic that exists, in its current
+    // incarnation (offsets of a deleted topic stay, its old high watermark must not).
+    let topic_ids: HashMap<String, u64> = broker
+        .registry
+        .lock()
+        .await
+        .topics
+        .iter()
+        .map(|(name, meta)| (name.clone(), meta.id))
+        .collect();
     let mut out = Vec::new();
     for shard in broker.groups.all_shards() {
         let Ok(st) = shard.lock().await else { continue };
@@ -950,7 +963,7 @@ async fn summarize(broker: &Arc<Broker>) -> Vec<GroupSummary> {
                 .map(|offs| {
                     offs.iter()
                         .map(|((t, p), c)| {
-                            let log_end = log_end(broker, t, *p);
+                            let log_end = log_end(broker, t, topic_ids.get(t).copied(), *p);
                             PartitionLag {
                                 topic: t.clone(),
                                 partition: *p,

@@ -115,6 +115,8 @@ pub(crate) struct ProducerBatch {
     /// The broker refused it as out of order (so it is certainly not in the log): if the
     /// producer id it was stamped with is gone, it may be stamped again under the new one.
     pub(crate) refused: bool,
+    /// The size at which it is full: `batch_size`, or its topic's smaller `max.message.bytes`.
+    full_at: usize,
 }
 
 impl ProducerBatch {
@@ -459,6 +461,7 @@ impl Accumulator {
                 attempts: 0,
                 retry_group: 0,
                 refused: false,
+                full_at: batch_size,
             });
             incomplete.insert(next_id);
             next_id += 1;
@@ -581,7 +584,7 @@ impl Accumulator {
                 let ready = urgent
                     || queue.batches.len() > 1
                     || front.attempts > 0
-                    || front.size() >= self.config.batch_size
+                    || front.size() >= front.full_at
                     || linger_ends <= now;
                 if !ready {
                     out.next_check = min_instant(out.next_check, Some(linger_ends.min(deadline)));

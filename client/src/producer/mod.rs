@@ -504,11 +504,18 @@ impl Producer {
             value,
             headers: &headers,
         };
-        // A topic that takes smaller batches than `batch_size` gets batches it takes.
+        // A topic that takes smaller batches than `batch_size` gets batches it takes. The cap
+        // counts uncompressed bytes and the broker compressed ones: incompressible records can
+        // come out a little larger (codec framing), so compressed batches keep headroom.
+        let headroom = |cap: usize| match inner.config.compression {
+            Compression::None => 0,
+            _ => 64 + cap / 64,
+        };
         let max_batch = topic
             .configs
             .get("max.message.bytes")
-            .and_then(|v| v.parse::<usize>().ok());
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|cap| cap.saturating_sub(headroom(cap)).max(HEADER_LEN + 1));
         acc.append(&topic.name, partition, info.leader, max_batch, &parts, reservation)
     }
 
