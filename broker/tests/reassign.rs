@@ -227,13 +227,28 @@ async fn moving_a_compacted_partition_copies_everything_retained(cluster: &Clust
     let t = wait_metadata(&mut meta, NAME, "a leader", all_led).await;
     let replicas = t.partitions[0].replicas.clone();
     let newcomer = *live.iter().find(|b| !replicas.contains(b)).unwrap();
-    let mut leader = Client::connect(cluster.addr_of(t.partitions[0].leader)).await;
-    for i in 0..60 {
-        let values: Vec<String> = (0..10).map(|j| format!("{:0>100}", i * 10 + j)).collect();
-        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-        let r = leader.produce(NAME, 0, common::batch(&refs, 1), -1).await;
-        assert_eq!(r.error, ErrorCode::None, "{r:?}");
+    // Written by the idempotent producer, which follows leadership if it moves meanwhile (back
+    // to the preferred replica, by transfer) and never duplicates a retried batch. Small
+    // batches (~10 records each) so that the tiny segments roll.
+    let producer = cluster
+        .client()
+        .await
+        .producer(ProducerConfig {
+            batch_size: 1200,
+            linger: Duration::ZERO,
+            ..ProducerConfig::default()
+        })
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for n in 0..600 {
+        let rec = ProducerRecord::new(NAME, format!("{n:0>100}").into_bytes()).partition(0);
+        deliveries.push(producer.enqueue(rec).await.unwrap());
     }
+    producer.flush().await;
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    drop(producer);
     // Retention (checked every 500 ms in tests) deletes the first segments: wait until it has
     // nothing more to delete (the log start holds still over three checks).
     let mut start = -1;
