@@ -107,6 +107,18 @@ impl Broker {
             .contains_key(&node)
     }
 
+    /// What the leader of `topic`/`partition` last announced, if it was about the topic's
+    /// incarnation `topic_id`.
+    pub(crate) fn announced(&self, topic: &str, partition: u32, topic_id: u64) -> Option<Announced> {
+        self.leaders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .and_then(|t| t.get(&partition))
+            .filter(|a| a.topic_id == topic_id)
+            .copied()
+    }
+
     /// The partition, if hosted here.
     pub(crate) fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         let p = u32::try_from(partition).ok()?;

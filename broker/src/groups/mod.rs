@@ -927,12 +927,7 @@ fn log_end(broker: &Broker, topic: &str, topic_id: Option<u64>, partition: i32) 
         return Some(p.high_watermark() as i64);
     }
     let announced = broker
-        .leaders
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(topic)
-        .and_then(|t| t.get(&u32::try_from(partition).ok()?))
-        .filter(|a| a.topic_id == topic_id)
+        .announced(topic, u32::try_from(partition).ok()?, topic_id)
         .and_then(|a| a.high_watermark);
     let local = local.map(|p| p.high_watermark());
     local.max(announced).map(|hw| i64::try_from(hw).unwrap_or(i64::MAX))
@@ -1102,11 +1097,8 @@ fn partition_leader(broker: &Broker, topic: &str, partition: u32, replicas: &[u6
     if let Some(p) = broker.partition(topic, partition as i32) {
         return p.leader_id();
     }
-    let leaders = broker.leaders.read().unwrap_or_else(|e| e.into_inner());
-    leaders
-        .get(topic)
-        .and_then(|t| t.get(&partition))
-        .filter(|a| a.topic_id == topic_id)
+    broker
+        .announced(topic, partition, topic_id)
         .map(|a| a.leader)
         .or_else(|| replicas.first().copied())
 }
