@@ -97,7 +97,8 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest, peer: std::net::So
             return None;
         }
         Request::LeaderAnnouncements(r) => {
-            leader_announcements(broker, r);
+            // (Only over a connection that is not a peer's: serve_connection takes them first.)
+            leader_announcements(broker, r, u64::MAX);
             return None;
         }
         Request::AlterPartitionReassignments(r) => {
@@ -121,17 +122,19 @@ async fn dispatch(broker: &Arc<Broker>, req: IncomingRequest, peer: std::net::So
     respond(Ok(response))
 }
 
-/// Records the partitions another broker leads (never answered): a newer term replaces an older
-/// one; announcements from unknown brokers are dropped.
-pub(crate) fn leader_announcements(broker: &Broker, req: LeaderAnnouncementsRequest) {
+/// Records the partitions another broker leads (never answered), and that it was heard from: a
+/// newer term replaces an older one; announcements from unknown brokers are dropped. Returns the
+/// sender, if it is a peer. `conn` tells the connection it came over.
+pub(crate) fn leader_announcements(broker: &Broker, req: LeaderAnnouncementsRequest, conn: u64) -> Option<u64> {
     let from = req.from_node;
     if from == broker.opts.node_id || !broker.knows(from) {
-        return;
+        return None;
     }
+    let now = std::time::Instant::now();
     // Bounded: names arrive from the network, and only topics that exist matter.
     const MAX_TOPICS: usize = 100_000;
     const MAX_PARTITIONS_PER_TOPIC: usize = crate::topics::MAX_PARTITIONS as usize;
-    let mut table = broker.leaders.write().unwrap_or_else(|e| e.into_inner());
+    let mut table = broker.news.leaders.write().unwrap_or_else(|e| e.into_inner());
     for l in req.leaders {
         if !table.contains_key(&l.topic) && table.len() >= MAX_TOPICS {
             continue;
@@ -151,11 +154,16 @@ pub(crate) fn leader_announcements(broker: &Broker, req: LeaderAnnouncementsRequ
                         term: l.term,
                         leader: from,
                         high_watermark: u64::try_from(l.high_watermark).ok(),
+                        at: now,
                     },
                 );
             }
         }
     }
+    drop(table);
+    // After the table: a reader that sees the peer heard from sees what it announced.
+    broker.news.heard_from(from, now, conn);
+    Some(from)
 }
 
 /// Hands Raft messages from another broker to the driver (never answered). Messages from a node
@@ -287,7 +295,7 @@ async fn metadata(broker: &Broker, req: MetadataRequest) -> MetadataResponse {
             },
             Some(meta) => {
                 // (A short read lock per topic; the table changes twice a second.)
-                let leaders = broker.leaders.read().unwrap_or_else(|e| e.into_inner());
+                let leaders = broker.news.leaders.read().unwrap_or_else(|e| e.into_inner());
                 let announced = leaders.get(&name);
                 TopicMetadata {
                     error: ErrorCode::None,

@@ -716,7 +716,12 @@ pub(crate) async fn reconcile(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiv
         // Deleted topics first (their partitions may be re-created under the same name below).
         for (name, id, partitions) in deleted {
             broker.metrics.remove_topic(&name);
-            broker.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
+            broker
+                .news
+                .leaders
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
             remove_topic_replicas(&broker, &name, id, partitions).await;
         }
         let failures = if last >= replay_until {

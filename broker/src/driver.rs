@@ -55,6 +55,7 @@ use crate::partition::{Assignment, LogState, Partition, PartitionKey, RaftConf};
 use crate::peer::{OutboundMessage, Peers};
 use crate::producers::{Check, Producers, SCAN_ENTRIES, Stamp};
 use crate::raft::PartitionRaftStorage;
+use crate::server::{PeerNews, heard_lately};
 
 /// One step of a reassignment.
 enum Step {
@@ -187,6 +188,16 @@ const REASSIGN_TICKS: u32 = 5;
 /// A learner within this many entries of the commit index is promoted to voter (it catches up
 /// the rest as a voter; waiting for an exact match could wait forever under load).
 const CATCH_UP_SLACK: u64 = 256;
+/// A group led here quiesces once it has been idle this long: everything committed and on every
+/// replica, nothing proposed or pending, every replica's broker heard from (see [`Driver::idle`]).
+/// Longer than an announcement interval, so followers have heard their leader announce itself.
+const QUIESCE_AFTER: Duration = Duration::from_secs(1);
+/// Marks the heartbeats by which a leader quiesces its followers (raft-rs echoes a heartbeat's
+/// context in its response, which therefore does not wake a quiesced leader either).
+const QUIESCE_CONTEXT: &[u8] = b"strata:quiesce";
+/// A quiesced leader wakes this often for a round of heartbeats (and re-quiesces only if every
+/// replica answers): a replica that failed on a broker still alive shows up then.
+const QUIESCE_REFRESH: Duration = Duration::from_secs(30);
 
 impl DriverHandle {
     /// Sends a command from an async task, waiting (without blocking the worker thread) while
@@ -221,14 +232,15 @@ impl DriverHandle {
 
 /// Starts the driver thread, which updates `metrics` as it works, sends Raft messages to other
 /// brokers through `peers`, and hands the metadata group's committed commands to `metadata`.
-pub fn spawn(
+pub(crate) fn spawn(
     node_id: u64,
     tick: Duration,
     retention_every: Duration,
     metrics: Arc<Metrics>,
-    peers: Option<Peers>,
+    peers: Option<(Peers, Arc<PeerNews>)>,
     metadata: tokio::sync::mpsc::UnboundedSender<Applied>,
 ) -> (DriverHandle, std::thread::JoinHandle<()>) {
+    let (peers, news) = peers.unzip();
     let (tx, rx) = mpsc::sync_channel(COMMAND_QUEUE);
     let alive = Arc::new(());
     let handles = Arc::downgrade(&alive);
@@ -247,6 +259,7 @@ pub fn spawn(
                 peeked: None,
                 next_incarnation: 0,
                 peers,
+                news,
                 outbox: HashMap::new(),
                 metadata,
                 draining: false,
@@ -328,6 +341,31 @@ struct Group {
     /// Whether the Raft configuration is known to be the desired one (no reassignment step to
     /// look for until the assignment or the configuration changes).
     settled: bool,
+    /// Quiesced: the group is idle and its leader stopped heartbeating, so no replica ticks it
+    /// (see [`Driver::quiesce`]).
+    quiesced: bool,
+    /// Since when the group, led here, has been idle (see [`Driver::idle`]); while quiesced,
+    /// since when it is.
+    idle_since: Option<Instant>,
+    /// Whether the log may hold data not yet durable, so each cycle asks whether an fsync is
+    /// due: set whenever the driver writes to the log or an fsync ends, cleared once the log
+    /// says everything is durable (idle partitions then cost no lock per cycle).
+    sync_check: bool,
+}
+
+impl Group {
+    /// Ends quiescence (or an idle spell): the group ticks again. Anything that must make
+    /// progress by ticks (a proposal, a transfer, a configuration change) wakes the group. A
+    /// leader's election clock starts over, so a whole round of heartbeats precedes its next
+    /// check-quorum (which otherwise could run on the first tick, with replies to the last
+    /// heartbeats long gone).
+    fn wake(&mut self) {
+        if self.quiesced && self.raw.raft.state == StateRole::Leader {
+            self.raw.raft.election_elapsed = 0;
+        }
+        self.quiesced = false;
+        self.idle_since = None;
+    }
 }
 
 struct Driver {
@@ -346,6 +384,8 @@ struct Driver {
     next_incarnation: u64,
     /// The transport to other brokers (`None` on a cluster of one).
     peers: Option<Peers>,
+    /// What the other brokers announce, and when each last did (`None` on a cluster of one).
+    news: Option<Arc<PeerNews>>,
     /// Messages to other brokers gathered during a loop, sent together at its end.
     outbox: HashMap<u64, Vec<OutboundMessage>>,
     /// Where the metadata group's committed commands go.
@@ -592,11 +632,15 @@ impl Driver {
 
     fn serve(&mut self, rx: &Receiver<Command>) {
         let mut next_tick = Instant::now() + self.tick;
+        // (Also the time to the next tick bounds each wait below: this beats at least that often.)
         let mut next_retention = Instant::now() + self.retention_every;
         let mut next_rebalance = Instant::now() + self.tick * REBALANCE_TICKS;
         let mut next_reassign = Instant::now() + self.tick * REASSIGN_TICKS;
         let mut busy = false;
         loop {
+            if let Some(news) = &self.news {
+                news.driver_beat();
+            }
             // Work left over (a Ready produced by a commit that just moved): look at the queue,
             // but do not sleep.
             let wait = if busy {
@@ -631,9 +675,44 @@ impl Driver {
             }
             let now = Instant::now();
             if now >= next_tick {
+                // One look at when each peer was heard from per tick (a small map).
+                let heard = self.news.as_ref().map(|n| n.heard()).unwrap_or_default();
+                let mut quiesced = 0;
                 for g in self.groups.values_mut() {
                     if g.failed.is_some() {
                         continue;
+                    }
+                    if g.quiesced {
+                        if Self::stays_quiet(g, self.node_id, &heard, self.news.as_deref(), now) {
+                            quiesced += 1;
+                            continue;
+                        }
+                        let follower = g.raw.raft.state == StateRole::Follower;
+                        g.wake();
+                        if follower {
+                            // Its leader fell silent: no election lease to wait out (the
+                            // leader's heartbeats stopped long ago), so it campaigns within its
+                            // randomized election timeout's spread, not a whole timeout later.
+                            let raft = &mut g.raw.raft;
+                            raft.election_elapsed = raft.election_elapsed.max(raft.election_timeout());
+                        }
+                    }
+                    if Self::idle(g, self.node_id, &heard, now) {
+                        let since = *g.idle_since.get_or_insert(now);
+                        // (Instead of this tick: a heartbeat it sent could follow the marked
+                        // one and wake the followers again. And not while raft-rs has anything
+                        // to hand out.)
+                        if now.saturating_duration_since(since) >= QUIESCE_AFTER
+                            && !g.raw.has_ready()
+                            && Self::all_answered(g, self.node_id)
+                        {
+                            Self::quiesce(g, self.node_id, &mut self.outbox);
+                            self.metrics.raft.quiesces.inc();
+                            quiesced += 1;
+                            continue;
+                        }
+                    } else {
+                        g.idle_since = None;
                     }
                     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.raw.tick())).is_err() {
                         Self::fail(g, &self.metrics, "raft panicked on a tick".into());
@@ -651,6 +730,7 @@ impl Driver {
                         }
                     }
                 }
+                self.metrics.raft.quiesced_groups.set(quiesced);
                 next_tick = now + self.tick;
             }
             let started = Instant::now();
@@ -717,6 +797,8 @@ impl Driver {
                         continue;
                     }
                     let mut msg = m.message;
+                    // (Before `admissible` clamps it to the local log.)
+                    let commit = msg.commit;
                     if self.draining && msg.get_msg_type() == MessageType::MsgTimeoutNow {
                         // Stopping: leadership must not come back here.
                         continue;
@@ -725,9 +807,39 @@ impl Driver {
                         tracing::debug!(topic = %m.key.topic, partition = m.key.partition, from, kind = ?msg.get_msg_type(), why, "dropping an inadmissible raft message");
                         continue;
                     }
+                    let kind = msg.get_msg_type();
+                    // A quiesced group takes its leader's marked heartbeat and any heartbeat
+                    // response (one answering a heartbeat sent before quiescing may arrive
+                    // after) without waking; anything else wakes it.
+                    let quiet = kind == MessageType::MsgHeartbeatResponse
+                        || (kind == MessageType::MsgHeartbeat && msg.context.as_ref() == QUIESCE_CONTEXT);
+                    let term = msg.term;
+                    let before = (g.raw.raft.term, g.raw.raft.state);
                     // raft-rs panics on messages that break its invariants; one bad message must
                     // cost at most its group, never the driver thread.
                     let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.raw.step(msg)));
+                    if stepped.is_ok() {
+                        let raft = &g.raw.raft;
+                        let changed = before != (raft.term, raft.state);
+                        if g.quiesced && (!quiet || changed) {
+                            // Traffic of any other kind, or a change of term or role.
+                            g.wake();
+                        } else if quiet
+                            && !changed
+                            && kind == MessageType::MsgHeartbeat
+                            && !g.is_metadata
+                            && raft.state == StateRole::Follower
+                            && raft.leader_id == from
+                            && raft.term == term
+                            && raft.raft_log.committed == commit
+                            && raft.raft_log.last_index() == commit
+                        {
+                            // The leader stopped heartbeating, and this replica has everything
+                            // it has, committed.
+                            g.quiesced = true;
+                            self.metrics.raft.quiesces.inc();
+                        }
+                    }
                     match stepped {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
@@ -767,7 +879,8 @@ impl Driver {
                 bytes,
             } => self.synced(&key, incarnation, result, bytes),
             Command::Compact { key, below } => {
-                if let Some(g) = self.groups.get(&key) {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    g.sync_check = true;
                     match g.partition.storage.compact(RaftIndex(below)) {
                         Ok(rep) if rep.segments_deleted > 0 => {
                             Self::publish_log_state(&g.partition);
@@ -782,6 +895,7 @@ impl Driver {
                 if let Some(g) = self.groups.get_mut(&key) {
                     g.assignment = assignment;
                     g.settled = false;
+                    g.wake();
                 }
             }
             Command::HandOver { reply } => {
@@ -877,6 +991,9 @@ impl Driver {
                 in_sync: Vec::new(),
                 settled: false,
                 snapshot_ready: None,
+                quiesced: false,
+                idle_since: None,
+                sync_check: true,
                 eager_campaign: if preferred_new && !single {
                     EAGER_CAMPAIGN_TICKS
                 } else {
@@ -981,6 +1098,7 @@ impl Driver {
             return;
         }
         let batches = &batches[duplicates.len()..];
+        g.wake();
         let first_index = g.raw.raft.raft_log.last_index() + 1;
         let counters = &g.partition.counters;
         for (i, b) in batches.iter().enumerate() {
@@ -1046,8 +1164,17 @@ impl Driver {
         // `always`, any unsynced data; with `interval`, data old enough) and has none running.
         let mut jobs = Vec::new();
         for (key, g) in &mut self.groups {
-            if g.failed.is_some() || g.syncing || !g.partition.storage.sync_due().unwrap_or(false) {
+            if g.failed.is_some() || g.syncing || !g.sync_check {
                 continue;
+            }
+            match g.partition.storage.sync_state() {
+                Ok((true, _)) => {}
+                Ok((false, unsynced)) => {
+                    // (With the `interval` policy, data not yet old enough: look again.)
+                    g.sync_check = unsynced;
+                    continue;
+                }
+                Err(_) => continue,
             }
             if let Ok(Some(job)) = g.partition.storage.begin_sync() {
                 g.syncing = true;
@@ -1102,6 +1229,7 @@ impl Driver {
         metadata: &tokio::sync::mpsc::UnboundedSender<Applied>,
     ) -> Result<(), String> {
         let mut rd = g.raw.ready();
+        g.sync_check = true;
         // A leader's appends may go out before its own write (Raft thesis 10.2.1).
         let early = rd.take_messages();
         Self::post(outbox, g, early);
@@ -1187,6 +1315,7 @@ impl Driver {
         };
         g.syncing = false;
         g.touched = true;
+        g.sync_check = true;
         if g.failed.is_some() {
             return;
         }
@@ -1584,6 +1713,110 @@ impl Driver {
         g.failed = Some(reason);
     }
 
+    /// Whether a group led here is idle enough to quiesce: everything in its log committed,
+    /// applied and on every replica, nothing proposed, pending, being persisted or moving (no
+    /// transfer, configuration change or reassignment), and every replica's broker heard from
+    /// lately. The metadata group never quiesces.
+    fn idle(g: &Group, me: u64, heard: &HashMap<u64, Instant>, now: Instant) -> bool {
+        let raft = &g.raw.raft;
+        let log = &raft.raft_log;
+        let last = log.last_index();
+        raft.state == StateRole::Leader
+            && !g.is_metadata
+            && g.failed.is_none()
+            && g.settled
+            && g.partition.is_leader()
+            && raft.lead_transferee.is_none()
+            && !raft.has_pending_conf()
+            && log.committed == last
+            && log.applied == last
+            && g.waiters.is_empty()
+            && g.dup_waiters.is_empty()
+            && g.unpersisted.is_empty()
+            && !g.syncing
+            && g.snapshot_ready.is_none()
+            && g.eager_campaign == 0
+            && raft.prs().iter().all(|(&id, pr)| {
+                pr.matched == last
+                    && (id == me || (pr.state == ::raft::ProgressState::Replicate && heard_lately(heard, id, now)))
+            })
+            && raft.prs().conf().to_conf_state().voters_outgoing.is_empty()
+    }
+
+    /// Quiesces an idle group led here: one last heartbeat, marked, carrying the commit index,
+    /// and no more ticks (no heartbeats, no check-quorum) until something wakes it. Its followers
+    /// quiesce on that heartbeat (they have every entry) and stop their election clocks. This is
+    /// safe because ticks only drive timeouts: a quiesced group can still take every message and
+    /// proposal, and any of them wakes it. What it gives up is noticing a failure by a timeout;
+    /// instead [`Driver::stays_quiet`] wakes the group when a broker it involves falls silent.
+    fn quiesce(g: &mut Group, me: u64, outbox: &mut HashMap<u64, Vec<OutboundMessage>>) {
+        let raft = &g.raw.raft;
+        let (term, commit) = (raft.term, raft.raft_log.committed);
+        let heartbeats: Vec<Message> = raft
+            .prs()
+            .iter()
+            .map(|(&id, _)| id)
+            .filter(|&id| id != me)
+            .map(|to| {
+                let mut m = Message::default();
+                m.set_msg_type(MessageType::MsgHeartbeat);
+                m.to = to;
+                m.from = me;
+                m.term = term;
+                m.commit = commit;
+                m.context = Bytes::from_static(QUIESCE_CONTEXT);
+                m
+            })
+            .collect();
+        Self::post(outbox, g, heartbeats);
+        g.quiesced = true;
+        g.idle_since = Some(Instant::now());
+    }
+
+    /// Whether every other replica answered the leader since its last check-quorum (which
+    /// clears the marks): a replica that failed on a live broker keeps its group awake.
+    fn all_answered(g: &Group, me: u64) -> bool {
+        g.raw.raft.prs().iter().all(|(&id, pr)| id == me || pr.recent_active)
+    }
+
+    /// Whether a quiesced group stays quiesced this tick. A leader wakes when any replica's
+    /// broker falls silent (it must notice losing its quorum, and a replica coming back needs
+    /// heartbeats); a follower when its leader's broker falls silent or closes its connection,
+    /// or stops announcing this partition at this term (its replica failed, was removed, or
+    /// lost leadership): then the follower's election clock runs again.
+    fn stays_quiet(g: &Group, me: u64, heard: &HashMap<u64, Instant>, news: Option<&PeerNews>, now: Instant) -> bool {
+        let raft = &g.raw.raft;
+        match raft.state {
+            StateRole::Leader => {
+                raft.lead_transferee.is_none()
+                    && g.idle_since
+                        .is_some_and(|t| now.saturating_duration_since(t) < QUIESCE_REFRESH)
+                    && raft
+                        .prs()
+                        .iter()
+                        .all(|(&id, _)| id == me || heard_lately(heard, id, now))
+            }
+            StateRole::Follower => {
+                let leader = raft.leader_id;
+                let key = &g.partition.key;
+                leader != ::raft::INVALID_ID
+                    && heard_lately(heard, leader, now)
+                    && news
+                        .map(|n| n.leaders.read().unwrap_or_else(|e| e.into_inner()))
+                        .as_ref()
+                        .and_then(|t| t.get(key.topic.as_str()))
+                        .and_then(|t| t.get(&key.partition))
+                        .is_some_and(|a| {
+                            a.topic_id == g.partition.topic_id
+                                && a.leader == leader
+                                && a.term == raft.term
+                                && now.saturating_duration_since(a.at) < crate::server::PEER_SILENCE
+                        })
+            }
+            _ => false,
+        }
+    }
+
     /// After a failover, leadership returns to each partition's preferred replica (the first of
     /// its replicas) by Raft leadership transfer, once that replica has every entry: so
     /// leadership stays spread as placement intended. A transfer that does not complete within
@@ -1617,6 +1850,7 @@ impl Driver {
                 && reachable(preferred);
             if caught_up {
                 tracing::info!(topic = %g.partition.key.topic, partition = g.partition.key.partition, to = preferred, "handing leadership back to the preferred replica");
+                g.wake();
                 g.raw.transfer_leader(preferred);
             }
         }
@@ -1637,6 +1871,9 @@ impl Driver {
                 continue;
             }
             let step = Self::next_change(g, self.node_id, &reachable);
+            if matches!(step, Step::Change(_) | Step::Transfer(_)) {
+                g.wake();
+            }
             let key = &g.partition.key;
             {
                 match step {
@@ -1765,6 +2002,7 @@ impl Driver {
                 })
                 .max();
             if let Some((_, to)) = target {
+                g.wake();
                 g.raw.transfer_leader(to);
                 started += 1;
             }
@@ -1773,7 +2011,8 @@ impl Driver {
     }
 
     fn retention(&mut self) {
-        for g in self.groups.values() {
+        for g in self.groups.values_mut() {
+            g.sync_check = true;
             let c = &g.partition.config;
             let r = Retention {
                 bytes: c.retention_bytes,

@@ -32,7 +32,8 @@
 //!   `strata_storage_fsync_duration_seconds`, `strata_storage_fsyncs_total`,
 //!   `strata_storage_synced_bytes_total`.
 //! - Raft (driver thread): `strata_raft_leader_changes_total`,
-//!   `strata_raft_proposals_dropped_total`, `strata_raft_ready_loop_duration_seconds`.
+//!   `strata_raft_proposals_dropped_total`, `strata_raft_ready_loop_duration_seconds`,
+//!   `strata_raft_quiesced_groups`, `strata_raft_quiesces_total`.
 //! - Connections (accept loop): `strata_connections_open`, `strata_connections_accepted_total`,
 //!   `strata_connections_refused_total`.
 //! - Process (`prometheus`' process collector, Linux): `strata_process_cpu_seconds_total`,
@@ -165,6 +166,10 @@ pub struct RaftMetrics {
     pub(crate) proposals_dropped: IntCounter,
     /// One driver cycle that handled at least one Ready or fsync.
     pub(crate) ready_loop_duration: Histogram,
+    /// Local replicas whose group is quiesced (idle: no heartbeats, no ticks).
+    pub(crate) quiesced_groups: IntGauge,
+    /// Times a local replica's group quiesced.
+    pub(crate) quiesces: IntCounter,
 }
 
 /// A topic's traffic counters, resolved once when a partition opens and kept on the
@@ -364,6 +369,22 @@ impl Metrics {
                     "Duration of one Raft driver cycle over every group with a Ready (appends, \
                      group-commit fsyncs, hard state, answers).",
                     READY_LOOP_BUCKETS,
+                )?,
+            )?,
+            quiesced_groups: reg(
+                &registry,
+                IntGauge::new(
+                    "strata_raft_quiesced_groups",
+                    "Local partition replicas whose Raft group is quiesced: idle, so its leader \
+                     sends no heartbeats and no replica ticks it.",
+                )?,
+            )?,
+            quiesces: reg(
+                &registry,
+                IntCounter::new(
+                    "strata_raft_quiesces_total",
+                    "Times a local partition replica's Raft group quiesced (went idle: its leader \
+                     stopped heartbeating).",
                 )?,
             )?,
         };
@@ -899,6 +920,8 @@ mod tests {
             "strata_raft_leader_changes_total",
             "strata_raft_proposals_dropped_total",
             "strata_raft_ready_loop_duration_seconds",
+            "strata_raft_quiesced_groups",
+            "strata_raft_quiesces_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
         }

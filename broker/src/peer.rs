@@ -185,7 +185,9 @@ impl Peers {
             return false;
         }
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-        let (ctl, ctl_rx) = mpsc::channel(2);
+        // Room for a few announcement frames (a broker leading very many partitions sends
+        // several per round).
+        let (ctl, ctl_rx) = mpsc::channel(8);
         let connected = Arc::new(AtomicBool::new(false));
         let address = Arc::new(std::sync::Mutex::new(address));
         let sender = Sender {
@@ -419,14 +421,16 @@ impl Sender {
                 biased;
                 _ = self.shutdown.cancelled() => return Ended::Stop,
                 reason = discard_until_closed(&mut read, self.to, &mut warned) => return Ended::Lost(reason),
-                batch = self.rx.recv() => match batch {
-                    Some(batch) => batch,
-                    None => return Ended::Stop,
-                },
+                // Announcements first: a link busy with Raft traffic must not starve them (the
+                // peer would take this broker's silence for its death; see `driver`).
                 Some(frame) = self.ctl_rx.recv() => {
                     self.buf.extend_from_slice(&frame);
                     Vec::new()
                 }
+                batch = self.rx.recv() => match batch {
+                    Some(batch) => batch,
+                    None => return Ended::Stop,
+                },
             };
             let count = self.encode_drain(first);
             if self.buf.is_empty() {

@@ -44,6 +44,87 @@ pub const METADATA_DIR: &str = "metadata";
 /// Announced leaders: topic → partition → what its leader last announced.
 pub(crate) type LeaderTable = HashMap<String, HashMap<u32, Announced>>;
 
+/// How often every broker tells its peers which partitions it leads.
+pub(crate) const ANNOUNCE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A peer unheard of this long (three announcements missed) is taken for gone: quiesced groups
+/// it leads or follows wake up (see [`crate::driver`]).
+pub(crate) const PEER_SILENCE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// What this broker hears from its peers: the partitions they lead, and when each last spoke.
+/// Shared with the Raft driver, which lets an idle group stop heartbeating only while the
+/// brokers it involves are heard from.
+pub(crate) struct PeerNews {
+    /// Every peer's announced leaderships.
+    pub(crate) leaders: RwLock<LeaderTable>,
+    /// When each peer's last announcement arrived, and over which connection; a peer whose
+    /// connection closed is removed.
+    heard: std::sync::Mutex<HashMap<u64, (std::time::Instant, u64)>>,
+    /// When this broker's Raft driver last went round its loop (milliseconds since `started`):
+    /// a broker whose driver is stuck announces no leadership, so followers do not wait on it.
+    driver_beat: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+}
+
+impl Default for PeerNews {
+    fn default() -> Self {
+        Self {
+            leaders: RwLock::default(),
+            heard: std::sync::Mutex::default(),
+            driver_beat: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl PeerNews {
+    /// Records that `node` just announced over connection `conn`.
+    pub(crate) fn heard_from(&self, node: u64, at: std::time::Instant, conn: u64) {
+        self.heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node, (at, conn));
+    }
+
+    /// Forgets when `node` was heard from, if it was over connection `conn`, which closed (e.g.
+    /// the broker was killed; a newer connection's news stands).
+    pub(crate) fn lost(&self, node: u64, conn: u64) {
+        let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        if heard.get(&node).is_some_and(|&(_, c)| c == conn) {
+            heard.remove(&node);
+        }
+    }
+
+    /// When each peer was last heard from.
+    pub(crate) fn heard(&self) -> HashMap<u64, std::time::Instant> {
+        self.heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(&n, &(at, _))| (n, at))
+            .collect()
+    }
+
+    /// Called by the Raft driver every time round its loop (at least once a tick).
+    pub(crate) fn driver_beat(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.driver_beat.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the driver went round its loop within `within`.
+    fn driver_alive(&self, within: std::time::Duration) -> bool {
+        let beat = std::time::Duration::from_millis(self.driver_beat.load(std::sync::atomic::Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(beat) < within
+    }
+}
+
+/// Whether `node` was heard from within [`PEER_SILENCE`] of `now`.
+pub(crate) fn heard_lately(heard: &HashMap<u64, std::time::Instant>, node: u64, now: std::time::Instant) -> bool {
+    heard
+        .get(&node)
+        .is_some_and(|t| now.saturating_duration_since(*t) < PEER_SILENCE)
+}
+
 /// What a broker last announced about a partition it leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Announced {
@@ -55,6 +136,8 @@ pub(crate) struct Announced {
     pub leader: u64,
     /// Its high watermark then, if it said (an older broker does not).
     pub high_watermark: Option<u64>,
+    /// When the announcement arrived.
+    pub at: std::time::Instant,
 }
 
 /// Shared broker state, as the request handlers see it.
@@ -74,9 +157,9 @@ pub struct Broker {
     /// Every broker of the cluster (node id → client address): the voters and the data brokers
     /// that registered (kept current by the metadata reconciler).
     pub(crate) brokers: RwLock<Voters>,
-    /// Leaders of partitions this broker may not host, as their leaders announce them
-    /// (topic → partition → (topic id, term, leader)): Metadata names them.
-    pub(crate) leaders: RwLock<LeaderTable>,
+    /// Leaders of partitions, as their leaders announce them (Metadata names them for
+    /// partitions not hosted here), and when each peer last announced.
+    pub(crate) news: Arc<PeerNews>,
     /// Proposing metadata changes and waiting for them.
     pub(crate) controller: Controller,
     /// The metadata group's replica on this broker (its leadership is the controller's).
@@ -110,7 +193,8 @@ impl Broker {
     /// What the leader of `topic`/`partition` last announced, if it was about the topic's
     /// incarnation `topic_id`.
     pub(crate) fn announced(&self, topic: &str, partition: u32, topic_id: u64) -> Option<Announced> {
-        self.leaders
+        self.news
+            .leaders
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(topic)
@@ -215,11 +299,12 @@ impl Broker {
     }
 }
 
-/// Twice a second, tells every peer which partitions this broker leads (with their terms), so
-/// brokers without a replica of a partition still name its actual leader in Metadata.
+/// Twice a second, tells every peer which partitions this broker leads (with their terms and
+/// high watermarks), so brokers without a replica of a partition still name its actual leader in
+/// Metadata, and followers of a quiesced group know its leader is still there.
 async fn announce_leaders(broker: Arc<Broker>) {
     use strata_protocol::api::{ApiKey, LeaderAnnouncementsRequest, LedPartition, Request};
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut correlation_id = 0i32;
     loop {
@@ -227,12 +312,21 @@ async fn announce_leaders(broker: Arc<Broker>) {
         let Some(peers) = &broker.peers else {
             return;
         };
+        // A driver that has not gone round its loop for two rounds of this task is stuck (a hung
+        // disk, say): its groups lead nothing meanwhile, so this broker claims none of them and
+        // the followers of its quiesced groups wake and elect another leader.
+        let driver_alive = broker
+            .news
+            .driver_alive((ANNOUNCE_EVERY * 2).max(broker.opts.raft_tick * 3));
+        if !driver_alive {
+            tracing::warn!("the raft driver has not run for a while; announcing no leadership");
+        }
         let leaders: Vec<LedPartition> = broker
             .partitions
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter(|p| p.is_leader())
+            .filter(|p| driver_alive && p.is_leader())
             .map(|p| LedPartition {
                 topic: p.key.topic.clone(),
                 partition: p.key.partition,
@@ -241,8 +335,13 @@ async fn announce_leaders(broker: Arc<Broker>) {
                 high_watermark: i64::try_from(p.high_watermark()).unwrap_or(i64::MAX),
             })
             .collect();
-        // Frames stay well under a peer's frame limit.
-        for chunk in leaders.chunks(20_000) {
+        // Frames stay well under a peer's frame limit. A broker that leads nothing still
+        // announces (an empty list): peers take its silence for its death.
+        let mut chunks: Vec<&[LedPartition]> = leaders.chunks(20_000).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        for chunk in chunks {
             correlation_id = correlation_id.wrapping_add(1);
             let header = strata_protocol::frame::RequestHeader {
                 api_key: ApiKey::LeaderAnnouncements as i16,
@@ -345,12 +444,13 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
         )
     });
     let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
+    let news = Arc::new(PeerNews::default());
     let (driver, driver_thread) = driver::spawn(
         opts.node_id,
         opts.raft_tick,
         opts.retention_check_interval,
         metrics.clone(),
-        peers.clone(),
+        peers.clone().map(|p| (p, news.clone())),
         applied_tx,
     );
     let broker = Arc::new(Broker {
@@ -366,7 +466,7 @@ pub async fn run(opts: BrokerOptions, shutdown: impl Future<Output = ()>) -> any
             all.insert(opts.node_id, my_address.clone());
             all
         }),
-        leaders: RwLock::new(HashMap::new()),
+        news,
         voters,
         controller: Controller::new(opts.node_id),
         metadata: std::sync::OnceLock::new(),
@@ -593,6 +693,11 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
     let mut reading = true;
     // Whether the other end is a broker sending Raft traffic (never answered).
     let mut is_peer = false;
+    // The broker at the other end, once it announced itself: when the connection closes, its
+    // silence is not waited out (quiesced groups it leads wake at once).
+    let mut peer_node = None;
+    static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let conn = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut drain_check = tokio::time::interval(std::time::Duration::from_millis(20));
     let mut draining_since = None;
     // Idle: no complete request read and nothing in flight for `idle_timeout`. A peer trickling
@@ -646,7 +751,9 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
                         continue;
                     }
                     if let Ok(strata_protocol::api::Request::LeaderAnnouncements(r)) = incoming.body {
-                        crate::api::leader_announcements(&broker, r);
+                        if let Some(from) = crate::api::leader_announcements(&broker, r, conn) {
+                            peer_node = Some(from);
+                        }
                         continue;
                     }
                     in_flight.push_back(crate::api::handle(broker.clone(), incoming, peer));
@@ -659,6 +766,9 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
             },
         }
         if !reading && in_flight.is_empty() {
+            if let Some(node) = peer_node {
+                broker.news.lost(node, conn);
+            }
             let _ = tokio::time::timeout(idle_timeout, framed.flush()).await;
             return;
         }

@@ -1,8 +1,8 @@
 //! Chaos: for a bounded time, one broker of three at a time is killed with `kill -9` and
 //! restarted, paused with SIGSTOP and resumed, cut off (every connection to it closed and new
 //! ones refused, through the TCP proxy in front of each broker), or slowed (its inbound traffic
-//! delayed), while an idempotent producer writes numbered
-//! records and a reader follows the partitions' leaders. Then a checker verifies: no acknowledged
+//! delayed), while an idempotent producer writes numbered records in bursts (between them the
+//! idle partitions quiesce) and a reader follows the partitions' leaders. Then a checker verifies: no acknowledged
 //! record lost, no record twice, per-partition order kept, and the high watermark a reader sees
 //! never moving backwards.
 //!
@@ -186,7 +186,14 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut n: u64 = 0;
+            let mut burst = Instant::now();
             while !stop.load(Ordering::Acquire) {
+                // Bursts of ~2 s, then 2 s of silence: the partitions quiesce (idle for 1 s)
+                // and wake again, through the faults, many times a run.
+                if burst.elapsed() > Duration::from_secs(2) {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    burst = Instant::now();
+                }
                 for _ in 0..20 {
                     let rec = ProducerRecord::new("chaos", n.to_string().into_bytes()).partition((n % 3) as i32);
                     let d = producer.enqueue(rec).await.expect("enqueue");
@@ -235,8 +242,23 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
         rng
     };
     let (mut kills, mut pauses, mut cuts, mut delays) = (0, 0, 0, 0);
+    // How often a look between faults found quiesced replicas.
+    let (mut looks, mut quiet_looks) = (0u64, 0u64);
     while started.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_millis(500 + next() % 1000)).await;
+        looks += 1;
+        let quiet = tokio::task::block_in_place(|| {
+            cluster.brokers.iter().flatten().any(|b| {
+                strata_testkit::http::get(b.http, "/metrics").is_ok_and(|r| {
+                    r.body
+                        .lines()
+                        .any(|l| l.starts_with("strata_raft_quiesced_groups ") && !l.ends_with(" 0"))
+                })
+            })
+        });
+        if quiet {
+            quiet_looks += 1;
+        }
         let victim = (next() % 3) as usize;
         let fault = next() % 4;
         if fault == 0 {
@@ -328,7 +350,7 @@ async fn no_acknowledged_record_is_lost_duplicated_or_reordered_under_chaos() {
         progress.lock().unwrap_or_else(|e| e.into_inner())
     );
     eprintln!(
-        "chaos for {secs} s: {kills} kill -9 + restarts, {pauses} SIGSTOP/SIGCONT pauses, {cuts} connection cuts, {delays} delayed links; {produced} records sent, {} acknowledged, {} failed {failed:?}, {} read back; none lost, duplicated or reordered; {} fetches refused by a deposed leader",
+        "chaos for {secs} s: {kills} kill -9 + restarts, {pauses} SIGSTOP/SIGCONT pauses, {cuts} connection cuts, {delays} delayed links; {produced} records sent, {} acknowledged, {} failed {failed:?}, {} read back; none lost, duplicated or reordered; {} fetches refused by a deposed leader; quiesced replicas seen at {quiet_looks} of {looks} looks between faults",
         acked.len(),
         failed.values().sum::<u64>(),
         all.len(),

@@ -534,3 +534,153 @@ async fn leadership_returns_to_the_preferred_replica_after_a_failover() {
     acked.extend(produce_acked(&cluster, &mut meta, "pref", 150, 20).await);
     assert_eq!(read_all(&cluster, &mut meta, "pref").await, acked);
 }
+
+/// Broker `i`'s `strata_raft_quiesced_groups` and `strata_raft_quiesces_total`, `None` if it is
+/// not running. Panics if a running broker does not export them.
+fn quiesced(cluster: &Cluster, i: usize) -> Option<(u64, u64)> {
+    let b = cluster.brokers[i].as_ref()?;
+    let text = tokio::task::block_in_place(|| strata_testkit::http::get(b.http, "/metrics"))
+        .expect("GET /metrics")
+        .body;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}")) as u64
+    };
+    Some((
+        value("strata_raft_quiesced_groups"),
+        value("strata_raft_quiesces_total"),
+    ))
+}
+
+/// Waits until every running broker reports `want` quiesced groups, each having quiesced more
+/// often than `before` says (the counters of an earlier look; empty: any).
+async fn wait_quiesced(
+    cluster: &Cluster,
+    want: u64,
+    before: &[Option<(u64, u64)>],
+    what: &str,
+) -> Vec<Option<(u64, u64)>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: Vec<Option<(u64, u64)>> = (0..cluster.brokers.len()).map(|i| quiesced(cluster, i)).collect();
+        let done = seen.iter().enumerate().all(|(i, s)| {
+            s.is_none_or(|(n, total)| {
+                n == want
+                    && before
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .is_none_or(|(_, earlier)| total > earlier)
+            })
+        });
+        if done {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: quiesced groups per broker {seen:?}, want {want}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes record `n` to partition `n % partitions` for each `n` in `range` and waits for every
+/// acknowledgement (`acks=all`).
+async fn write_each(c: &strata_client::Client, topic: &str, partitions: u32, range: std::ops::Range<u32>) {
+    use strata_client::{ProducerConfig, ProducerRecord};
+    let producer = c.producer(ProducerConfig::default()).unwrap();
+    let mut deliveries = Vec::new();
+    for n in range {
+        let rec = ProducerRecord::new(topic, n.to_string().into_bytes()).partition((n % partitions) as i32);
+        deliveries.push(producer.enqueue(rec).await.unwrap());
+    }
+    producer.flush().await;
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let r = tokio::time::timeout(Duration::from_secs(60), d)
+            .await
+            .expect("delivery in time");
+        assert!(r.is_ok(), "record {i} not acknowledged: {r:?}");
+    }
+    producer.close().await;
+}
+
+/// Idle partitions quiesce: once every replica has every entry, the leader sends one marked
+/// heartbeat and then none, and no replica ticks the group. A write wakes the group; so does a
+/// replica's broker dying: after `kill -9` of the broker leading partition 0, every partition
+/// (idle ones included) elects a leader among the survivors and takes writes; groups with a
+/// replica down stay awake; once the broker is back, everything quiesces again. A paused leader
+/// (connections open, silent) is replaced too. Every record reads back once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_groups_quiesce_and_wake_for_writes_and_failures() {
+    use strata_client::NewTopic;
+    const PARTITIONS: u32 = 6;
+    let mut cluster = Cluster::start(3);
+    let c = cluster.client().await;
+    c.admin()
+        .create_topic(NewTopic::new("quiet", PARTITIONS as i32, 3))
+        .await
+        .unwrap();
+    let mut meta = Client::connect(cluster.addrs[0]).await;
+    wait_metadata(&mut meta, "quiet", "leaders", all_led).await;
+    // Every replica of every partition (the metadata group never quiesces).
+    let seen = wait_quiesced(&cluster, u64::from(PARTITIONS), &[], "after creation").await;
+
+    write_each(&c, "quiet", PARTITIONS, 0..PARTITIONS).await;
+    wait_quiesced(
+        &cluster,
+        u64::from(PARTITIONS),
+        &seen,
+        "after a write to each partition",
+    )
+    .await;
+
+    let t = wait_metadata(&mut meta, "quiet", "leaders", all_led).await;
+    let victim = t.partitions[0].leader as usize - 1;
+    cluster.kill9(victim);
+    let killed = Instant::now();
+    write_each(&c, "quiet", PARTITIONS, PARTITIONS..2 * PARTITIONS).await;
+    eprintln!(
+        "every partition took a write {:?} after kill -9 of broker {}",
+        killed.elapsed(),
+        victim + 1
+    );
+    // Every group has a replica on the dead broker: none quiesces without it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_quiesced(&cluster, 0, &[], "with a replica's broker down").await;
+
+    cluster.restart(victim);
+    wait_quiesced(&cluster, u64::from(PARTITIONS), &[], "after the restart").await;
+
+    // A paused (not killed) broker keeps its connections open: the followers of the quiesced
+    // partitions it leads notice only its silence, then elect leaders among themselves.
+    let mut meta = Client::connect(cluster.addrs[victim]).await;
+    let t = wait_metadata(&mut meta, "quiet", "leaders", all_led).await;
+    let paused = t.partitions[0].leader;
+    let mut watch = Client::connect(cluster.addrs[paused as usize % 3]).await;
+    let pid = cluster.brokers[paused as usize - 1].as_ref().expect("running").pid() as i32;
+    // SAFETY: signals to our own live child process.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    loop {
+        let t = watch.metadata("quiet").await;
+        if t.partitions.iter().all(|p| p.leader > 0 && p.leader != paused) {
+            break;
+        }
+        if stopped.elapsed() > Duration::from_secs(30) {
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+            panic!("partitions still led by paused broker {paused}: {t:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "every partition led elsewhere {:?} after SIGSTOP of broker {paused}",
+        stopped.elapsed()
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    write_each(&c, "quiet", PARTITIONS, 2 * PARTITIONS..3 * PARTITIONS).await;
+    common::cluster::read_back(&c, "quiet", PARTITIONS, 3 * PARTITIONS as usize).await;
+}

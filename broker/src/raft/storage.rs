@@ -1066,12 +1066,14 @@ impl PartitionRaftStorage {
         }
     }
 
-    /// Whether the log's flush policy wants a sync now.
+    /// Whether the flush policy wants a sync now, and whether anything is not yet durable (one
+    /// look under one lock).
     ///
     /// # Errors
     /// [`Error::Poisoned`].
-    pub fn sync_due(&self) -> Result<bool, Error> {
-        Ok(self.read()?.log.sync_due())
+    pub fn sync_state(&self) -> Result<(bool, bool), Error> {
+        let inner = self.read()?;
+        Ok((inner.log.sync_due(), inner.log.has_unsynced()))
     }
 
     /// Every entry below this index is durable.
