@@ -7,8 +7,9 @@
 #                                          # then p99 at half that rate (BENCH_ARGS: more
 #                                          # strata-bench flags, e.g. --batch-bytes)
 #   benches/cluster.sh rates R [R ...]     # the same topic at fixed rates (records/s), one
-#                                          # after another on a fresh cluster; then each
-#                                          # broker's produce time and fsync histograms
+#                                          # after another on a fresh cluster, each with
+#                                          # the CPU split (vmstat); then each broker's
+#                                          # produce time and fsync histograms
 #   benches/cluster.sh failover [KILLS]    # default 20: kill -9 a partition's leader under
 #                                          # load, time to the next acked produce there
 #
@@ -105,9 +106,17 @@ rates)
   sleep 3
   for RATE in "$@"; do
     echo -n "$RATE records/s: "
+    # The machine's CPU split during the run: the latency tail follows the kernel's share.
+    vmstat 1 12 >"$OUT/vmstat-$RATE.txt" 2>/dev/null &
+    VMSTAT=$!
     "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
       --rate "$RATE" --duration 10s --warmup 2s ${BENCH_ARGS:-} --json 2>/dev/null |
       jq -c '{msgs_per_sec: (.msgs_per_sec | floor), latency_ms}'
+    wait "$VMSTAT" 2>/dev/null || true
+    # Mean user / system / iowait % and written KiB/s over the seconds of the run.
+    awk 'NR > 3 { us += $13; sy += $14; wa += $16; bo += $10; n++ }
+      END { if (n) printf "  cpu: user %.0f %%, system %.0f %%, iowait %.0f %%; written %.0f MB/s\n", us / n, sy / n, wa / n, bo / n / 1024 }' \
+      "$OUT/vmstat-$RATE.txt"
   done
   # Broker-side: time from reading a produce request to its response, and fsync durations
   # (cumulative buckets over all the runs above).
