@@ -1802,13 +1802,9 @@ impl Driver {
                 leader != ::raft::INVALID_ID
                     && heard_lately(heard, leader, now)
                     && news
-                        .map(|n| n.leaders.read().unwrap_or_else(|e| e.into_inner()))
-                        .as_ref()
-                        .and_then(|t| t.get(key.topic.as_str()))
-                        .and_then(|t| t.get(&key.partition))
+                        .and_then(|n| n.announced(&key.topic, key.partition, g.partition.topic_id))
                         .is_some_and(|a| {
-                            a.topic_id == g.partition.topic_id
-                                && a.leader == leader
+                            a.leader == leader
                                 && a.term == raft.term
                                 && now.saturating_duration_since(a.at) < crate::server::PEER_SILENCE
                         })

@@ -95,6 +95,18 @@ impl PeerNews {
         }
     }
 
+    /// What the leader of `topic`/`partition` last announced, if it was about the topic's
+    /// incarnation `topic_id`.
+    pub(crate) fn announced(&self, topic: &str, partition: u32, topic_id: u64) -> Option<Announced> {
+        self.leaders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .and_then(|t| t.get(&partition))
+            .filter(|a| a.topic_id == topic_id)
+            .copied()
+    }
+
     /// When each peer was last heard from.
     pub(crate) fn heard(&self) -> HashMap<u64, std::time::Instant> {
         self.heard
@@ -188,19 +200,6 @@ impl Broker {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(&node)
-    }
-
-    /// What the leader of `topic`/`partition` last announced, if it was about the topic's
-    /// incarnation `topic_id`.
-    pub(crate) fn announced(&self, topic: &str, partition: u32, topic_id: u64) -> Option<Announced> {
-        self.news
-            .leaders
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(topic)
-            .and_then(|t| t.get(&partition))
-            .filter(|a| a.topic_id == topic_id)
-            .copied()
     }
 
     /// The partition, if hosted here.

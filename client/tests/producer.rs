@@ -86,24 +86,29 @@ async fn a_full_batch_goes_without_waiting_for_linger() {
         },
     )
     .await;
-    let value = vec![b'x'; 200];
-    let mut first = Vec::new();
     // 200-byte records: four fill a 1 KiB batch; the fifth opens the next one.
-    for _ in 0..5 {
-        first.push(producer.enqueue(ProducerRecord::new("t", value.clone())).await.unwrap());
-    }
-    let d = first.remove(0);
-    let meta = tokio::time::timeout(Duration::from_secs(5), d)
-        .await
-        .expect("not held for linger");
-    assert_eq!(meta.unwrap().offset, Some(Offset(0)));
-    producer.flush().await;
-    for d in first {
-        d.await.unwrap();
-    }
-    let batches: usize = broker.with(|s| s.produce_log.iter().flatten().map(|(_, _, n)| n).sum());
+    let batches = send_200_byte_records(&producer, &broker, 5, 0, "not held for linger").await;
     assert!(batches >= 2, "{batches}");
     assert_eq!(values(&broker, 0).len(), 5);
+}
+
+/// Enqueues `n` records of 200 B to partition 0 of "t" with linger far away: the first, at
+/// `offset`, must be acknowledged within 5 s (its batch filled, `why` otherwise), the rest once
+/// flushed. Returns how many batches the broker received in all.
+async fn send_200_byte_records(producer: &Producer, broker: &FakeBroker, n: usize, offset: u64, why: &str) -> usize {
+    let value = vec![b'x'; 200];
+    let mut deliveries = Vec::new();
+    for _ in 0..n {
+        deliveries.push(producer.enqueue(ProducerRecord::new("t", value.clone())).await.unwrap());
+    }
+    let first = deliveries.remove(0);
+    let meta = tokio::time::timeout(Duration::from_secs(5), first).await.expect(why);
+    assert_eq!(meta.unwrap().offset, Some(Offset(offset)));
+    producer.flush().await;
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    broker.with(|s| s.produce_log.iter().flatten().map(|(_, _, n)| n).sum())
 }
 
 #[tokio::test]
@@ -759,22 +764,8 @@ async fn batches_stay_within_the_topics_max_message_bytes() {
         .await
         .expect("a batch full at the topic's limit is not held for linger");
     assert_eq!(meta.unwrap().offset, Some(Offset(0)));
-    let value = vec![b'x'; 200];
-    let mut deliveries = Vec::new();
-    for _ in 0..10 {
-        deliveries.push(producer.enqueue(ProducerRecord::new("t", value.clone())).await.unwrap());
-    }
     // Batches fill at the topic's limit, so the first goes without waiting for linger.
-    let first = deliveries.remove(0);
-    let meta = tokio::time::timeout(Duration::from_secs(5), first)
-        .await
-        .expect("a full batch is not held for linger");
-    assert_eq!(meta.unwrap().offset, Some(Offset(1)));
-    producer.flush().await;
-    for d in deliveries {
-        d.await.unwrap();
-    }
-    let batches: usize = broker.with(|s| s.produce_log.iter().flatten().map(|(_, _, n)| n).sum());
+    let batches = send_200_byte_records(&producer, &broker, 10, 1, "a full batch is not held for linger").await;
     assert!(batches >= 4, "1 + 10 records of 200 B in 1 KiB batches: {batches}");
     assert_eq!(values(&broker, 0).len(), 11);
 }

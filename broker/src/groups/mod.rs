@@ -927,6 +927,7 @@ fn log_end(broker: &Broker, topic: &str, topic_id: Option<u64>, partition: i32) 
         return Some(p.high_watermark() as i64);
     }
     let announced = broker
+        .news
         .announced(topic, u32::try_from(partition).ok()?, topic_id)
         .and_then(|a| a.high_watermark);
     let local = local.map(|p| p.high_watermark());
@@ -1098,6 +1099,7 @@ fn partition_leader(broker: &Broker, topic: &str, partition: u32, replicas: &[u6
         return p.leader_id();
     }
     broker
+        .news
         .announced(topic, partition, topic_id)
         .map(|a| a.leader)
         .or_else(|| replicas.first().copied())
