@@ -1114,23 +1114,40 @@ async fn list_offsets(broker: &Arc<Broker>, req: ListOffsetsRequest) -> ListOffs
     for t in req.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for lp in t.partitions {
+            let unserved = |error, leader_id| ListOffsetsPartitionResponse {
+                partition: lp.partition,
+                error,
+                timestamp: -1,
+                offset: -1,
+                leader_id,
+                leader_term: -1,
+            };
+            let Some(p) = broker.partition(&t.name, lp.partition) else {
+                partitions.push(unserved(missing(broker), -1));
+                continue;
+            };
+            // Leadership before the high watermark, as in fetch.
+            let leading = p.is_leader();
+            let (hw, leader) = (p.high_watermark(), leader_id(&p));
+            if !leading {
+                partitions.push(unserved(not_leader(&p), leader));
+                continue;
+            }
+            let term = i64::try_from(p.leader_term()).unwrap_or(i64::MAX);
+            if lp.current_leader_term > term {
+                // Deposed and not yet told (see fetch): its end of the log may be behind what
+                // the reader was already served.
+                partitions.push(unserved(ErrorCode::UnknownLeaderEpoch, -1));
+                continue;
+            }
             let answer = |error, timestamp, offset, leader_id| ListOffsetsPartitionResponse {
                 partition: lp.partition,
                 error,
                 timestamp,
                 offset,
                 leader_id,
+                leader_term: term,
             };
-            let Some(p) = broker.partition(&t.name, lp.partition) else {
-                partitions.push(answer(missing(broker), -1, -1, -1));
-                continue;
-            };
-            let leader = leader_id(&p);
-            if !p.is_leader() {
-                partitions.push(answer(not_leader(&p), -1, -1, leader));
-                continue;
-            }
-            let hw = p.high_watermark();
             let r = match lp.timestamp {
                 EARLIEST_TIMESTAMP => answer(ErrorCode::None, -1, log_start(&p), leader),
                 LATEST_TIMESTAMP => answer(ErrorCode::None, -1, hw as i64, leader),

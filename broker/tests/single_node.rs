@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use strata_broker::BrokerOptions;
 use strata_protocol::ErrorCode;
+use strata_protocol::api::list_offsets::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use strata_protocol::api::*;
 use strata_protocol::codec::{ClientCodec, OutgoingRequest};
 use strata_protocol::frame::RequestHeader;
@@ -577,6 +578,57 @@ async fn a_fetch_naming_a_later_leader_term_is_refused() {
         .unwrap();
     assert_eq!(g.error, ErrorCode::UnknownLeaderEpoch, "{g:?}");
     assert!(g.records.is_empty() && g.high_watermark == -1, "{g:?}");
+    drop(c);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_offsets_naming_a_later_leader_term_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create("lo-terms", 1, &[]).await.error, ErrorCode::None);
+    c.wait_for_leaders("lo-terms").await;
+    assert_eq!(
+        c.produce("lo-terms", 0, batch(&["a", "b", "c"], 0), -1).await.error,
+        ErrorCode::None
+    );
+    // No term: served, with the serving leader's term (the same a fetch names).
+    let latest = c.list_offset_at_term("lo-terms", 0, LATEST_TIMESTAMP, -1).await;
+    assert_eq!((latest.error, latest.offset), (ErrorCode::None, 3), "{latest:?}");
+    let f = c.try_fetch("lo-terms", 0, 0, 0, 0).await.unwrap();
+    assert!(
+        latest.leader_term >= 1 && latest.leader_term == f.leader_term,
+        "{latest:?} {f:?}"
+    );
+    // The same term or an older one: served, earliest and by timestamp too.
+    for term in [latest.leader_term, latest.leader_term - 1] {
+        let l = c.list_offset_at_term("lo-terms", 0, LATEST_TIMESTAMP, term).await;
+        assert_eq!(
+            (l.error, l.offset, l.leader_term),
+            (ErrorCode::None, 3, latest.leader_term),
+            "{l:?}"
+        );
+        let e = c.list_offset_at_term("lo-terms", 0, EARLIEST_TIMESTAMP, term).await;
+        assert_eq!((e.error, e.offset), (ErrorCode::None, 0), "{e:?}");
+        let t = c.list_offset_at_term("lo-terms", 0, 0, term).await;
+        assert_eq!((t.error, t.offset), (ErrorCode::None, 0), "{t:?}");
+    }
+    // A later term: this replica must have been deposed without hearing, so it names no offset.
+    for timestamp in [LATEST_TIMESTAMP, EARLIEST_TIMESTAMP, 0] {
+        let l = c
+            .list_offset_at_term("lo-terms", 0, timestamp, latest.leader_term + 1)
+            .await;
+        assert_eq!(l.error, ErrorCode::UnknownLeaderEpoch, "{l:?}");
+        assert_eq!((l.offset, l.leader_term), (-1, -1), "{l:?}");
+    }
+    // v0 carries no term and is served as before.
+    let v0 = c.list_offset("lo-terms", 0, LATEST_TIMESTAMP).await;
+    assert_eq!(
+        (v0.error, v0.offset, v0.leader_term),
+        (ErrorCode::None, 3, -1),
+        "{v0:?}"
+    );
     drop(c);
     broker.stop().await;
 }

@@ -387,13 +387,36 @@ impl Client {
     /// The partition's error (retriable ones are retried up to 10 times, about 6 s, at the leader
     /// refreshed metadata names), a leader lookup error, or the request's error.
     pub async fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<Option<u64>> {
+        self.list_offset_fenced(topic, partition, timestamp, -1)
+            .await
+            .map(|(offset, _)| offset)
+    }
+
+    /// [`Client::list_offset`] answered only by a leader of term `current_leader_term` or later
+    /// (−1: any), with the serving leader's term (−1 from a broker too old to say). A reader
+    /// passes the highest term it has been served from, so a deposed leader that has not heard
+    /// of its successor cannot hand it an older end of the log: it answers
+    /// `UNKNOWN_LEADER_EPOCH`, retried like `NOT_LEADER`.
+    ///
+    /// # Errors
+    /// As [`Client::list_offset`].
+    pub async fn list_offset_fenced(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        current_leader_term: i64,
+    ) -> Result<(Option<u64>, i64)> {
         // Leadership moves (failover, preferred-leader restoration): retriable errors are retried
         // at the leader the refreshed metadata names, a few times with backoff.
         const ATTEMPTS: u32 = 10;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.list_offset_once(topic, partition, timestamp).await {
+            match self
+                .list_offset_once(topic, partition, timestamp, current_leader_term)
+                .await
+            {
                 Err(e) if e.is_retriable() && attempt < ATTEMPTS => {
                     if e.invalidates_metadata() {
                         let _ = self.refresh_after_error(vec![topic.to_owned()]).await;
@@ -410,13 +433,23 @@ impl Client {
         }
     }
 
-    async fn list_offset_once(&self, topic: &str, partition: i32, timestamp: i64) -> Result<Option<u64>> {
+    async fn list_offset_once(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        current_leader_term: i64,
+    ) -> Result<(Option<u64>, i64)> {
         let (_, conn) = self.leader(topic, partition).await?;
         let response = conn
             .send(ListOffsetsRequest {
                 topics: vec![TopicData {
                     name: topic.to_owned(),
-                    partitions: vec![ListOffsetsPartition { partition, timestamp }],
+                    partitions: vec![ListOffsetsPartition {
+                        partition,
+                        timestamp,
+                        current_leader_term,
+                    }],
                 }],
             })
             .await?;
@@ -434,7 +467,7 @@ impl Client {
         if p.error != ErrorCode::None {
             return Err(Error::partition(topic, partition, p.error, None));
         }
-        Ok(u64::try_from(p.offset).ok())
+        Ok((u64::try_from(p.offset).ok(), p.leader_term))
     }
 
     fn candidate_addrs(&self) -> Vec<String> {

@@ -511,7 +511,7 @@ impl Consumer {
             Seek::Offset(o) => o,
             Seek::Earliest => self.list_offset(tp, EARLIEST_TIMESTAMP).await?,
             Seek::Latest => self.list_offset(tp, LATEST_TIMESTAMP).await?,
-            Seek::Timestamp(ts) => match self.client.list_offset(&tp.topic, tp.partition, ts).await? {
+            Seek::Timestamp(ts) => match self.list_offset_fenced(tp, ts).await? {
                 Some(o) => o,
                 None => self.list_offset(tp, LATEST_TIMESTAMP).await?,
             },
@@ -531,11 +531,24 @@ impl Consumer {
         Ok(())
     }
 
-    async fn list_offset(&self, tp: &TopicPartition, timestamp: i64) -> Result<u64> {
-        self.client
-            .list_offset(&tp.topic, tp.partition, timestamp)
+    async fn list_offset(&mut self, tp: &TopicPartition, timestamp: i64) -> Result<u64> {
+        self.list_offset_fenced(tp, timestamp)
             .await?
             .ok_or_else(|| Error::partition(&tp.topic, tp.partition, ErrorCode::OffsetOutOfRange, None))
+    }
+
+    /// Looks `timestamp` up at a leader no older than any `tp` was served from (see
+    /// [`Client::list_offset_fenced`]), and remembers the serving leader's term as fetches do.
+    async fn list_offset_fenced(&mut self, tp: &TopicPartition, timestamp: i64) -> Result<Option<u64>> {
+        let term = self.partitions.get(tp).map_or(-1, |s| s.leader_term);
+        let (offset, served) = self
+            .client
+            .list_offset_fenced(&tp.topic, tp.partition, timestamp, term)
+            .await?;
+        if let Some(s) = self.partitions.get_mut(tp) {
+            s.leader_term = s.leader_term.max(served);
+        }
+        Ok(offset)
     }
 
     fn set_position(&mut self, tp: &TopicPartition, offset: Option<u64>) {

@@ -387,3 +387,46 @@ async fn a_deposed_leader_is_not_read_from() {
     assert_eq!(offsets(&poll_n(&mut c, 5).await), (5..10).collect::<Vec<_>>());
     assert_eq!(c.high_watermark(&tp(0)), Some(10));
 }
+
+#[tokio::test]
+async fn a_deposed_leader_does_not_answer_a_seek() {
+    let s = setup(1).await;
+    s.broker
+        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 5);
+    produce(&s.producer, (0..5).map(|i| format!("v{i}"))).await;
+    let mut c = s.client.consumer(config()).unwrap();
+    c.assign([tp(0)]);
+    // The seek itself learns the term: a fresh consumer was served at term 5 by ListOffsets.
+    assert_eq!(c.seek(&tp(0), Seek::Latest).await.unwrap(), 5);
+    // Now a deposed leader (term 3, with a shorter log) answers: a seek to the latest offset is
+    // refused there and retried until the leader of a later term answers.
+    s.broker.with(|st| {
+        let p = &mut st.topics.get_mut("t").unwrap().partitions[0];
+        p.leader_term = 3;
+        p.next_offset = 4;
+    });
+    let restore = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.broker.with(|st| {
+            let p = &mut st.topics.get_mut("t").unwrap().partitions[0];
+            p.leader_term = 6;
+            p.next_offset = 5;
+        });
+    };
+    let started = tokio::time::Instant::now();
+    let tp0 = tp(0);
+    let (sought, ()) = tokio::join!(c.seek(&tp0, Seek::Latest), restore);
+    assert_eq!(sought.unwrap(), 5, "never the deposed leader's 4");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "answered only after the new leader"
+    );
+    // And the consumer now holds term 6: term 5 is refused as deposed too.
+    s.broker
+        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 5);
+    let seek = tokio::time::timeout(Duration::from_millis(300), c.seek(&tp(0), Seek::Earliest)).await;
+    assert!(
+        seek.is_err(),
+        "a term-5 replica answered a consumer served at term 6: {seek:?}"
+    );
+}

@@ -112,8 +112,13 @@ fn request() -> impl Strategy<Value = Request> {
                 })
             ),
         topics(
-            (any::<i32>(), any::<i64>())
-                .prop_map(|(partition, timestamp)| ListOffsetsPartition { partition, timestamp })
+            (any::<i32>(), any::<i64>(), any::<i64>()).prop_map(|(partition, timestamp, current_leader_term)| {
+                ListOffsetsPartition {
+                    partition,
+                    timestamp,
+                    current_leader_term,
+                }
+            })
         )
         .prop_map(|topics| Request::ListOffsets(ListOffsetsRequest { topics })),
         (
@@ -414,15 +419,24 @@ fn response() -> impl Strategy<Value = Response> {
         )
         .prop_map(|topics| Response::Fetch(FetchResponse { topics })),
         topics(
-            (any::<i32>(), error_code(), any::<i64>(), any::<i64>(), any::<i32>()).prop_map(
-                |(partition, error, timestamp, offset, leader_id)| ListOffsetsPartitionResponse {
-                    partition,
-                    error,
-                    timestamp,
-                    offset,
-                    leader_id
-                }
+            (
+                any::<i32>(),
+                error_code(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<i32>(),
+                any::<i64>()
             )
+                .prop_map(|(partition, error, timestamp, offset, leader_id, leader_term)| {
+                    ListOffsetsPartitionResponse {
+                        partition,
+                        error,
+                        timestamp,
+                        offset,
+                        leader_id,
+                        leader_term,
+                    }
+                })
         )
         .prop_map(|topics| Response::ListOffsets(ListOffsetsResponse { topics })),
         Just(Response::RaftMessages(RaftMessagesResponse)),
@@ -989,6 +1003,55 @@ fn fetch_v0_carries_no_leader_terms() {
         panic!("v0 decodes")
     };
     assert_eq!(back.topics[0].partitions[0].leader_term, -1);
+}
+
+#[test]
+fn list_offsets_v0_carries_no_leader_terms() {
+    let req = Request::ListOffsets(ListOffsetsRequest {
+        topics: vec![TopicData {
+            name: "t".into(),
+            partitions: vec![ListOffsetsPartition {
+                partition: 0,
+                timestamp: -1,
+                current_leader_term: 7,
+            }],
+        }],
+    });
+    let (mut v0, mut v1) = (BytesMut::new(), BytesMut::new());
+    req.encode(0, &mut v0);
+    req.encode(1, &mut v1);
+    assert_eq!(v1.len(), v0.len() + 8);
+    let Ok(Request::ListOffsets(back)) = Request::decode(ApiKey::ListOffsets, 0, v0.freeze()) else {
+        panic!("v0 decodes")
+    };
+    assert_eq!(back.topics[0].partitions[0].current_leader_term, -1);
+    let resp = Response::ListOffsets(ListOffsetsResponse {
+        topics: vec![TopicData {
+            name: "t".into(),
+            partitions: vec![ListOffsetsPartitionResponse {
+                partition: 0,
+                error: ErrorCode::None,
+                timestamp: -1,
+                offset: 9,
+                leader_id: 1,
+                leader_term: 4,
+            }],
+        }],
+    });
+    let (mut v0, mut v1) = (BytesMut::new(), BytesMut::new());
+    resp.encode(0, &mut v0);
+    resp.encode(1, &mut v1);
+    assert_eq!(v1.len(), v0.len() + 8);
+    let Ok(Response::ListOffsets(back)) = Response::decode(ApiKey::ListOffsets, 0, v0.freeze()) else {
+        panic!("v0 decodes")
+    };
+    assert_eq!(
+        (
+            back.topics[0].partitions[0].offset,
+            back.topics[0].partitions[0].leader_term
+        ),
+        (9, -1)
+    );
 }
 
 #[test]

@@ -209,20 +209,51 @@ impl Client {
             .expect("a fetch response")
     }
 
+    /// ListOffsets v0 (no leader terms).
     pub async fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> ListOffsetsPartitionResponse {
         let r = self
-            .call(Request::ListOffsets(ListOffsetsRequest {
-                topics: vec![TopicData {
-                    name: topic.into(),
-                    partitions: vec![ListOffsetsPartition { partition, timestamp }],
-                }],
-            }))
+            .call(Self::list_offsets_request(topic, partition, timestamp, -1))
             .await
             .unwrap();
         let Response::ListOffsets(r) = r else {
             panic!("wrong response")
         };
         r.topics[0].partitions[0]
+    }
+
+    /// ListOffsets at the newest version, sending `current_leader_term` (−1: no check).
+    pub async fn list_offset_at_term(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        current_leader_term: i64,
+    ) -> ListOffsetsPartitionResponse {
+        let r = self
+            .try_call(Self::list_offsets_request(
+                topic,
+                partition,
+                timestamp,
+                current_leader_term,
+            ))
+            .await;
+        let Some(Response::ListOffsets(r)) = r else {
+            panic!("wrong response: {r:?}")
+        };
+        r.topics[0].partitions[0]
+    }
+
+    fn list_offsets_request(topic: &str, partition: i32, timestamp: i64, current_leader_term: i64) -> Request {
+        Request::ListOffsets(ListOffsetsRequest {
+            topics: vec![TopicData {
+                name: topic.into(),
+                partitions: vec![ListOffsetsPartition {
+                    partition,
+                    timestamp,
+                    current_leader_term,
+                }],
+            }],
+        })
     }
 
     /// Metadata for `topic` alone.

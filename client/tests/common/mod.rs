@@ -694,6 +694,7 @@ impl Conn {
                             timestamp: -1,
                             offset: -1,
                             leader_id: NODE_ID,
+                            leader_term: 1,
                         };
                         let Some(log) = s
                             .topics
@@ -703,6 +704,12 @@ impl Conn {
                             resp.error = ErrorCode::UnknownTopicOrPartition;
                             return resp;
                         };
+                        if p.current_leader_term > log.leader_term {
+                            resp.error = ErrorCode::UnknownLeaderEpoch;
+                            resp.leader_term = -1;
+                            return resp;
+                        }
+                        resp.leader_term = log.leader_term;
                         resp.offset = match p.timestamp {
                             EARLIEST_TIMESTAMP => log.log_start as i64,
                             LATEST_TIMESTAMP => log.next_offset as i64,

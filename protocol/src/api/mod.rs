@@ -154,6 +154,8 @@ impl ApiKey {
         match self {
             // v1: the reader's known leader term per partition, and the serving leader's term.
             ApiKey::Fetch => 0..=1,
+            // v1: the same for ListOffsets.
+            ApiKey::ListOffsets => 0..=1,
             // v1: each led partition's high watermark.
             ApiKey::LeaderAnnouncements => 0..=1,
             _ => 0..=0,
