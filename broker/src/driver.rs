@@ -1287,6 +1287,25 @@ impl Driver {
             return;
         };
         for (to, msgs) in self.outbox.drain() {
+            if !peers.is_connected(to) {
+                // These appends are lost (the transport drops what it cannot send). A leader
+                // replicating optimistically to `to` would keep sending past them and learn of
+                // the gap only from rejections, one inflight slot per heartbeat: back to
+                // probing instead, so the first answer after reconnecting resends from the
+                // follower's real position.
+                for m in msgs
+                    .iter()
+                    .filter(|m| m.message.get_msg_type() == MessageType::MsgAppend)
+                {
+                    let key = PartitionKey {
+                        topic: m.topic.to_string(),
+                        partition: m.partition,
+                    };
+                    if let Some(g) = self.groups.get_mut(&key).filter(|g| g.failed.is_none()) {
+                        g.raw.report_unreachable(to);
+                    }
+                }
+            }
             peers.send(to, msgs);
         }
     }
