@@ -5,6 +5,7 @@
 #   benches/perf.sh [OUT_DIR]          # default OUT_DIR: /tmp/strata-perf
 #   QUICK=1 benches/perf.sh            # one run per workload, shorter (a smoke check, not results)
 #   ONLY=scaling benches/perf.sh       # just the scaling sweeps (or ONLY=table, ONLY=limits)
+#   SETTLE=10 benches/perf.sh          # seconds to pause after `sync` before each run (default 5)
 #
 # Needs fio, iperf3 and jq (Debian packages of those names). Benchmark only on a quiet machine:
 # the script prints `vmstat` first and refuses to start while a cargo build runs.
@@ -33,10 +34,21 @@ cargo build --release -q -p strata-broker -p strata-bench
 echo "## machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(date -u +%F)"
 vmstat 1 3 | tail -2
 
+# Each run starts on a quiet disk: what earlier runs (or the limits) left dirty is written back
+# first, then a pause (SETTLE seconds) for the virtual disk to finish behind the guest. Without
+# it, a latency row measured right after gigabytes of produce or prefill measures that
+# writeback (p99 0.7 ms vs 1.8-2.6 ms in the same sitting, 2026-12-07).
+SETTLE=${SETTLE:-5}
+settle() {
+  sync
+  sleep "$SETTLE"
+}
+
 broker_pid=""
 start_broker() { # extra broker flags...
   stop_broker
   rm -rf "$DATA"; mkdir -p "$DATA"
+  settle
   "$BROKER" --data-dir "$DATA" --listen 127.0.0.1:0 --http 127.0.0.1:0 --ready-file "$OUT/ready.json" "$@" \
     >"$OUT/broker.log" 2>&1 &
   broker_pid=$!

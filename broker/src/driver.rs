@@ -1102,7 +1102,7 @@ impl Driver {
         let first_index = g.raw.raft.raft_log.last_index() + 1;
         let counters = &g.partition.counters;
         for (i, b) in batches.iter().enumerate() {
-            if let Err(e) = g.raw.propose(Vec::new(), b.to_vec()) {
+            if let Err(e) = propose_shared(&mut g.raw, b.clone()) {
                 // Earlier batches of this request may already be in the log; they will commit,
                 // but the producer is told the request failed and may retry (idempotent
                 // producers will make such retries safe).
@@ -1421,7 +1421,10 @@ impl Driver {
             Vec::new()
         } else {
             let started = Instant::now();
-            let infos = store.append_entries(rd.entries())?;
+            // (Only a data partition's leader skips re-walking its own proposals' records: the
+            // produce handler validated them. Metadata proposals are built here, not received.)
+            let own_term = (!g.is_metadata && g.raw.raft.state == StateRole::Leader).then_some(g.raw.raft.term);
+            let infos = store.append_entries_of(rd.entries(), own_term)?;
             m.storage.append_duration.observe(started.elapsed().as_secs_f64());
             // Entry data is the record batch as stored; control entries (elections, conf
             // changes) count only their small payload.
@@ -2062,4 +2065,18 @@ impl Driver {
             }
         }
     }
+}
+
+/// `RawNode::propose` without its copy of the data: the entry shares the request's bytes (the
+/// produce handler validated them), which raft-rs keeps unchanged until they are persisted.
+fn propose_shared(raw: &mut RawNode<PartitionRaftStorage>, data: Bytes) -> ::raft::Result<()> {
+    let e = Entry {
+        data,
+        ..Entry::default()
+    };
+    let mut m = Message::default();
+    m.set_msg_type(MessageType::MsgPropose);
+    m.from = raw.raft.id;
+    m.set_entries(vec![e].into());
+    raw.raft.step(m)
 }

@@ -488,6 +488,23 @@ impl RecordBatch {
         Ok(Self { bytes, header })
     }
 
+    /// Wraps bytes this process passed through [`RecordBatch::validate`] before (a leader's own
+    /// proposal, validated by the request handler that received it): the framing, format
+    /// version, CRC and header fields are checked again, the records are not walked a second
+    /// time.
+    ///
+    /// # Errors
+    /// As [`RecordBatch::validate`], minus the record walk.
+    pub fn revalidate(bytes: Bytes, limits: &BatchLimits) -> Result<Self, DecodeError> {
+        let header = validate_header(&bytes, limits, false)?;
+        if bytes.len() != header.total_len() {
+            return Err(DecodeError::TrailingBytes {
+                extra: bytes.len() - header.total_len(),
+            });
+        }
+        Ok(Self { bytes, header })
+    }
+
     /// Wraps a stored batch — bytes validated before (e.g. by this process, when they were
     /// written) and given their broker-owned prefix since — after re-checking the framing, magic,
     /// prefix CRC, batch CRC and header fields; records are not walked.

@@ -280,6 +280,43 @@ fn invalid_entries_are_rejected_before_writing() {
 }
 
 #[test]
+fn a_leaders_own_entries_are_still_checked_for_framing_and_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.initialize(voters(&[1])).unwrap();
+    s.append_entries_of(&[noop_entry(2, 1)], Some(2)).unwrap();
+    let mut flipped = data_entry(2, 2, 3);
+    let mut bytes = flipped.data.to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    flipped.data = Bytes::from(bytes);
+    let garbage = entry(EntryType::EntryNormal, 2, 2, Bytes::from_static(b"not a batch"));
+    let control = entry(
+        EntryType::EntryNormal,
+        2,
+        2,
+        control_batch(ControlType::Noop, &[], 0).unwrap(),
+    );
+    for bad in [flipped, garbage, control] {
+        let err = s.append_entries_of(&[bad], Some(2)).unwrap_err();
+        assert!(matches!(err, Error::InvalidEntry { .. }), "{err}");
+        assert_eq!(s.last_index().unwrap(), 1);
+    }
+    // Its own entries, and entries of another term (validated whole), are appended.
+    let infos = s
+        .append_entries_of(&[data_entry(2, 2, 3), data_entry(2, 3, 2)], Some(2))
+        .unwrap();
+    assert_eq!(infos.len(), 2);
+    s.append_entries_of(&[data_entry(3, 4, 1)], Some(2)).unwrap();
+    assert_eq!(s.last_index().unwrap(), 4);
+    let back = all_entries(&s);
+    assert_eq!(
+        back.iter().map(|e| (e.term, e.index)).collect::<Vec<_>>(),
+        vec![(2, 1), (2, 2), (2, 3), (3, 4)]
+    );
+}
+
+#[test]
 fn errors_map_to_raft_storage_errors() {
     let compacted = Error::Storage(strata_storage::Error::Compacted {
         index: RaftIndex(1),
