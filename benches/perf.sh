@@ -6,6 +6,7 @@
 #   QUICK=1 benches/perf.sh            # one run per workload, shorter (a smoke check, not results)
 #   ONLY=scaling benches/perf.sh       # just the scaling sweeps (or ONLY=table, ONLY=limits)
 #   SETTLE=10 benches/perf.sh          # seconds to pause after `sync` before each run (default 5)
+#   WARM_GB=0 benches/perf.sh          # skip pre-warming the disk area (default 8 GiB; see below)
 #
 # Needs fio, iperf3 and jq (Debian packages of those names). Benchmark only on a quiet machine:
 # the script prints `vmstat` first and refuses to start while a cargo build runs.
@@ -42,6 +43,23 @@ SETTLE=${SETTLE:-5}
 settle() {
   sync
   sleep "$SETTLE"
+}
+
+# Pre-warm the disk area the runs write to. On this VM's virtual disk, blocks written for the
+# first time are much slower than blocks written before and freed (2026-12-07, same binaries
+# and commands: produce 1 KiB gave 260-320 MB/s in a new directory and 585-674 MB/s in one
+# where 8 GiB had been written and deleted just before; fio's first job, on new blocks, shows
+# the same). A broker that has run for a while (retention deleting segments) writes reused
+# blocks, so the runs are measured that way: WARM_GB GiB are written under OUT and deleted
+# before anything else, and every run's data directory is then created there. WARM_GB=0 skips
+# it (to measure the first-write case).
+WARM_GB=${WARM_GB:-8}
+prewarm() {
+  [[ $WARM_GB -gt 0 ]] || return 0
+  echo "pre-warming: writing and deleting $WARM_GB GiB under $OUT"
+  dd if=/dev/zero of="$OUT/prewarm" bs=1M count=$((WARM_GB * 1024)) conv=fdatasync status=none
+  rm -f "$OUT/prewarm"
+  sync
 }
 
 broker_pid=""
@@ -95,6 +113,8 @@ header() {
   echo "| workload | records/s | MB/s | p50 ms | p99 ms | broker max RSS MiB | command (plus --bootstrap, --json) |"
   echo "|---|---|---|---|---|---|---|"
 }
+
+prewarm
 
 if [[ $ONLY == all || $ONLY == limits ]]; then
   echo; echo "## limits"
