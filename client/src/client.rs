@@ -15,6 +15,7 @@
 //! for a few instructions at a time.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,8 @@ struct Inner {
     config: ClientConfig,
     pool: Pool,
     metadata: Mutex<Arc<ClusterMetadata>>,
+    /// Bumped each time `metadata` is replaced (see [`Client::metadata_generation`]).
+    generation: AtomicU64,
     /// When an error last forced a metadata refresh (rate-limited by
     /// `metadata_refresh_backoff`).
     last_forced_refresh: Mutex<Option<Instant>>,
@@ -165,6 +168,7 @@ impl Client {
                 pool: Pool::new(config.clone()),
                 config,
                 metadata: Mutex::new(Arc::new(ClusterMetadata::default())),
+                generation: AtomicU64::new(0),
                 last_forced_refresh: Mutex::new(None),
             }),
         })
@@ -225,6 +229,7 @@ impl Client {
         let mut current = lock(&self.inner.metadata);
         let merged = Arc::new(current.merged(response, topics.as_deref(), source_host));
         *current = Arc::clone(&merged);
+        self.inner.generation.fetch_add(1, Ordering::Release);
         drop(current);
         self.inner.pool.prune(&merged);
         Ok(merged)
@@ -255,6 +260,13 @@ impl Client {
             return Ok(t);
         }
         self.fetch_topic(name).await
+    }
+
+    /// Changes whenever the metadata cache does: a caller holding a topic from
+    /// [`Client::cached_topic`] may keep using it while this stays the same (and the topic is
+    /// younger than `metadata_max_age`).
+    pub(crate) fn metadata_generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// The topic's metadata if it is cached, healthy and not older than `metadata_max_age`.

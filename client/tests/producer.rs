@@ -738,6 +738,51 @@ async fn pipelined_sends_keep_their_order_when_they_wait_for_a_producer_id_and_w
 }
 
 #[tokio::test]
+async fn a_topic_change_reaches_the_producer_with_the_next_metadata() {
+    let (broker, client) = common::topic_t_and_client(1).await;
+    let producer = client
+        .producer(ProducerConfig {
+            linger: Duration::from_secs(30),
+            ..fast()
+        })
+        .unwrap();
+    // Records to `t` while its metadata says nothing of a batch limit: held for linger. (The
+    // first may look the topic up; the second takes the producer's shortcut.)
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            producer
+                .enqueue(ProducerRecord::new("t", vec![b'x'; 1000]))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(broker.records("t", 0).is_empty(), "held for linger");
+    producer.flush().await;
+    for (i, d) in held.into_iter().enumerate() {
+        assert_eq!(d.await.unwrap().offset, Some(Offset(i as u64)));
+    }
+    // The topic now takes batches of at most 1 KiB; once the client's metadata has it, the
+    // producer's next record uses it (its per-topic shortcut does not outlive a refresh).
+    broker.with(|s| {
+        s.topics.get_mut("t").unwrap().configs = vec![ConfigEntry {
+            key: "max.message.bytes".into(),
+            value: "1024".into(),
+        }]
+    });
+    client.refresh_metadata(Some(vec!["t".into()])).await.unwrap();
+    let alone = producer
+        .enqueue(ProducerRecord::new("t", vec![b'y'; 1000]))
+        .await
+        .unwrap();
+    let meta = tokio::time::timeout(Duration::from_secs(5), alone)
+        .await
+        .expect("a batch full at the refreshed limit is not held for linger");
+    assert_eq!(meta.unwrap().offset, Some(Offset(2)));
+}
+
+#[tokio::test]
 async fn batches_stay_within_the_topics_max_message_bytes() {
     let (broker, producer) = setup(
         1,

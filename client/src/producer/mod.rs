@@ -69,6 +69,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::metadata::TopicInfo;
 use crate::partitioner::{DefaultPartitioner, KeylessStrategy, Partitioner, PartitionerContext};
 
 pub(crate) use accumulator::{Accumulator, AccumulatorConfig, RecordParts};
@@ -297,6 +298,59 @@ struct Inner {
     accumulator: Arc<Accumulator>,
     partitioner: Arc<dyn Partitioner>,
     sender: Mutex<Option<JoinHandle<()>>>,
+    /// The topic the last record went to (see [`Inner::topic`]).
+    last_topic: Mutex<Option<LastTopic>>,
+}
+
+/// The topic's `max.message.bytes`, if it has a valid one.
+fn max_message_bytes(topic: &TopicInfo) -> Option<usize> {
+    topic.configs.get("max.message.bytes").and_then(|v| v.parse().ok())
+}
+
+/// A topic's metadata as `enqueue` last used it.
+struct LastTopic {
+    topic: Arc<TopicInfo>,
+    /// [`Client::metadata_generation`] when it was looked up.
+    generation: u64,
+    /// Wall-clock ms (as record timestamps) at which it reaches `metadata_max_age`.
+    expires_ms: i64,
+    /// Its `max.message.bytes`, parsed.
+    max_message_bytes: Option<usize>,
+}
+
+impl Inner {
+    /// `topic`'s metadata from the client's cache, as [`Client::cached_topic`], but without
+    /// its per-call costs (the cache's lock, a map lookup, a clock read) while records keep
+    /// going to the topic of the previous one: that is reused until the client's metadata
+    /// changes or it reaches `metadata_max_age`, judged by `now_ms`, the record's clock.
+    fn topic(&self, name: &str, now_ms: i64) -> Option<(Arc<TopicInfo>, Option<usize>)> {
+        let generation = self.client.metadata_generation();
+        let mut last = self
+            .last_topic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(l) = last.as_ref()
+            && l.generation == generation
+            && now_ms < l.expires_ms
+            && l.topic.name == name
+        {
+            return Some((Arc::clone(&l.topic), l.max_message_bytes));
+        }
+        let topic = self.client.cached_topic(name)?;
+        let left = self
+            .client
+            .config()
+            .metadata_max_age
+            .saturating_sub(topic.fetched_at.elapsed());
+        let max_message_bytes = max_message_bytes(&topic);
+        *last = Some(LastTopic {
+            topic: Arc::clone(&topic),
+            generation,
+            expires_ms: now_ms.saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX)),
+            max_message_bytes,
+        });
+        Some((topic, max_message_bytes))
+    }
 }
 
 impl Drop for Inner {
@@ -389,6 +443,7 @@ impl Producer {
                 accumulator,
                 partitioner,
                 sender: Mutex::new(Some(task)),
+                last_topic: Mutex::new(None),
             }),
         })
     }
@@ -448,7 +503,9 @@ impl Producer {
         let mut deadline = None;
         let max_block = inner.config.max_block;
         let mut deadline = || *deadline.get_or_insert_with(|| tokio::time::Instant::now() + max_block);
-        let topic = match inner.client.cached_topic(&record.topic) {
+        // One clock read per record: its timestamp, and the cached topic's age.
+        let now = now_ms();
+        let (topic, max_message_bytes) = match inner.topic(&record.topic, now) {
             Some(t) => t,
             // A broker that just restarted may not know the topic yet and says so with a
             // retriable code: wait for metadata up to `max_block`, as Kafka's producer does (a
@@ -475,7 +532,12 @@ impl Producer {
                 what: "metadata",
                 broker: "-".to_owned(),
                 after: max_block,
-            })??,
+            })
+            .and_then(|r| r)
+            .map(|t| {
+                let max = max_message_bytes(&t);
+                (t, max)
+            })?,
         };
         let reservation = match acc.try_reserve(size)? {
             Some(r) => r,
@@ -499,7 +561,7 @@ impl Producer {
             });
         };
         let parts = RecordParts {
-            timestamp: record.timestamp.unwrap_or_else(now_ms),
+            timestamp: record.timestamp.unwrap_or(now),
             key,
             value,
             headers: &headers,
@@ -511,11 +573,7 @@ impl Producer {
             Compression::None => 0,
             _ => 64 + cap / 64,
         };
-        let max_batch = topic
-            .configs
-            .get("max.message.bytes")
-            .and_then(|v| v.parse::<usize>().ok())
-            .map(|cap| cap.saturating_sub(headroom(cap)).max(HEADER_LEN + 1));
+        let max_batch = max_message_bytes.map(|cap| cap.saturating_sub(headroom(cap)).max(HEADER_LEN + 1));
         acc.append(&topic.name, partition, info.leader, max_batch, &parts, reservation)
     }
 
