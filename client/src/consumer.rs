@@ -170,6 +170,12 @@ pub struct ConsumerConfig {
     /// How long this member may take to revoke partitions (`None`: the broker's default, 5 min).
     /// Default none.
     pub rebalance_timeout: Option<Duration>,
+    /// How long fetches and offset lookups of a partition may be refused as naming a later
+    /// leader term (`UNKNOWN_LEADER_EPOCH`) before the consumer concludes that the partition's
+    /// terms started over — the topic was deleted and created again — and follows the new
+    /// ones. Far above an election timeout, within which a deposed leader learns it was
+    /// deposed. Default 30 s.
+    pub leader_term_reset_after: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -189,6 +195,7 @@ impl Default for ConsumerConfig {
             auto_commit_interval: Duration::from_secs(5),
             session_timeout: None,
             rebalance_timeout: None,
+            leader_term_reset_after: Duration::from_secs(30),
         }
     }
 }
@@ -232,6 +239,9 @@ impl ConsumerConfig {
         if self.auto_commit_interval.is_zero() {
             return Err(Error::config("auto_commit_interval", "must be positive"));
         }
+        if self.leader_term_reset_after.is_zero() {
+            return Err(Error::config("leader_term_reset_after", "must be positive"));
+        }
         for (key, d) in [
             ("session_timeout", self.session_timeout),
             ("rebalance_timeout", self.rebalance_timeout),
@@ -265,11 +275,6 @@ pub struct ConsumerRecord {
     /// Headers.
     pub headers: RecordHeaders,
 }
-
-/// How long fetches of a partition may be refused as naming a later leader term before the
-/// consumer concludes the partition's terms started over (a re-created topic) and drops its own.
-/// Far above an election timeout, within which a deposed leader learns it was deposed.
-const TERM_RESET_AFTER: Duration = Duration::from_secs(30);
 
 struct PartitionState {
     topic: Arc<str>,
@@ -539,16 +544,42 @@ impl Consumer {
 
     /// Looks `timestamp` up at a leader no older than any `tp` was served from (see
     /// [`Client::list_offset_fenced`]), and remembers the serving leader's term as fetches do.
+    ///
+    /// Refusals as from a later term count towards the same `leader_term_reset_after` as
+    /// fetches': a partition refused that long (the topic was re-created and its terms started
+    /// over) follows the new terms.
     async fn list_offset_fenced(&mut self, tp: &TopicPartition, timestamp: i64) -> Result<Option<u64>> {
-        let term = self.partitions.get(tp).map_or(-1, |s| s.leader_term);
-        let (offset, served) = self
+        let after = self.config.leader_term_reset_after;
+        let Some(s) = self.partitions.get_mut(tp) else {
+            return self.client.list_offset(&tp.topic, tp.partition, timestamp).await;
+        };
+        if s.fenced_since.is_some_and(|since| since.elapsed() >= after) {
+            warn!(tp = %tp, term = s.leader_term, "offset lookups or fetches refused for {after:?} as from a later leader term than the partition's; the topic was probably re-created: following its new terms");
+            s.leader_term = -1;
+            s.fenced_since = None;
+        }
+        let term = s.leader_term;
+        let started = Instant::now();
+        let answer = self
             .client
             .list_offset_fenced(&tp.topic, tp.partition, timestamp, term)
-            .await?;
-        if let Some(s) = self.partitions.get_mut(tp) {
-            s.leader_term = s.leader_term.max(served);
+            .await;
+        let Some(s) = self.partitions.get_mut(tp) else {
+            return answer.map(|(offset, _)| offset);
+        };
+        match answer {
+            Ok((offset, served)) => {
+                s.leader_term = s.leader_term.max(served);
+                s.fenced_since = None;
+                Ok(offset)
+            }
+            Err(e) => {
+                if e.code() == Some(ErrorCode::UnknownLeaderEpoch) {
+                    s.fenced_since.get_or_insert(started);
+                }
+                Err(e)
+            }
         }
-        Ok(offset)
     }
 
     fn set_position(&mut self, tp: &TopicPartition, offset: Option<u64>) {
@@ -934,8 +965,9 @@ impl Consumer {
                         // so refusals that last much longer mean the terms started over: the
                         // topic was deleted and created again under the same name.
                         let since = *state.fenced_since.get_or_insert(now);
-                        if now.duration_since(since) >= TERM_RESET_AFTER {
-                            warn!(tp = %target.tp, term = state.leader_term, "fetches refused for {TERM_RESET_AFTER:?} as from a later leader term than the partition's; the topic was probably re-created: following its new terms");
+                        let after = self.config.leader_term_reset_after;
+                        if now.duration_since(since) >= after {
+                            warn!(tp = %target.tp, term = state.leader_term, "fetches refused for {after:?} as from a later leader term than the partition's; the topic was probably re-created: following its new terms");
                             state.leader_term = -1;
                             state.fenced_since = None;
                         }

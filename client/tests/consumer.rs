@@ -394,6 +394,51 @@ async fn a_deposed_leader_is_not_read_from() {
     assert_eq!(c.high_watermark(&tp(0)), Some(10));
 }
 
+/// `config()` following a partition's new terms after half a second of refusals.
+fn resetting_config() -> ConsumerConfig {
+    ConsumerConfig {
+        leader_term_reset_after: Duration::from_millis(500),
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_follows_a_recreated_topics_lower_terms() {
+    let s = setup(1).await;
+    s.broker
+        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 5);
+    produce(&s.producer, (0..5).map(|i| format!("v{i}"))).await;
+    let mut c = s.client.consumer(resetting_config()).unwrap();
+    c.assign([tp(0)]);
+    c.seek(&tp(0), Seek::Earliest).await.unwrap();
+    assert_eq!(offsets(&poll_n(&mut c, 5).await), (0..5).collect::<Vec<_>>());
+    // The terms start over for good (the topic was re-created): refused at first, then
+    // followed once refusals outlast `leader_term_reset_after`.
+    s.broker
+        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 1);
+    produce(&s.producer, (5..8).map(|i| format!("v{i}"))).await;
+    assert_eq!(offsets(&poll_n(&mut c, 3).await), (5..8).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_seek_follows_a_recreated_topics_lower_terms() {
+    let s = setup(1).await;
+    s.broker
+        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 5);
+    produce(&s.producer, (0..5).map(|i| format!("v{i}"))).await;
+    let mut c = s.client.consumer(resetting_config()).unwrap();
+    c.assign([tp(0)]);
+    assert_eq!(c.seek(&tp(0), Seek::Latest).await.unwrap(), 5);
+    // No polls, so no fetches: the seeks alone must notice that the terms started over. The
+    // first is refused throughout its retries; the next, past `leader_term_reset_after`,
+    // follows the new terms.
+    s.broker
+        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 1);
+    let refused = c.seek(&tp(0), Seek::Latest).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::UnknownLeaderEpoch), "{refused}");
+    assert_eq!(c.seek(&tp(0), Seek::Earliest).await.unwrap(), 0);
+}
+
 #[tokio::test]
 async fn a_deposed_leader_does_not_answer_a_seek() {
     let (s, mut c) = five_records_at_term_5().await;
