@@ -307,6 +307,9 @@ fn max_message_bytes(topic: &TopicInfo) -> Option<usize> {
     topic.configs.get("max.message.bytes").and_then(|v| v.parse().ok())
 }
 
+/// How often a reused topic's age is also checked on the monotonic clock.
+const MONOTONIC_CHECK_EVERY: u32 = 256;
+
 /// A topic's metadata as `enqueue` last used it.
 struct LastTopic {
     topic: Arc<TopicInfo>,
@@ -314,6 +317,10 @@ struct LastTopic {
     generation: u64,
     /// Wall-clock ms (as record timestamps) at which it reaches `metadata_max_age`.
     expires_ms: i64,
+    /// The same on the monotonic clock, looked at every [`MONOTONIC_CHECK_EVERY`] uses (the
+    /// wall clock may be stepped back).
+    expires: std::time::Instant,
+    uses: u32,
     /// Its `max.message.bytes`, parsed.
     max_message_bytes: Option<usize>,
 }
@@ -329,12 +336,15 @@ impl Inner {
             .last_topic
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(l) = last.as_ref()
+        if let Some(l) = last.as_mut()
             && l.generation == generation
             && now_ms < l.expires_ms
             && l.topic.name == name
         {
-            return Some((Arc::clone(&l.topic), l.max_message_bytes));
+            l.uses = l.uses.wrapping_add(1);
+            if !l.uses.is_multiple_of(MONOTONIC_CHECK_EVERY) || std::time::Instant::now() < l.expires {
+                return Some((Arc::clone(&l.topic), l.max_message_bytes));
+            }
         }
         let topic = self.client.cached_topic(name)?;
         let left = self
@@ -347,6 +357,8 @@ impl Inner {
             topic: Arc::clone(&topic),
             generation,
             expires_ms: now_ms.saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX)),
+            expires: std::time::Instant::now() + left,
+            uses: 0,
             max_message_bytes,
         });
         Some((topic, max_message_bytes))
@@ -503,9 +515,12 @@ impl Producer {
         let mut deadline = None;
         let max_block = inner.config.max_block;
         let mut deadline = || *deadline.get_or_insert_with(|| tokio::time::Instant::now() + max_block);
-        // One clock read per record: its timestamp, and the cached topic's age.
-        let now = now_ms();
-        let (topic, max_message_bytes) = match inner.topic(&record.topic, now) {
+        // One clock read per record: its timestamp, and the cached topic's age. (Read again
+        // after a wait for metadata or buffer memory, which can be long.)
+        let mut now = now_ms();
+        let cached = inner.topic(&record.topic, now);
+        let mut waited = cached.is_none();
+        let (topic, max_message_bytes) = match cached {
             Some(t) => t,
             // A broker that just restarted may not know the topic yet and says so with a
             // retriable code: wait for metadata up to `max_block`, as Kafka's producer does (a
@@ -541,8 +556,14 @@ impl Producer {
         };
         let reservation = match acc.try_reserve(size)? {
             Some(r) => r,
-            None => acc.reserve(size, deadline()).await?,
+            None => {
+                waited = true;
+                acc.reserve(size, deadline()).await?
+            }
         };
+        if waited {
+            now = now_ms();
+        }
         let partition_count = topic.partition_count();
         let partition = match record.partition {
             Some(p) => p,
