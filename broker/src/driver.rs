@@ -1287,26 +1287,27 @@ impl Driver {
             return;
         };
         for (to, msgs) in self.outbox.drain() {
-            if !peers.is_connected(to) {
-                // These appends are lost (the transport drops what it cannot send). A leader
-                // replicating optimistically to `to` would keep sending past them and learn of
-                // the gap only from rejections, one inflight slot per heartbeat: back to
-                // probing instead, so the first answer after reconnecting resends from the
-                // follower's real position.
-                for m in msgs
-                    .iter()
-                    .filter(|m| m.message.get_msg_type() == MessageType::MsgAppend)
-                {
-                    let key = PartitionKey {
-                        topic: m.topic.to_string(),
-                        partition: m.partition,
-                    };
-                    if let Some(g) = self.groups.get_mut(&key).filter(|g| g.failed.is_none()) {
-                        g.raw.report_unreachable(to);
-                    }
+            // Appends to `to` that are (probably) lost: the transport refused them (queue full,
+            // unknown broker), or there is no connection — what is queued before a connect
+            // attempt starts is discarded (what comes during one is sent if it succeeds, so this
+            // may also name appends that arrive; that costs a probe round trip). A leader
+            // replicating optimistically would keep sending past the gap and learn of it only
+            // from rejections, one inflight slot per heartbeat; reported unreachable, it probes
+            // from the follower's real position once it answers.
+            let disconnected = if peers.is_connected(to) {
+                Vec::new()
+            } else {
+                append_groups(&msgs)
+            };
+            let lost = match peers.send(to, msgs) {
+                Ok(()) => disconnected,
+                Err(refused) => append_groups(&refused),
+            };
+            for key in lost {
+                if let Some(g) = self.groups.get_mut(&key).filter(|g| g.failed.is_none()) {
+                    g.raw.report_unreachable(to);
                 }
             }
-            peers.send(to, msgs);
         }
     }
 
@@ -2067,6 +2068,22 @@ impl Driver {
     }
 }
 
+/// The groups with an append among `msgs` (each once).
+fn append_groups(msgs: &[OutboundMessage]) -> Vec<PartitionKey> {
+    let mut keys: Vec<PartitionKey> = Vec::new();
+    for m in msgs
+        .iter()
+        .filter(|m| m.message.get_msg_type() == MessageType::MsgAppend)
+    {
+        if !keys.iter().any(|k| k.partition == m.partition && *k.topic == *m.topic) {
+            keys.push(PartitionKey {
+                topic: m.topic.to_string(),
+                partition: m.partition,
+            });
+        }
+    }
+    keys
+}
 /// `RawNode::propose` without its copy of the data: the entry shares the request's bytes (the
 /// produce handler validated them), which raft-rs keeps unchanged until they are persisted.
 fn propose_shared(raw: &mut RawNode<PartitionRaftStorage>, data: Bytes) -> ::raft::Result<()> {

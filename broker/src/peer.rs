@@ -244,10 +244,11 @@ impl Peers {
     }
 
     /// Queues messages for node `to`. Never blocks and never fails loudly: an unknown node or a
-    /// full queue drops the messages (Raft retransmits) and counts them.
-    pub fn send(&self, to: u64, msgs: Vec<OutboundMessage>) {
+    /// full queue drops the messages (Raft retransmits) and counts them, and hands them back
+    /// (so the caller can tell Raft the peer is unreachable).
+    pub fn send(&self, to: u64, msgs: Vec<OutboundMessage>) -> Result<(), Vec<OutboundMessage>> {
         if msgs.is_empty() {
-            return;
+            return Ok(());
         }
         let links = self.inner.links.read().unwrap_or_else(|e| e.into_inner());
         let Some(link) = links.get(&to) else {
@@ -257,13 +258,14 @@ impl Peers {
                 "dropping raft messages for an unknown node"
             );
             self.inner.counters.dropped(msgs.len());
-            return;
+            return Err(msgs);
         };
         match link.tx.try_send(msgs) {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(msgs) | TrySendError::Closed(msgs)) => {
                 tracing::trace!(peer = to, count = msgs.len(), "peer queue full or closed; dropping");
                 self.inner.counters.dropped(msgs.len());
+                Err(msgs)
             }
         }
     }
@@ -700,9 +702,13 @@ mod tests {
                 outbound(&audit, 7, message(2, 10 + round, b"audit")),
             ];
             sent.extend(batch.iter().cloned());
-            peers.send(2, batch);
+            let _ = peers.send(2, batch);
         }
-        peers.send(9, vec![outbound(&orders, 0, message(9, 0, b"nobody"))]);
+        assert!(
+            peers
+                .send(9, vec![outbound(&orders, 0, message(9, 0, b"nobody"))])
+                .is_err()
+        );
 
         let mut got = Vec::new();
         while got.len() < sent.len() {
@@ -754,7 +760,7 @@ mod tests {
         let topic: Arc<str> = "big".into();
         // Ten 1 MiB messages in one batch: at least three frames of at most 4 MiB each.
         let batch: Vec<_> = (0..10).map(|i| outbound(&topic, 0, message(2, i, &DATA))).collect();
-        peers.send(2, batch);
+        let _ = peers.send(2, batch);
         let (mut count, mut frames_seen, mut index) = (0, 0, 0);
         while count < 10 {
             let r = next_request(&mut frames).await;
@@ -792,7 +798,7 @@ mod tests {
             shutdown.clone(),
         );
         let topic: Arc<str> = "late".into();
-        peers.send(2, vec![outbound(&topic, 0, message(2, 0, b"too early"))]);
+        let _ = peers.send(2, vec![outbound(&topic, 0, message(2, 0, b"too early"))]);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!peers.is_connected(2));
         assert!(peers.stats().connect_failures > 0);
@@ -801,7 +807,7 @@ mod tests {
         let accepted = tokio::spawn(async move { accept(&listener).await });
         wait_until(|| peers.is_connected(2)).await;
         let mut frames = tokio::time::timeout(WAIT, accepted).await.unwrap().unwrap();
-        peers.send(2, vec![outbound(&topic, 3, message(2, 5, b"on time"))]);
+        let _ = peers.send(2, vec![outbound(&topic, 3, message(2, 5, b"on time"))]);
         let r = next_request(&mut frames).await;
         assert_eq!((r.from_node, r.to_node), (1, 2));
         // Messages queued while the peer was down were dropped, not delivered late.
@@ -838,7 +844,7 @@ mod tests {
         let mut frames = accept(&listener).await;
         wait_until(|| peers.is_connected(2)).await;
         let topic: Arc<str> = "again".into();
-        peers.send(2, vec![outbound(&topic, 1, message(2, 1, b"x"))]);
+        let _ = peers.send(2, vec![outbound(&topic, 1, message(2, 1, b"x"))]);
         let r = next_request(&mut frames).await;
         assert_eq!(r.messages.len(), 1);
         shutdown.cancel();

@@ -302,6 +302,22 @@ fn a_leaders_own_entries_are_still_checked_for_framing_and_crc() {
         assert!(matches!(err, Error::InvalidEntry { .. }), "{err}");
         assert_eq!(s.last_index().unwrap(), 1);
     }
+    // A batch whose CRC is right but whose records do not parse: refused when the entry is of
+    // another term (received, so walked whole) — only the leader's own term skips the walk.
+    let mut garbled = data_entry(3, 2, 3);
+    let mut bytes = garbled.data.to_vec();
+    bytes[strata_protocol::HEADER_LEN] = 0x01; // the first record's length: zigzag −1
+    let mut header = BatchHeader::parse(&bytes).unwrap();
+    header.crc = strata_protocol::batch::compute_crc(&bytes);
+    header.write(&mut bytes);
+    garbled.data = Bytes::from(bytes);
+    for own_term in [None, Some(2)] {
+        let err = s
+            .append_entries_of(std::slice::from_ref(&garbled), own_term)
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidEntry { .. }), "{err}");
+        assert_eq!(s.last_index().unwrap(), 1);
+    }
     // Its own entries, and entries of another term (validated whole), are appended.
     let infos = s
         .append_entries_of(&[data_entry(2, 2, 3), data_entry(2, 3, 2)], Some(2))
