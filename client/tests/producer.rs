@@ -783,6 +783,32 @@ async fn a_topic_change_reaches_the_producer_with_the_next_metadata() {
 }
 
 #[tokio::test]
+async fn the_producer_sees_a_topics_new_partitions_once_its_metadata_is_old() {
+    let broker = FakeBroker::start().await;
+    broker.create_topic("t", 1);
+    let client = Client::connect(ClientConfig {
+        request_timeout: Duration::from_secs(5),
+        metadata_max_age: Duration::from_millis(300),
+        ..ClientConfig::new(&broker.bootstrap())
+    })
+    .await
+    .unwrap();
+    let producer = client.producer(fast()).unwrap();
+    let to = |p: i32| ProducerRecord::new("t", "v").partition(p);
+    for _ in 0..2 {
+        producer.enqueue(to(0)).await.unwrap().await.unwrap();
+    }
+    // A partition is added; nothing refreshes the metadata but its age. Until then partition 1
+    // is unknown to the producer; once the metadata is older than metadata_max_age, known.
+    broker.with(|s| s.topics.get_mut("t").unwrap().partitions.push(Default::default()));
+    let early = producer.enqueue(to(1)).await;
+    assert!(matches!(early, Err(Error::UnknownPartition { .. })), "{early:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let meta = producer.enqueue(to(1)).await.unwrap().await.unwrap();
+    assert_eq!((meta.partition, meta.offset), (1, Some(Offset(0))));
+}
+
+#[tokio::test]
 async fn batches_stay_within_the_topics_max_message_bytes() {
     let (broker, producer) = setup(
         1,
