@@ -355,20 +355,20 @@ async fn the_stream_borrows_and_positions_survive_it() {
     assert_eq!(offsets(&poll_n(&mut c, 2).await), [2, 3]);
 }
 
-/// One partition at leader term 5 holding v0..v4, and a consumer assigned to it.
-async fn five_records_at_term_5() -> (Setup, Consumer) {
+/// One partition at leader term 5 holding v0..v4, and a consumer with `config` assigned to it.
+async fn five_records_at_term_5(config: ConsumerConfig) -> (Setup, Consumer) {
     let s = setup(1).await;
     s.broker
         .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 5);
     produce(&s.producer, (0..5).map(|i| format!("v{i}"))).await;
-    let mut c = s.client.consumer(config()).unwrap();
+    let mut c = s.client.consumer(config).unwrap();
     c.assign([tp(0)]);
     (s, c)
 }
 
 #[tokio::test]
 async fn a_deposed_leader_is_not_read_from() {
-    let (s, mut c) = five_records_at_term_5().await;
+    let (s, mut c) = five_records_at_term_5(config()).await;
     c.seek(&tp(0), Seek::Earliest).await.unwrap();
     assert_eq!(offsets(&poll_n(&mut c, 5).await), (0..5).collect::<Vec<_>>());
 
@@ -404,12 +404,7 @@ fn resetting_config() -> ConsumerConfig {
 
 #[tokio::test]
 async fn a_consumer_follows_a_recreated_topics_lower_terms() {
-    let s = setup(1).await;
-    s.broker
-        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 5);
-    produce(&s.producer, (0..5).map(|i| format!("v{i}"))).await;
-    let mut c = s.client.consumer(resetting_config()).unwrap();
-    c.assign([tp(0)]);
+    let (s, mut c) = five_records_at_term_5(resetting_config()).await;
     c.seek(&tp(0), Seek::Earliest).await.unwrap();
     assert_eq!(offsets(&poll_n(&mut c, 5).await), (0..5).collect::<Vec<_>>());
     // The terms start over for good (the topic was re-created): refused at first, then
@@ -422,12 +417,7 @@ async fn a_consumer_follows_a_recreated_topics_lower_terms() {
 
 #[tokio::test]
 async fn a_seek_follows_a_recreated_topics_lower_terms() {
-    let s = setup(1).await;
-    s.broker
-        .with(|st| st.topics.get_mut("t").unwrap().partitions[0].leader_term = 5);
-    produce(&s.producer, (0..5).map(|i| format!("v{i}"))).await;
-    let mut c = s.client.consumer(resetting_config()).unwrap();
-    c.assign([tp(0)]);
+    let (s, mut c) = five_records_at_term_5(resetting_config()).await;
     assert_eq!(c.seek(&tp(0), Seek::Latest).await.unwrap(), 5);
     // No polls, so no fetches: the seeks alone must notice that the terms started over. The
     // first is refused throughout its retries; the next, past `leader_term_reset_after`,
@@ -441,7 +431,7 @@ async fn a_seek_follows_a_recreated_topics_lower_terms() {
 
 #[tokio::test]
 async fn a_deposed_leader_does_not_answer_a_seek() {
-    let (s, mut c) = five_records_at_term_5().await;
+    let (s, mut c) = five_records_at_term_5(config()).await;
     // The seek itself learns the term: a fresh consumer was served at term 5 by ListOffsets.
     assert_eq!(c.seek(&tp(0), Seek::Latest).await.unwrap(), 5);
     // Now a deposed leader (term 3, with a shorter log) answers: a seek to the latest offset is

@@ -737,6 +737,17 @@ async fn pipelined_sends_keep_their_order_when_they_wait_for_a_producer_id_and_w
     }
 }
 
+/// Sends one 1000-byte record to `t`, which fills a batch at a 1 KiB `max.message.bytes` on its
+/// own, and checks it is acknowledged at `offset` well before any linger would end.
+async fn send_full_batch(producer: &Producer, offset: u64, what: &str) {
+    let alone = producer
+        .enqueue(ProducerRecord::new("t", vec![b'y'; 1000]))
+        .await
+        .unwrap();
+    let meta = tokio::time::timeout(Duration::from_secs(5), alone).await.expect(what);
+    assert_eq!(meta.unwrap().offset, Some(Offset(offset)));
+}
+
 #[tokio::test]
 async fn a_topic_change_reaches_the_producer_with_the_next_metadata() {
     let (broker, client) = common::topic_t_and_client(1).await;
@@ -772,14 +783,12 @@ async fn a_topic_change_reaches_the_producer_with_the_next_metadata() {
         }]
     });
     client.refresh_metadata(Some(vec!["t".into()])).await.unwrap();
-    let alone = producer
-        .enqueue(ProducerRecord::new("t", vec![b'y'; 1000]))
-        .await
-        .unwrap();
-    let meta = tokio::time::timeout(Duration::from_secs(5), alone)
-        .await
-        .expect("a batch full at the refreshed limit is not held for linger");
-    assert_eq!(meta.unwrap().offset, Some(Offset(2)));
+    send_full_batch(
+        &producer,
+        2,
+        "a batch full at the refreshed limit is not held for linger",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -827,14 +836,7 @@ async fn batches_stay_within_the_topics_max_message_bytes() {
     });
     // One record that fills a batch at the topic's limit on its own: sent without waiting for
     // linger (full at 1 KiB, not at the producer's 256 KiB).
-    let alone = producer
-        .enqueue(ProducerRecord::new("t", vec![b'y'; 1000]))
-        .await
-        .unwrap();
-    let meta = tokio::time::timeout(Duration::from_secs(5), alone)
-        .await
-        .expect("a batch full at the topic's limit is not held for linger");
-    assert_eq!(meta.unwrap().offset, Some(Offset(0)));
+    send_full_batch(&producer, 0, "a batch full at the topic's limit is not held for linger").await;
     // Batches fill at the topic's limit, so the first goes without waiting for linger.
     let batches = send_200_byte_records(&producer, &broker, 10, 1, "a full batch is not held for linger").await;
     assert!(batches >= 4, "1 + 10 records of 200 B in 1 KiB batches: {batches}");
