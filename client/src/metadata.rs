@@ -79,6 +79,10 @@ pub struct TopicInfo {
     /// Indexes of the partitions that have a leader (precomputed for partitioners).
     #[serde(skip)]
     available: Vec<i32>,
+    /// `max.message.bytes` from `configs`, parsed (precomputed for the producer, which needs
+    /// it for every record).
+    #[serde(skip)]
+    max_message_bytes: Option<usize>,
 }
 
 impl TopicInfo {
@@ -96,6 +100,7 @@ impl TopicInfo {
             .filter(|p| p.leader.is_some())
             .map(|p| p.partition)
             .collect();
+        let max_message_bytes = configs.get("max.message.bytes").and_then(|v| v.parse().ok());
         Self {
             name,
             error,
@@ -103,7 +108,14 @@ impl TopicInfo {
             configs,
             fetched_at: Instant::now(),
             available,
+            max_message_bytes,
         }
+    }
+
+    /// The topic's `max.message.bytes` (the largest batch it takes), if its configuration has
+    /// a valid one.
+    pub fn max_message_bytes(&self) -> Option<usize> {
+        self.max_message_bytes
     }
 
     /// Number of partitions.

@@ -302,11 +302,6 @@ struct Inner {
     last_topic: Mutex<Option<LastTopic>>,
 }
 
-/// The topic's `max.message.bytes`, if it has a valid one.
-fn max_message_bytes(topic: &TopicInfo) -> Option<usize> {
-    topic.configs.get("max.message.bytes").and_then(|v| v.parse().ok())
-}
-
 /// How often a reused topic's age is also checked on the monotonic clock.
 const MONOTONIC_CHECK_EVERY: u32 = 256;
 
@@ -321,8 +316,6 @@ struct LastTopic {
     /// wall clock may be stepped back).
     expires: std::time::Instant,
     uses: u32,
-    /// Its `max.message.bytes`, parsed.
-    max_message_bytes: Option<usize>,
 }
 
 impl Inner {
@@ -330,7 +323,7 @@ impl Inner {
     /// its per-call costs (the cache's lock, a map lookup, a clock read) while records keep
     /// going to the topic of the previous one: that is reused until the client's metadata
     /// changes or it reaches `metadata_max_age`, judged by `now_ms`, the record's clock.
-    fn topic(&self, name: &str, now_ms: i64) -> Option<(Arc<TopicInfo>, Option<usize>)> {
+    fn topic(&self, name: &str, now_ms: i64) -> Option<Arc<TopicInfo>> {
         let generation = self.client.metadata_generation();
         let mut last = self
             .last_topic
@@ -343,7 +336,7 @@ impl Inner {
         {
             l.uses = l.uses.wrapping_add(1);
             if !l.uses.is_multiple_of(MONOTONIC_CHECK_EVERY) || std::time::Instant::now() < l.expires {
-                return Some((Arc::clone(&l.topic), l.max_message_bytes));
+                return Some(Arc::clone(&l.topic));
             }
         }
         let topic = self.client.cached_topic(name)?;
@@ -352,16 +345,14 @@ impl Inner {
             .config()
             .metadata_max_age
             .saturating_sub(topic.fetched_at.elapsed());
-        let max_message_bytes = max_message_bytes(&topic);
         *last = Some(LastTopic {
             topic: Arc::clone(&topic),
             generation,
             expires_ms: now_ms.saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX)),
             expires: std::time::Instant::now() + left,
             uses: 0,
-            max_message_bytes,
         });
-        Some((topic, max_message_bytes))
+        Some(topic)
     }
 }
 
@@ -520,7 +511,7 @@ impl Producer {
         let mut now = now_ms();
         let cached = inner.topic(&record.topic, now);
         let mut waited = cached.is_none();
-        let (topic, max_message_bytes) = match cached {
+        let topic = match cached {
             Some(t) => t,
             // A broker that just restarted may not know the topic yet and says so with a
             // retriable code: wait for metadata up to `max_block`, as Kafka's producer does (a
@@ -547,12 +538,7 @@ impl Producer {
                 what: "metadata",
                 broker: "-".to_owned(),
                 after: max_block,
-            })
-            .and_then(|r| r)
-            .map(|t| {
-                let max = max_message_bytes(&t);
-                (t, max)
-            })?,
+            })??,
         };
         let reservation = match acc.try_reserve(size)? {
             Some(r) => r,
@@ -594,7 +580,9 @@ impl Producer {
             Compression::None => 0,
             _ => 64 + cap / 64,
         };
-        let max_batch = max_message_bytes.map(|cap| cap.saturating_sub(headroom(cap)).max(HEADER_LEN + 1));
+        let max_batch = topic
+            .max_message_bytes()
+            .map(|cap| cap.saturating_sub(headroom(cap)).max(HEADER_LEN + 1));
         acc.append(&topic.name, partition, info.leader, max_batch, &parts, reservation)
     }
 
