@@ -258,6 +258,14 @@ fn leader_id(p: &Partition) -> i32 {
     p.leader_id().map_or(-1, |id| id as i32)
 }
 
+/// The term a leading replica serves a reader at, or `None` if the reader was already served
+/// at a later term (`current_leader_term`, −1 for no check): then this replica was deposed and
+/// has not heard yet, and its high watermark may be behind what the reader saw.
+fn serving_term(p: &Partition, current_leader_term: i64) -> Option<i64> {
+    let term = i64::try_from(p.leader_term()).unwrap_or(i64::MAX);
+    (current_leader_term <= term).then_some(term)
+}
+
 fn not_leader(p: &Partition) -> ErrorCode {
     // A failed replica is not going to lead again until the broker restarts: retrying the same
     // broker for NOT_LEADER would never end.
@@ -988,12 +996,9 @@ fn read_partitions(broker: &Broker, req: &FetchRequest) -> (Vec<TopicData<FetchP
                     if !leading {
                         return empty(not_leader(&p), hw as i64, start, leader);
                     }
-                    let term = i64::try_from(p.leader_term()).unwrap_or(i64::MAX);
-                    if fp.current_leader_term > term {
-                        // The reader was served by a later leader: this one was deposed and has
-                        // not heard yet. Its high watermark may be behind what the reader saw.
+                    let Some(term) = serving_term(&p, fp.current_leader_term) else {
                         return empty(ErrorCode::UnknownLeaderEpoch, -1, start, -1);
-                    }
+                    };
                     let empty = |error, hw, start, leader| FetchPartitionResponse {
                         leader_term: term,
                         ..empty(error, hw, start, leader)
@@ -1133,13 +1138,10 @@ async fn list_offsets(broker: &Arc<Broker>, req: ListOffsetsRequest) -> ListOffs
                 partitions.push(unserved(not_leader(&p), leader));
                 continue;
             }
-            let term = i64::try_from(p.leader_term()).unwrap_or(i64::MAX);
-            if lp.current_leader_term > term {
-                // Deposed and not yet told (see fetch): its end of the log may be behind what
-                // the reader was already served.
+            let Some(term) = serving_term(&p, lp.current_leader_term) else {
                 partitions.push(unserved(ErrorCode::UnknownLeaderEpoch, -1));
                 continue;
-            }
+            };
             let answer = |error, timestamp, offset, leader_id| ListOffsetsPartitionResponse {
                 partition: lp.partition,
                 error,

@@ -289,13 +289,35 @@ struct PartitionState {
     /// deposed leader that has not heard of its successor refuses instead of showing an older
     /// high watermark.
     leader_term: i64,
-    /// Since when fetches have been refused as from a later leader term (`UNKNOWN_LEADER_EPOCH`).
+    /// Since when fetches or offset lookups have been refused as from a later leader term
+    /// (`UNKNOWN_LEADER_EPOCH`).
     fenced_since: Option<Instant>,
     in_flight: bool,
     retry_at: Option<Instant>,
     /// Its position fell out of the log: reset it by `auto_offset_reset`, not to the group's
     /// committed offset (which may be what fell out).
     out_of_range: bool,
+}
+
+impl PartitionState {
+    /// A request sent at `at` was refused as naming a later leader term than the replica's.
+    fn fenced(&mut self, at: Instant) {
+        self.fenced_since.get_or_insert(at);
+    }
+
+    /// A deposed leader steps down within an election timeout (check-quorum), so refusals that
+    /// have lasted `after` mean the terms started over — the topic was deleted and created
+    /// again under the same name: drop the partition's term and follow the new ones.
+    fn forget_term_if_fenced_for(&mut self, after: Duration, now: Instant, tp: &TopicPartition) {
+        if self
+            .fenced_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= after)
+        {
+            warn!(tp = %tp, term = self.leader_term, "requests refused for {after:?} as from a later leader term than the partition's; the topic was probably re-created: following its new terms");
+            self.leader_term = -1;
+            self.fenced_since = None;
+        }
+    }
 }
 
 /// Decoded records from one fetch of one partition, not yet handed out.
@@ -553,11 +575,7 @@ impl Consumer {
         let Some(s) = self.partitions.get_mut(tp) else {
             return self.client.list_offset(&tp.topic, tp.partition, timestamp).await;
         };
-        if s.fenced_since.is_some_and(|since| since.elapsed() >= after) {
-            warn!(tp = %tp, term = s.leader_term, "offset lookups or fetches refused for {after:?} as from a later leader term than the partition's; the topic was probably re-created: following its new terms");
-            s.leader_term = -1;
-            s.fenced_since = None;
-        }
+        s.forget_term_if_fenced_for(after, Instant::now(), tp);
         let term = s.leader_term;
         let started = Instant::now();
         let answer = self
@@ -575,7 +593,7 @@ impl Consumer {
             }
             Err(e) => {
                 if e.code() == Some(ErrorCode::UnknownLeaderEpoch) {
-                    s.fenced_since.get_or_insert(started);
+                    s.fenced(started);
                 }
                 Err(e)
             }
@@ -961,16 +979,8 @@ impl Consumer {
                         self.stale_topics.insert(target.tp.topic.clone());
                     }
                     if e.code() == Some(ErrorCode::UnknownLeaderEpoch) {
-                        // A deposed leader steps down within an election timeout (check-quorum),
-                        // so refusals that last much longer mean the terms started over: the
-                        // topic was deleted and created again under the same name.
-                        let since = *state.fenced_since.get_or_insert(now);
-                        let after = self.config.leader_term_reset_after;
-                        if now.duration_since(since) >= after {
-                            warn!(tp = %target.tp, term = state.leader_term, "fetches refused for {after:?} as from a later leader term than the partition's; the topic was probably re-created: following its new terms");
-                            state.leader_term = -1;
-                            state.fenced_since = None;
-                        }
+                        state.fenced(now);
+                        state.forget_term_if_fenced_for(self.config.leader_term_reset_after, now, &target.tp);
                     }
                     if e.is_retriable() {
                         debug!(tp = %target.tp, error = %e, "fetch failed, retrying");
