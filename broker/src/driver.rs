@@ -638,9 +638,6 @@ impl Driver {
         let mut next_reassign = Instant::now() + self.tick * REASSIGN_TICKS;
         let mut busy = false;
         loop {
-            if let Some(news) = &self.news {
-                news.driver_beat();
-            }
             // Work left over (a Ready produced by a commit that just moved): look at the queue,
             // but do not sleep.
             let wait = if busy {
@@ -675,6 +672,11 @@ impl Driver {
             }
             let now = Instant::now();
             if now >= next_tick {
+                // Alive, for the leader announcements (a stuck driver announces no leadership):
+                // once a tick is often enough, the threshold being several ticks.
+                if let Some(news) = &self.news {
+                    news.driver_beat();
+                }
                 // One look at when each peer was heard from per tick (a small map).
                 let heard = self.news.as_ref().map(|n| n.heard()).unwrap_or_default();
                 let mut quiesced = 0;
@@ -826,6 +828,7 @@ impl Driver {
                             g.wake();
                         } else if quiet
                             && !changed
+                            && !g.quiesced
                             && kind == MessageType::MsgHeartbeat
                             && !g.is_metadata
                             && raft.state == StateRole::Follower
