@@ -13,10 +13,11 @@
 #   benches/cluster.sh failover [KILLS]    # default 20: kill -9 a partition's leader under
 #                                          # load, time to the next acked produce there
 #
-# Needs jq. Benchmark only on a quiet machine (no cargo build running). WARM_GB (default 12)
-# GiB are written and deleted in the brokers' directories first; WARM_GB=0 skips that.
+# Needs jq. Benchmark only on a quiet machine (no cargo build running). The machine's free memory
+# is filled with clean page cache first (benches/fill-memory.sh; FILL=0 skips that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/fill-memory.sh
 
 WHAT=${1:-idle}
 OUT=${OUT:-/tmp/strata-cluster}
@@ -52,24 +53,14 @@ wait_ready() { # i
 stop_all() {
   for p in "${PIDS[@]}"; do [[ $p != 0 ]] && kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  drop_fill "$OUT/fill"
 }
 trap stop_all EXIT
 rm -rf "$OUT"; mkdir -p "$OUT"
-# Pre-warm each broker's directory (see benches/perf.sh: on this VM's disk, never-written blocks
-# are 2-4x slower than reused ones, and a broker that has been running writes reused blocks):
-# WARM_GB GiB in all, split over the three, written and deleted before the brokers start.
-# WARM_GB=0 skips it.
-WARM_GB=${WARM_GB:-12}
-if [[ $WARM_GB -gt 0 ]]; then
-  echo "pre-warming: writing and deleting $WARM_GB GiB under $OUT/b1..b3"
-  for i in 1 2 3; do
-    mkdir -p "$OUT/b$i"
-    dd if=/dev/zero of="$OUT/b$i/prewarm" bs=1M count=$((WARM_GB * 1024 / 3)) conv=fdatasync status=none
-    rm -f "$OUT/b$i/prewarm"
-  done
-  sync
-  sleep 5
-fi
+# Fill free memory with clean page cache (see benches/fill-memory.sh): the brokers' page cache
+# then recycles backed pages, as on a machine that has been running, instead of faulting in
+# host memory on every first write.
+fill_memory "$OUT/fill"
 for i in 0 1 2; do start $i; done
 for i in 0 1 2; do wait_ready $i; done
 echo "## 3 brokers ready: $BOOT ($(nproc) cores, $(date -u +%F))"

@@ -6,7 +6,7 @@
 #   QUICK=1 benches/perf.sh            # one run per workload, shorter (a smoke check, not results)
 #   ONLY=scaling benches/perf.sh       # just the scaling sweeps (or ONLY=table, ONLY=limits)
 #   SETTLE=10 benches/perf.sh          # seconds to pause after `sync` before each run (default 5)
-#   WARM_GB=0 benches/perf.sh          # skip pre-warming the disk area (default 8 GiB; see below)
+#   FILL=0 benches/perf.sh             # skip filling free memory before each run (see below)
 #
 # Needs fio, iperf3 and jq (Debian packages of those names). Benchmark only on a quiet machine:
 # the script prints `vmstat` first and refuses to start while a cargo build runs.
@@ -45,27 +45,17 @@ settle() {
   sleep "$SETTLE"
 }
 
-# Pre-warm the disk area the runs write to. On this VM's virtual disk, blocks written for the
-# first time are much slower than blocks written before and freed (2026-12-07, same binaries
-# and commands: produce 1 KiB gave 260-320 MB/s in a new directory and 585-674 MB/s in one
-# where 8 GiB had been written and deleted just before; fio's first job, on new blocks, shows
-# the same). A broker that has run for a while (retention deleting segments) writes reused
-# blocks, so the runs are measured that way: WARM_GB GiB are written under OUT and deleted
-# before anything else, and every run's data directory is then created there. WARM_GB=0 skips
-# it (to measure the first-write case).
-WARM_GB=${WARM_GB:-8}
-prewarm() {
-  [[ $WARM_GB -gt 0 ]] || return 0
-  echo "pre-warming: writing and deleting $WARM_GB GiB under $OUT"
-  dd if=/dev/zero of="$OUT/prewarm" bs=1M count=$((WARM_GB * 1024)) conv=fdatasync status=none
-  rm -f "$OUT/prewarm"
-  sync
-}
+# Before each run, free memory is filled with clean page cache (benches/fill-memory.sh): on this
+# VM, page cache growing into free memory costs a host fault per page, which a machine that has
+# been running does not pay (produce 1 KiB, RF 1: 599 MB/s with 24 GiB free, 989 MB/s filled).
+# The files are kept under OUT/fill and deleted at the end. FILL=0 skips it.
+source benches/fill-memory.sh
 
 broker_pid=""
 start_broker() { # extra broker flags...
   stop_broker
   rm -rf "$DATA"; mkdir -p "$DATA"
+  fill_memory "$OUT/fill"
   settle
   "$BROKER" --data-dir "$DATA" --listen 127.0.0.1:0 --http 127.0.0.1:0 --ready-file "$OUT/ready.json" "$@" \
     >"$OUT/broker.log" 2>&1 &
@@ -85,7 +75,7 @@ stop_broker() {
   rm -f "$OUT/ready.json"
   rm -rf "$DATA"
 }
-trap stop_broker EXIT
+trap 'stop_broker; drop_fill "$OUT/fill"' EXIT
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -114,11 +104,10 @@ header() {
   echo "|---|---|---|---|---|---|---|"
 }
 
-prewarm
-
 if [[ $ONLY == all || $ONLY == limits ]]; then
   echo; echo "## limits"
   F="$OUT/fio"; rm -rf "$F"; mkdir -p "$F"
+  fill_memory "$OUT/fill"
   fio --name=seqwrite --directory="$F" --rw=write --bs=1M --size=2G --ioengine=psync --end_fsync=1 --output-format=json \
     | jq -r '"buffered sequential write (1 MiB, fsync at end): \(.jobs[0].write.bw_bytes/1e6|floor) MB/s"'
   rm -rf "$F"/*
