@@ -23,10 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use protobuf::{CodedOutputStream, Message as _};
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use strata_protocol::ErrorCode;
 use strata_protocol::api::{ApiKey, MinLen, RaftMessage, RaftMessagesEncoder};
 use strata_protocol::codec::ClientCodec;
@@ -201,6 +201,8 @@ impl Peers {
             counters: inner.counters.clone(),
             shutdown: inner.shutdown.clone(),
             buf: BytesMut::new(),
+            parts: Vec::new(),
+            parts_bytes: 0,
             header: RequestHeader {
                 api_key: ApiKey::RaftMessages as i16,
                 api_version: 0,
@@ -328,6 +330,11 @@ struct Sender {
     shutdown: CancellationToken,
     /// Encoded frames of the current drain (kept between drains to reuse its memory).
     buf: BytesMut,
+    /// Large entry payloads of the current drain, not copied into `buf`: each is written where
+    /// `buf` had reached when it was noted (see [`encode_message_parts`]).
+    parts: Vec<(usize, Bytes)>,
+    /// Their total size.
+    parts_bytes: usize,
     /// The header of every frame; only the correlation id changes.
     header: RequestHeader,
 }
@@ -443,7 +450,7 @@ impl Sender {
                 biased;
                 _ = self.shutdown.cancelled() => return Ended::Stop,
                 reason = discard_until_closed(&mut read, self.to, &mut warned) => Err(reason),
-                r = tokio::time::timeout(WRITE_TIMEOUT, write_all(&mut write, &self.buf)) => match r {
+                r = tokio::time::timeout(WRITE_TIMEOUT, write_all(&mut write, &self.buf, &self.parts)) => match r {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(format!("write failed: {e}")),
                     Err(_) => Err(format!("write timed out after {WRITE_TIMEOUT:?}")),
@@ -467,7 +474,7 @@ impl Sender {
     fn encode_drain(&mut self, first: Vec<OutboundMessage>) -> usize {
         let mut frame = None;
         let mut count = self.encode_batch(&mut frame, first);
-        while self.buf.len() < WRITE_BYTES_TARGET {
+        while self.buf.len() + self.parts_bytes < WRITE_BYTES_TARGET {
             match self.rx.try_recv() {
                 Ok(batch) => count += self.encode_batch(&mut frame, batch),
                 Err(_) => break,
@@ -516,11 +523,17 @@ impl Sender {
                 self.counters.dropped(1);
                 continue;
             }
-            match f.push(&mut self.buf, &m.topic, m.partition, m.topic_id, |out| {
-                encode_message(out, &m.message, size)
+            let parts = &mut self.parts;
+            let parts_before = parts.len();
+            match f.push_parts(&mut self.buf, &m.topic, m.partition, m.topic_id, |out| {
+                encode_message_parts(out, parts, &m.message, size)
             }) {
-                Ok(()) => count += 1,
+                Ok(()) => {
+                    self.parts_bytes += self.parts[parts_before..].iter().map(|(_, b)| b.len()).sum::<usize>();
+                    count += 1;
+                }
                 Err(e) => {
+                    self.parts.truncate(parts_before);
                     tracing::warn!(peer = self.to, topic = %m.topic, partition = m.partition, error = %e, "cannot encode a raft message");
                     self.counters.dropped(1);
                 }
@@ -531,6 +544,8 @@ impl Sender {
 
     /// Empties the write buffer, releasing it if one huge drain grew it.
     fn reset_buffer(&mut self) {
+        self.parts.clear();
+        self.parts_bytes = 0;
         if self.buf.capacity() > BUFFER_BYTES_KEEP {
             self.buf = BytesMut::new();
         } else {
@@ -575,8 +590,131 @@ fn encode_message(out: &mut BytesMut, m: &Message, size: usize) -> protobuf::Pro
     Ok(())
 }
 
-async fn write_all(write: &mut OwnedWriteHalf, buf: &[u8]) -> std::io::Result<()> {
-    write.write_all(buf).await?;
+/// Entry payloads at least this large are written from where they are rather than copied into
+/// the write buffer (a produce batch: the leader would otherwise copy every byte once per peer).
+const PART_BYTES_MIN: usize = 4 << 10;
+/// Most slices handed to one vectored write.
+const WRITE_SLICES_MAX: usize = 256;
+
+/// Like [`encode_message`], but the payloads of an append's large entries are not copied into
+/// `out`: each is noted in `parts` with the position in `out` it belongs at, and the number of
+/// bytes left out is returned. The bytes sent are those protobuf's encoder would write, except
+/// that the entries (field 7) come after the other fields, which protobuf decoders accept in any
+/// order. `size` is the message's `compute_size`.
+fn encode_message_parts(
+    out: &mut BytesMut,
+    parts: &mut Vec<(usize, Bytes)>,
+    m: &Message,
+    size: usize,
+) -> protobuf::ProtobufResult<usize> {
+    if m.get_msg_type() != MessageType::MsgAppend || !m.entries.iter().any(|e| e.data.len() >= PART_BYTES_MIN) {
+        return encode_message(out, m, size).map(|()| 0);
+    }
+    let mut head = m.clone();
+    head.entries.clear();
+    let head_size = usize::try_from(head.compute_size()).unwrap_or(usize::MAX);
+    encode_message(out, &head, head_size)?;
+    let mut left_out = 0;
+    for e in &m.entries {
+        // Entry fields, proto3: defaults are not written.
+        let kind = u64::try_from(protobuf::ProtobufEnum::value(&e.get_entry_type())).unwrap_or(0);
+        let varint_field = |v: u64| if v == 0 { 0 } else { 1 + varint_len(v) };
+        let bytes_field = |b: &Bytes| {
+            if b.is_empty() {
+                0
+            } else {
+                1 + varint_len(b.len() as u64) + b.len()
+            }
+        };
+        let body = varint_field(kind)
+            + varint_field(e.term)
+            + varint_field(e.index)
+            + bytes_field(&e.data)
+            + bytes_field(&e.context)
+            + if e.sync_log { 2 } else { 0 };
+        out.put_u8(7 << 3 | 2); // entries: field 7, length-delimited
+        put_varint(out, body as u64);
+        for (tag, v) in [(1u8, kind), (2, e.term), (3, e.index)] {
+            if v != 0 {
+                out.put_u8(tag << 3);
+                put_varint(out, v);
+            }
+        }
+        if !e.data.is_empty() {
+            out.put_u8(4 << 3 | 2);
+            put_varint(out, e.data.len() as u64);
+            if e.data.len() >= PART_BYTES_MIN {
+                parts.push((out.len(), e.data.clone()));
+                left_out += e.data.len();
+            } else {
+                out.extend_from_slice(&e.data);
+            }
+        }
+        if e.sync_log {
+            out.put_u8(5 << 3);
+            out.put_u8(1);
+        }
+        if !e.context.is_empty() {
+            out.put_u8(6 << 3 | 2);
+            put_varint(out, e.context.len() as u64);
+            out.extend_from_slice(&e.context);
+        }
+    }
+    Ok(left_out)
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_varint(out: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        out.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+/// Writes `buf` with `parts` put back in (each before `buf`'s byte at its position), with
+/// vectored writes, then flushes.
+async fn write_all(write: &mut OwnedWriteHalf, buf: &[u8], parts: &[(usize, Bytes)]) -> std::io::Result<()> {
+    if parts.is_empty() {
+        write.write_all(buf).await?;
+        return write.flush().await;
+    }
+    let mut pieces: Vec<&[u8]> = Vec::with_capacity(2 * parts.len() + 1);
+    let mut from = 0;
+    for (at, part) in parts {
+        pieces.push(&buf[from..*at]);
+        pieces.push(part);
+        from = *at;
+    }
+    pieces.push(&buf[from..]);
+    pieces.retain(|p| !p.is_empty());
+    // The first unwritten piece, and how much of it was written.
+    let (mut i, mut done) = (0, 0);
+    while i < pieces.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&pieces[i][done..])
+            .chain(pieces[i + 1..].iter().copied())
+            .take(WRITE_SLICES_MAX)
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut n = write.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let left = pieces[i].len() - done;
+            if n < left {
+                done += n;
+                n = 0;
+            } else {
+                n -= left;
+                i += 1;
+                done = 0;
+            }
+        }
+    }
     write.flush().await
 }
 
@@ -606,7 +744,7 @@ async fn discard_until_closed(read: &mut FramedRead<OwnedReadHalf, ClientCodec>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft::eraftpb::{Entry, MessageType};
+    use raft::eraftpb::{Entry, EntryType};
     use strata_protocol::api::{RaftMessagesRequest, Request};
     use strata_protocol::codec::ServerCodec;
     use tokio::net::TcpListener;
@@ -676,6 +814,119 @@ mod tests {
         })
         .await
         .expect("condition holds in time");
+    }
+
+    /// An entry of `len` bytes, each byte derived from `seed` and its position.
+    fn entry(index: u64, len: usize, seed: u8) -> Entry {
+        Entry {
+            term: 3,
+            index,
+            data: (0..len)
+                .map(|i| seed.wrapping_add((i % 251) as u8))
+                .collect::<Vec<u8>>()
+                .into(),
+            ..Entry::default()
+        }
+    }
+
+    /// An append of large and small entries and every kind of entry field.
+    fn mixed_append(seed: u8) -> Message {
+        let mut m = message(2, 1 << 40, b"");
+        m.entries.clear();
+        m.entries.push(entry(1 << 40, 64 << 10, seed));
+        m.entries.push(entry((1 << 40) + 1, 100, seed));
+        m.entries.push(entry((1 << 40) + 2, PART_BYTES_MIN, seed));
+        let mut conf = entry((1 << 40) + 3, PART_BYTES_MIN - 1, seed);
+        conf.set_entry_type(EntryType::EntryConfChangeV2);
+        conf.context = Bytes::from_static(b"context");
+        conf.sync_log = true;
+        m.entries.push(conf);
+        m.entries.push(Entry::default());
+        m.commit_term = 3;
+        m.priority = -1;
+        m.context = Bytes::from_static(b"message context");
+        m
+    }
+
+    /// What `encode_message_parts` sends: `out` with the parts put back in.
+    fn reassemble(out: &[u8], parts: &[(usize, Bytes)]) -> Vec<u8> {
+        let mut sent = Vec::new();
+        let mut from = 0;
+        for (at, part) in parts {
+            sent.extend_from_slice(&out[from..*at]);
+            sent.extend_from_slice(part);
+            from = *at;
+        }
+        sent.extend_from_slice(&out[from..]);
+        sent
+    }
+
+    #[test]
+    fn appends_with_large_entries_leave_the_payloads_out_and_decode_the_same() {
+        let m = mixed_append(7);
+        let size = m.compute_size() as usize;
+        let (mut out, mut parts) = (BytesMut::from(&b"before"[..]), Vec::new());
+        let left_out = encode_message_parts(&mut out, &mut parts, &m, size).unwrap();
+        // The 64 KiB entry and the one of exactly PART_BYTES_MIN; not the smaller ones.
+        assert_eq!(parts.len(), 2);
+        assert_eq!(left_out, (64 << 10) + PART_BYTES_MIN);
+        assert_eq!(out.len() - 6 + left_out, size, "as many bytes as protobuf's encoding");
+        let sent = reassemble(
+            &out[6..],
+            &parts.iter().map(|(at, b)| (at - 6, b.clone())).collect::<Vec<_>>(),
+        );
+        assert_eq!(Message::parse_from_bytes(&sent).unwrap(), m);
+
+        // Anything else is protobuf's own encoding, whole in `out`.
+        let mut vote = mixed_append(1);
+        vote.set_msg_type(MessageType::MsgRequestVote);
+        let mut small = message(2, 5, b"small");
+        small.entries.push(entry(7, PART_BYTES_MIN - 1, 3));
+        for m in [vote, small] {
+            let (mut out, mut parts) = (BytesMut::new(), Vec::new());
+            let size = m.compute_size() as usize;
+            assert_eq!(encode_message_parts(&mut out, &mut parts, &m, size).unwrap(), 0);
+            assert!(parts.is_empty());
+            assert_eq!(&out[..], &m.write_to_bytes().unwrap()[..]);
+        }
+    }
+
+    #[tokio::test]
+    async fn large_appends_arrive_whole_over_vectored_writes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let shutdown = CancellationToken::new();
+        let peers = Peers::start(
+            1,
+            vec![(2, address)],
+            HostAliases::new(),
+            tokio::runtime::Handle::current(),
+            shutdown.clone(),
+        );
+        let mut frames = accept(&listener).await;
+        wait_until(|| peers.is_connected(2)).await;
+        // 300 appends of two large entries each: over WRITE_SLICES_MAX pieces per drain, and
+        // several frames (~21 MiB).
+        let topic: Arc<str> = "big".into();
+        let sent: Vec<OutboundMessage> = (0..300u32)
+            .map(|i| outbound(&topic, i % 3, mixed_append(i as u8)))
+            .collect();
+        for chunk in sent.chunks(50) {
+            peers.send(2, chunk.to_vec()).expect("queued");
+        }
+        let mut got = Vec::new();
+        while got.len() < sent.len() {
+            got.extend(next_request(&mut frames).await.messages);
+        }
+        assert_eq!(got.len(), sent.len());
+        for (g, s) in got.iter().zip(&sent) {
+            assert_eq!((g.partition, g.topic_id), (s.partition, s.topic_id));
+            assert_eq!(Message::parse_from_carllerche_bytes(&g.message).unwrap(), s.message);
+        }
+        shutdown.cancel();
+        tokio::time::timeout(WAIT, peers.stopped())
+            .await
+            .expect("sender tasks stop");
     }
 
     #[tokio::test]

@@ -651,11 +651,23 @@ proptest! {
         // Start after unrelated bytes, as a sender appending frames to one buffer does.
         let mut out = BytesMut::from(&b"earlier frames"[..]);
         let mut enc = RaftMessagesEncoder::begin(&mut out, &header, from_node, to_node);
-        for m in &messages {
-            enc.push(&mut out, &m.topic, m.partition, m.topic_id, |o| {
-                o.extend_from_slice(&m.message);
-                Ok::<(), ()>(())
-            }).unwrap();
+        // Every other message leaves the second half of its bytes out of the buffer, as a sender
+        // writing large payloads from where they are does: (position in `out`, bytes).
+        let mut left_out: Vec<(usize, &[u8])> = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            if i % 2 == 0 {
+                enc.push(&mut out, &m.topic, m.partition, m.topic_id, |o| {
+                    o.extend_from_slice(&m.message);
+                    Ok::<(), ()>(())
+                }).unwrap();
+            } else {
+                enc.push_parts(&mut out, &m.topic, m.partition, m.topic_id, |o| {
+                    let (kept, rest) = m.message.split_at(m.message.len() / 2);
+                    o.extend_from_slice(kept);
+                    left_out.push((o.len(), rest));
+                    Ok::<usize, ()>(rest.len())
+                }).unwrap();
+            }
             // A failing message leaves nothing behind.
             prop_assert_eq!(enc.push(&mut out, "x", 1, 2, |o| { o.extend_from_slice(b"partial"); Err("no") }), Err("no"));
         }
@@ -663,7 +675,16 @@ proptest! {
         prop_assert_eq!(enc.frame_bytes(&out), want.len());
         enc.finish(&mut out);
         prop_assert_eq!(&out[..14], &b"earlier frames"[..]);
-        prop_assert_eq!(&out[14..], &want[..]);
+        // The bytes sent: `out` with the left-out parts put back where they were noted.
+        let mut sent = Vec::new();
+        let mut from = 14;
+        for (at, rest) in left_out {
+            sent.extend_from_slice(&out[from..at]);
+            sent.extend_from_slice(rest);
+            from = at;
+        }
+        sent.extend_from_slice(&out[from..]);
+        prop_assert_eq!(&sent[..], &want[..]);
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct RaftMessagesEncoder {
     count_at: usize,
     /// Messages pushed so far.
     count: i32,
+    /// Bytes of the frame the caller sends from elsewhere (see [`Self::push_parts`]).
+    external: usize,
 }
 
 impl RaftMessagesEncoder {
@@ -159,6 +161,7 @@ impl RaftMessagesEncoder {
             frame_at,
             count_at: out.len() - 4,
             count: 0,
+            external: 0,
         }
     }
 
@@ -179,18 +182,43 @@ impl RaftMessagesEncoder {
         topic_id: u64,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.push_parts(out, topic, partition, topic_id, |o| encode(o).map(|()| 0))
+    }
+
+    /// Like [`Self::push`], but part of the message's bytes are not copied into `out`: `encode`
+    /// returns how many bytes it left out, which the caller sends in their place, interleaved
+    /// with `out`'s bytes at the positions it noted (e.g. large entry payloads written to the
+    /// socket from where they already are, with a vectored write). The length fields count them.
+    ///
+    /// # Errors
+    /// Whatever `encode` returns.
+    ///
+    /// # Panics
+    /// As [`Self::push`].
+    pub fn push_parts<E>(
+        &mut self,
+        out: &mut BytesMut,
+        topic: &str,
+        partition: u32,
+        topic_id: u64,
+        encode: impl FnOnce(&mut BytesMut) -> Result<usize, E>,
+    ) -> Result<(), E> {
         let entry_at = out.len();
         put_string(out, topic);
         out.put_u32(partition);
         out.put_u64(topic_id);
         let len_at = out.len();
         out.put_i32(0);
-        if let Err(e) = encode(out) {
-            out.truncate(entry_at);
-            return Err(e);
-        }
-        let len = i32::try_from(out.len() - len_at - 4).expect("a raft message is smaller than 2 GiB");
+        let external = match encode(out) {
+            Ok(n) => n,
+            Err(e) => {
+                out.truncate(entry_at);
+                return Err(e);
+            }
+        };
+        let len = i32::try_from(out.len() - len_at - 4 + external).expect("a raft message is smaller than 2 GiB");
         out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+        self.external += external;
         // Each message takes at least `RaftMessage::MIN_LEN` bytes of a frame below 4 GiB.
         self.count = self.count.checked_add(1).expect("fewer than 2^31 messages fit a frame");
         Ok(())
@@ -201,9 +229,9 @@ impl RaftMessagesEncoder {
         usize::try_from(self.count).expect("the count is never negative")
     }
 
-    /// The frame's size so far, length prefix included.
+    /// The frame's size so far, length prefix and bytes left out of `out` included.
     pub fn frame_bytes(&self, out: &BytesMut) -> usize {
-        out.len() - self.frame_at
+        out.len() - self.frame_at + self.external
     }
 
     /// Completes the frame: patches the message count and the length prefix.
@@ -217,7 +245,7 @@ impl RaftMessagesEncoder {
             "the frame's buffer was truncated under it"
         );
         out[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_be_bytes());
-        let len = u32::try_from(out.len() - self.frame_at - LENGTH_LEN).expect("frame fits in u32");
+        let len = u32::try_from(self.frame_bytes(out) - LENGTH_LEN).expect("frame fits in u32");
         out[self.frame_at..self.frame_at + LENGTH_LEN].copy_from_slice(&len.to_be_bytes());
     }
 }
