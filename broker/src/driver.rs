@@ -192,6 +192,8 @@ const CATCH_UP_SLACK: u64 = 256;
 /// replica, nothing proposed or pending, every replica's broker heard from (see [`Driver::idle`]).
 /// Longer than an announcement interval, so followers have heard their leader announce itself.
 const QUIESCE_AFTER: Duration = Duration::from_secs(1);
+/// A follower's election timeout is this many ticks to twice as many (raft-rs randomizes it).
+pub(crate) const ELECTION_TICKS: usize = 10;
 /// Marks the heartbeats by which a leader quiesces its followers (raft-rs echoes a heartbeat's
 /// context in its response, which therefore does not wake a quiesced leader either).
 const QUIESCE_CONTEXT: &[u8] = b"strata:quiesce";
@@ -943,7 +945,7 @@ impl Driver {
             id: self.node_id,
             // Election timeout 10..20 ticks (1-2 s at the default 100 ms tick): far above an
             // fsync stall, which never blocks this thread anyway (fsyncs run on the pool).
-            election_tick: 10,
+            election_tick: ELECTION_TICKS,
             heartbeat_tick: 2,
             // The metadata log is replayed from its start at every restart (the controller keeps
             // no other copy of its state); partitions' entries need no re-applying.
@@ -2034,6 +2036,11 @@ impl Driver {
 
     fn retention(&mut self) {
         for g in self.groups.values_mut() {
+            // Deleting segments of many partitions can take a while: that is progress, not a
+            // stuck driver (see `PeerNews::driver_beat`).
+            if let Some(news) = &self.news {
+                news.driver_beat();
+            }
             g.sync_check = true;
             let c = &g.partition.config;
             let r = Retention {

@@ -311,12 +311,13 @@ async fn announce_leaders(broker: Arc<Broker>) {
         let Some(peers) = &broker.peers else {
             return;
         };
-        // A driver that has not gone round its loop for two rounds of this task is stuck (a hung
-        // disk, say): its groups lead nothing meanwhile, so this broker claims none of them and
-        // the followers of its quiesced groups wake and elect another leader.
-        let driver_alive = broker
-            .news
-            .driver_alive((ANNOUNCE_EVERY * 2).max(broker.opts.raft_tick * 3));
+        // A driver that has not gone round its loop for the longest election timeout is stuck
+        // (a hung disk, say): its groups lead nothing meanwhile, so this broker claims none of
+        // them and the followers of its quiesced groups wake and elect another leader. Not
+        // sooner: the followers of its active groups would not elect before that either, and one
+        // slow pass (an fsync stall) must not move the leadership of every idle partition.
+        let stuck_after = broker.opts.raft_tick * (2 * crate::driver::ELECTION_TICKS as u32);
+        let driver_alive = broker.news.driver_alive(stuck_after.max(ANNOUNCE_EVERY * 2));
         if !driver_alive {
             tracing::warn!("the raft driver has not run for a while; announcing no leadership");
         }
@@ -692,11 +693,15 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
     let mut reading = true;
     // Whether the other end is a broker sending Raft traffic (never answered).
     let mut is_peer = false;
-    // The broker at the other end, once it announced itself: when the connection closes, its
-    // silence is not waited out (quiesced groups it leads wake at once).
-    let mut peer_node = None;
     static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let conn = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The broker at the other end, once it announced itself: when the connection closes, however
+    // that happens, its silence is not waited out (quiesced groups it leads wake at once).
+    let mut peer_link = PeerLink {
+        news: &broker.news,
+        node: None,
+        conn,
+    };
     let mut drain_check = tokio::time::interval(std::time::Duration::from_millis(20));
     let mut draining_since = None;
     // Idle: no complete request read and nothing in flight for `idle_timeout`. A peer trickling
@@ -751,7 +756,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
                     }
                     if let Ok(strata_protocol::api::Request::LeaderAnnouncements(r)) = incoming.body {
                         if let Some(from) = crate::api::leader_announcements(&broker, r, conn) {
-                            peer_node = Some(from);
+                            peer_link.node = Some(from);
                         }
                         continue;
                     }
@@ -765,12 +770,32 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
             },
         }
         if !reading && in_flight.is_empty() {
-            if let Some(node) = peer_node {
-                broker.news.lost(node, conn);
-            }
+            peer_link.closed();
             let _ = tokio::time::timeout(idle_timeout, framed.flush()).await;
             return;
         }
+    }
+}
+
+/// The peer broker at the other end of a connection, if it announced itself: forgotten by
+/// [`PeerNews::lost`] when the connection closes (on every path out of `serve_connection`).
+struct PeerLink<'a> {
+    news: &'a PeerNews,
+    node: Option<u64>,
+    conn: u64,
+}
+
+impl PeerLink<'_> {
+    fn closed(&mut self) {
+        if let Some(node) = self.node.take() {
+            self.news.lost(node, self.conn);
+        }
+    }
+}
+
+impl Drop for PeerLink<'_> {
+    fn drop(&mut self) {
+        self.closed();
     }
 }
 
