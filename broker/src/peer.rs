@@ -600,16 +600,21 @@ const WRITE_SLICES_MAX: usize = 256;
 /// `out`: each is noted in `parts` with the position in `out` it belongs at, and the number of
 /// bytes left out is returned. The bytes sent are those protobuf's encoder would write, except
 /// that the entries (field 7) come after the other fields, which protobuf decoders accept in any
-/// order. `size` is the message's `compute_size`.
+/// order. `size` is the message's `compute_size` (which also caches nested sizes for protobuf).
 fn encode_message_parts(
     out: &mut BytesMut,
     parts: &mut Vec<(usize, Bytes)>,
     m: &Message,
     size: usize,
 ) -> protobuf::ProtobufResult<usize> {
-    if m.get_msg_type() != MessageType::MsgAppend || !m.entries.iter().any(|e| e.data.len() >= PART_BYTES_MIN) {
+    // (Entries carrying fields this build does not know are left to protobuf, which keeps them.)
+    if m.get_msg_type() != MessageType::MsgAppend
+        || !m.entries.iter().any(|e| e.data.len() >= PART_BYTES_MIN)
+        || m.entries.iter().any(|e| e.get_unknown_fields().iter().next().is_some())
+    {
         return encode_message(out, m, size).map(|()| 0);
     }
+    let start = out.len();
     let mut head = m.clone();
     head.entries.clear();
     let head_size = usize::try_from(head.compute_size()).unwrap_or(usize::MAX);
@@ -660,6 +665,11 @@ fn encode_message_parts(
             out.extend_from_slice(&e.context);
         }
     }
+    debug_assert_eq!(
+        out.len() - start + left_out,
+        size,
+        "the same size as protobuf's encoding"
+    );
     Ok(left_out)
 }
 
@@ -882,7 +892,10 @@ mod tests {
         vote.set_msg_type(MessageType::MsgRequestVote);
         let mut small = message(2, 5, b"small");
         small.entries.push(entry(7, PART_BYTES_MIN - 1, 3));
-        for m in [vote, small] {
+        // An entry with a field this build does not know: protobuf keeps it.
+        let mut unknown = mixed_append(2);
+        unknown.entries[1].mut_unknown_fields().add_varint(99, 5);
+        for m in [vote, small, unknown] {
             let (mut out, mut parts) = (BytesMut::new(), Vec::new());
             let size = m.compute_size() as usize;
             assert_eq!(encode_message_parts(&mut out, &mut parts, &m, size).unwrap(), 0);

@@ -313,9 +313,12 @@ async fn announce_leaders(broker: Arc<Broker>) {
         };
         // A driver that has not gone round its loop for the longest election timeout is stuck
         // (a hung disk, say): its groups lead nothing meanwhile, so this broker claims none of
-        // them and the followers of its quiesced groups wake and elect another leader. Not
-        // sooner: the followers of its active groups would not elect before that either, and one
-        // slow pass (an fsync stall) must not move the leadership of every idle partition.
+        // them and the followers of its quiesced groups wake and elect another leader (within
+        // ~2 s + an announcement interval + PEER_SILENCE + the election spread, ~4-5 s at the
+        // default tick). Not sooner: by then the followers of its active groups have elected
+        // elsewhere anyway (raft-rs draws their timeouts from 10 to 20 ticks), while one
+        // slow pass (an fsync stall, retention deleting many segments) must not move the
+        // leadership of every idle partition.
         let stuck_after = broker.opts.raft_tick * (2 * crate::driver::ELECTION_TICKS as u32);
         let driver_alive = broker.news.driver_alive(stuck_after.max(ANNOUNCE_EVERY * 2));
         if !driver_alive {
