@@ -685,13 +685,9 @@ fn put_varint(out: &mut BytesMut, mut v: u64) {
     out.put_u8(v as u8);
 }
 
-/// Writes `buf` with `parts` put back in (each before `buf`'s byte at its position), with
-/// vectored writes, then flushes.
-async fn write_all(write: &mut OwnedWriteHalf, buf: &[u8], parts: &[(usize, Bytes)]) -> std::io::Result<()> {
-    if parts.is_empty() {
-        write.write_all(buf).await?;
-        return write.flush().await;
-    }
+/// The bytes to send, in order: `buf` cut where `parts` belong, with them in between (no empty
+/// pieces).
+fn pieces<'a>(buf: &'a [u8], parts: &'a [(usize, Bytes)]) -> Vec<&'a [u8]> {
     let mut pieces: Vec<&[u8]> = Vec::with_capacity(2 * parts.len() + 1);
     let mut from = 0;
     for (at, part) in parts {
@@ -701,6 +697,17 @@ async fn write_all(write: &mut OwnedWriteHalf, buf: &[u8], parts: &[(usize, Byte
     }
     pieces.push(&buf[from..]);
     pieces.retain(|p| !p.is_empty());
+    pieces
+}
+
+/// Writes `buf` with `parts` put back in (each before `buf`'s byte at its position), with
+/// vectored writes, then flushes.
+async fn write_all(write: &mut OwnedWriteHalf, buf: &[u8], parts: &[(usize, Bytes)]) -> std::io::Result<()> {
+    if parts.is_empty() {
+        write.write_all(buf).await?;
+        return write.flush().await;
+    }
+    let pieces = pieces(buf, parts);
     // The first unwritten piece, and how much of it was written.
     let (mut i, mut done) = (0, 0);
     while i < pieces.len() {
@@ -802,6 +809,29 @@ mod tests {
         )
     }
 
+    /// Links from broker 1 to a listener standing in for broker 2, connected: the links, the
+    /// listener, the first connection's frames, and the links' shutdown.
+    async fn linked_to_broker_2() -> (
+        Peers,
+        TcpListener,
+        FramedRead<TcpStream, ServerCodec>,
+        CancellationToken,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let shutdown = CancellationToken::new();
+        let peers = Peers::start(
+            1,
+            vec![(2, address)],
+            HostAliases::new(),
+            tokio::runtime::Handle::current(),
+            shutdown.clone(),
+        );
+        let frames = accept(&listener).await;
+        wait_until(|| peers.is_connected(2)).await;
+        (peers, listener, frames, shutdown)
+    }
+
     async fn next_request(frames: &mut FramedRead<TcpStream, ServerCodec>) -> RaftMessagesRequest {
         let incoming = tokio::time::timeout(WAIT, frames.next())
             .await
@@ -858,19 +888,6 @@ mod tests {
         m
     }
 
-    /// What `encode_message_parts` sends: `out` with the parts put back in.
-    fn reassemble(out: &[u8], parts: &[(usize, Bytes)]) -> Vec<u8> {
-        let mut sent = Vec::new();
-        let mut from = 0;
-        for (at, part) in parts {
-            sent.extend_from_slice(&out[from..*at]);
-            sent.extend_from_slice(part);
-            from = *at;
-        }
-        sent.extend_from_slice(&out[from..]);
-        sent
-    }
-
     #[test]
     fn appends_with_large_entries_leave_the_payloads_out_and_decode_the_same() {
         let m = mixed_append(7);
@@ -881,11 +898,10 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(left_out, (64 << 10) + PART_BYTES_MIN);
         assert_eq!(out.len() - 6 + left_out, size, "as many bytes as protobuf's encoding");
-        let sent = reassemble(
-            &out[6..],
-            &parts.iter().map(|(at, b)| (at - 6, b.clone())).collect::<Vec<_>>(),
-        );
-        assert_eq!(Message::parse_from_bytes(&sent).unwrap(), m);
+        let sent = pieces(&out, &parts).concat();
+        assert_eq!(&sent[..6], b"before");
+        let sent = &sent[6..];
+        assert_eq!(Message::parse_from_bytes(sent).unwrap(), m);
 
         // Anything else is protobuf's own encoding, whole in `out`.
         let mut vote = mixed_append(1);
@@ -906,18 +922,7 @@ mod tests {
 
     #[tokio::test]
     async fn large_appends_arrive_whole_over_vectored_writes() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let shutdown = CancellationToken::new();
-        let peers = Peers::start(
-            1,
-            vec![(2, address)],
-            HostAliases::new(),
-            tokio::runtime::Handle::current(),
-            shutdown.clone(),
-        );
-        let mut frames = accept(&listener).await;
-        wait_until(|| peers.is_connected(2)).await;
+        let (peers, _listener, mut frames, shutdown) = linked_to_broker_2().await;
         // 300 appends of two large entries each: over WRITE_SLICES_MAX pieces per drain, and
         // several frames (~21 MiB).
         let topic: Arc<str> = "big".into();
@@ -1007,18 +1012,7 @@ mod tests {
 
     #[tokio::test]
     async fn large_drains_are_split_into_frames_under_the_target() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let shutdown = CancellationToken::new();
-        let peers = Peers::start(
-            1,
-            vec![(2, address)],
-            HostAliases::new(),
-            tokio::runtime::Handle::current(),
-            shutdown.clone(),
-        );
-        let mut frames = accept(&listener).await;
-        wait_until(|| peers.is_connected(2)).await;
+        let (peers, _listener, mut frames, shutdown) = linked_to_broker_2().await;
 
         static DATA: [u8; 1 << 20] = [7; 1 << 20];
         let topic: Arc<str> = "big".into();
@@ -1091,18 +1085,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_connection_is_re_established() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let shutdown = CancellationToken::new();
-        let peers = Peers::start(
-            1,
-            vec![(2, address)],
-            HostAliases::new(),
-            tokio::runtime::Handle::current(),
-            shutdown.clone(),
-        );
-        let frames = accept(&listener).await;
-        wait_until(|| peers.is_connected(2)).await;
+        let (peers, listener, frames, shutdown) = linked_to_broker_2().await;
         drop(frames);
         wait_until(|| !peers.is_connected(2)).await;
         let mut frames = accept(&listener).await;
