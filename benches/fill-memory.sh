@@ -26,6 +26,9 @@ fill_memory() { # DIR
   ((free_mib > 1024)) || return 0
   dd if=/dev/zero of="$1/fill.$files" bs=1M count=$((free_mib - 512)) status=none
   sync
+  # The virtual disk is still busy with what was just written (and with the discards of files
+  # deleted before: the file system is mounted with `discard`) after `sync` returns.
+  sleep "${FILL_SETTLE:-15}"
 }
 drop_fill() { # DIR
   rm -f "$1"/fill.*
