@@ -141,7 +141,7 @@ struct RunArgs {
     linger_ms: u64,
     /// Most produce requests of one partition in flight at once per producer (idempotent
     /// producers only; without idempotence it is 1).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
     max_in_flight: u64,
     /// Batch compression.
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
