@@ -12,6 +12,9 @@
 #                                          # produce time and fsync histograms
 #   benches/cluster.sh failover [KILLS]    # default 20: kill -9 a partition's leader under
 #                                          # load, time to the next acked produce there
+#   benches/cluster.sh rf1                 # the `produce` maximum against ONE broker (zero
+#                                          # config, topic of 12 partitions, RF=1): what the
+#                                          # RF=3 throughput target is a fraction of
 #
 # Needs jq. Benchmark only on a quiet machine (no cargo build running). The machine's free memory
 # is filled with clean page cache first (benches/fill-memory.sh; FILL=0 skips that).
@@ -61,6 +64,21 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 # then recycles backed pages, as on a machine that has been running, instead of faulting in
 # host memory on every first write.
 fill_memory "$OUT/fill"
+PRODUCE_ARGS=(--message-size 1024 --acks all --producers 4 --duration 10s --warmup 2s)
+if [[ $WHAT == rf1 ]]; then
+  mkdir -p "$OUT/rf1"
+  "$BROKER" --listen "127.0.0.1:${PORTS[0]}" --http 127.0.0.1:0 --data-dir "$OUT/rf1/data" \
+    --ready-file "$OUT/rf1/ready.json" >>"$OUT/rf1/broker.log" 2>&1 &
+  PIDS[0]=$!
+  for _ in $(seq 1 600); do [[ -s "$OUT/rf1/ready.json" ]] && break; sleep 0.1; done
+  [[ -s "$OUT/rf1/ready.json" ]] || { echo "the broker is not ready" >&2; exit 1; }
+  echo "## 1 broker ready: 127.0.0.1:${PORTS[0]} ($(nproc) cores, $(date -u +%F))"
+  "$CLI" --bootstrap "127.0.0.1:${PORTS[0]}" topic create rf1 --partitions 12 --replication-factor 1 >/dev/null
+  sleep 3
+  "$BENCH" produce --bootstrap "127.0.0.1:${PORTS[0]}" --topic rf1 "${PRODUCE_ARGS[@]}" ${BENCH_ARGS:-} --json |
+    jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
+  exit 0
+fi
 for i in 0 1 2; do start $i; done
 for i in 0 1 2; do wait_ready $i; done
 echo "## 3 brokers ready: $BOOT ($(nproc) cores, $(date -u +%F))"
@@ -96,8 +114,8 @@ idle)
 produce)
   "$CLI" --bootstrap "$BOOT" topic create rf3 --partitions 12 --replication-factor 3 >/dev/null
   sleep 3
-  "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
-    --duration 10s --warmup 2s ${BENCH_ARGS:-} --json | tee "$OUT/max.json" | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
+  "$BENCH" produce --bootstrap "$BOOT" --topic rf3 "${PRODUCE_ARGS[@]}" ${BENCH_ARGS:-} --json |
+    tee "$OUT/max.json" | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
   RATE=$(jq -r '(.msgs_per_sec / 2) | floor' "$OUT/max.json")
   # The maximum run leaves gigabytes of dirty pages; their writeback is not this run's latency.
   sync
@@ -165,7 +183,7 @@ failover)
     printf "failover over %d kills: min %d ms, median %d ms, p99 %d ms, max %d ms\n", NR, a[1], a[int((NR + 1) / 2)], p99, a[NR] }'
   ;;
 *)
-  echo "usage: benches/cluster.sh idle [PARTITIONS] | produce | failover [KILLS]" >&2
+  echo "usage: benches/cluster.sh idle [PARTITIONS] | produce | rates R [R ...] | failover [KILLS] | rf1" >&2
   exit 2
   ;;
 esac
