@@ -488,7 +488,7 @@ impl Sender {
 
     fn encode_batch(&mut self, frame: &mut Option<RaftMessagesEncoder>, batch: Vec<OutboundMessage>) -> usize {
         let mut count = 0;
-        for m in &batch {
+        for mut m in batch {
             // Also caches the sizes of nested messages for `write_to_with_cached_sizes`.
             let size = usize::try_from(m.message.compute_size()).unwrap_or(usize::MAX);
             // An entry's fixed fields are its smallest encoding; then the topic name and payload.
@@ -525,11 +525,13 @@ impl Sender {
             }
             let parts = &mut self.parts;
             let parts_before = parts.len();
+            let mut left_out = 0;
             match f.push_parts(&mut self.buf, &m.topic, m.partition, m.topic_id, |out| {
-                encode_message_parts(out, parts, &m.message, size)
+                left_out = encode_message_parts(out, parts, &mut m.message, size)?;
+                Ok::<_, protobuf::ProtobufError>(left_out)
             }) {
                 Ok(()) => {
-                    self.parts_bytes += self.parts[parts_before..].iter().map(|(_, b)| b.len()).sum::<usize>();
+                    self.parts_bytes += left_out;
                     count += 1;
                 }
                 Err(e) => {
@@ -600,11 +602,12 @@ const WRITE_SLICES_MAX: usize = 256;
 /// `out`: each is noted in `parts` with the position in `out` it belongs at, and the number of
 /// bytes left out is returned. The bytes sent are those protobuf's encoder would write, except
 /// that the entries (field 7) come after the other fields, which protobuf decoders accept in any
-/// order. `size` is the message's `compute_size` (which also caches nested sizes for protobuf).
+/// order. `size` is the message's `compute_size`, which also cached each entry's size. The
+/// entries of an append encoded this way are moved out of `m`.
 fn encode_message_parts(
     out: &mut BytesMut,
     parts: &mut Vec<(usize, Bytes)>,
-    m: &Message,
+    m: &mut Message,
     size: usize,
 ) -> protobuf::ProtobufResult<usize> {
     // (Entries carrying fields this build does not know are left to protobuf, which keeps them.)
@@ -615,30 +618,16 @@ fn encode_message_parts(
         return encode_message(out, m, size).map(|()| 0);
     }
     let start = out.len();
-    let mut head = m.clone();
-    head.entries.clear();
-    let head_size = usize::try_from(head.compute_size()).unwrap_or(usize::MAX);
-    encode_message(out, &head, head_size)?;
+    // The message without its entries, by protobuf; then the entries by hand.
+    let entries = std::mem::take(&mut m.entries);
+    let head_size = usize::try_from(m.compute_size()).unwrap_or(usize::MAX);
+    encode_message(out, m, head_size)?;
     let mut left_out = 0;
-    for e in &m.entries {
+    for e in entries {
         // Entry fields, proto3: defaults are not written.
         let kind = u64::try_from(protobuf::ProtobufEnum::value(&e.get_entry_type())).unwrap_or(0);
-        let varint_field = |v: u64| if v == 0 { 0 } else { 1 + varint_len(v) };
-        let bytes_field = |b: &Bytes| {
-            if b.is_empty() {
-                0
-            } else {
-                1 + varint_len(b.len() as u64) + b.len()
-            }
-        };
-        let body = varint_field(kind)
-            + varint_field(e.term)
-            + varint_field(e.index)
-            + bytes_field(&e.data)
-            + bytes_field(&e.context)
-            + if e.sync_log { 2 } else { 0 };
         out.put_u8(7 << 3 | 2); // entries: field 7, length-delimited
-        put_varint(out, body as u64);
+        put_varint(out, u64::from(e.get_cached_size()));
         for (tag, v) in [(1u8, kind), (2, e.term), (3, e.index)] {
             if v != 0 {
                 out.put_u8(tag << 3);
@@ -649,8 +638,8 @@ fn encode_message_parts(
             out.put_u8(4 << 3 | 2);
             put_varint(out, e.data.len() as u64);
             if e.data.len() >= PART_BYTES_MIN {
-                parts.push((out.len(), e.data.clone()));
                 left_out += e.data.len();
+                parts.push((out.len(), e.data));
             } else {
                 out.extend_from_slice(&e.data);
             }
@@ -671,10 +660,6 @@ fn encode_message_parts(
         "the same size as protobuf's encoding"
     );
     Ok(left_out)
-}
-
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn put_varint(out: &mut BytesMut, mut v: u64) {
@@ -893,7 +878,7 @@ mod tests {
         let m = mixed_append(7);
         let size = m.compute_size() as usize;
         let (mut out, mut parts) = (BytesMut::from(&b"before"[..]), Vec::new());
-        let left_out = encode_message_parts(&mut out, &mut parts, &m, size).unwrap();
+        let left_out = encode_message_parts(&mut out, &mut parts, &mut m.clone(), size).unwrap();
         // The 64 KiB entry and the one of exactly PART_BYTES_MIN; not the smaller ones.
         assert_eq!(parts.len(), 2);
         assert_eq!(left_out, (64 << 10) + PART_BYTES_MIN);
@@ -914,7 +899,10 @@ mod tests {
         for m in [vote, small, unknown] {
             let (mut out, mut parts) = (BytesMut::new(), Vec::new());
             let size = m.compute_size() as usize;
-            assert_eq!(encode_message_parts(&mut out, &mut parts, &m, size).unwrap(), 0);
+            assert_eq!(
+                encode_message_parts(&mut out, &mut parts, &mut m.clone(), size).unwrap(),
+                0
+            );
             assert!(parts.is_empty());
             assert_eq!(&out[..], &m.write_to_bytes().unwrap()[..]);
         }
