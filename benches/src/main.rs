@@ -205,6 +205,9 @@ enum Mode {
 }
 
 fn main() {
+    // The broker's malloc settings (strata_broker::allocator): for `--embedded`, and for the
+    // tool's own batch buffers.
+    let _ = strata_broker::allocator::keep_freed_memory(&|k| std::env::var(k).ok());
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Compare { files } => match compare::run(&files) {

@@ -13,6 +13,7 @@
 //! - [`config`], [`options`]: settings from file, environment and flags.
 //! - [`http`]: health, `/metrics` ([`metrics`]), the JSON admin API and the console page.
 
+pub mod allocator;
 pub mod api;
 pub mod config;
 pub mod controller;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use strata_broker::config::{self, ConfigError};
 
 fn main() -> ExitCode {
+    // Before anything allocates much (see the module's docs for why).
+    let allocator = strata_broker::allocator::keep_freed_memory(&|k| std::env::var(k).ok());
     let loaded = match config::load(std::env::args_os(), &|k| std::env::var(k).ok()) {
         Ok(l) => l,
         // --help and --version print and exit 0; a bad flag prints usage and exits 2.
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     tracing::info!(version = strata_broker::VERSION, config = %loaded, "starting strata-broker");
+    tracing::debug!(?allocator, "malloc thresholds");
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -478,25 +478,35 @@ impl RecordBatch {
     /// a malformed control batch, a record count or offset delta that disagrees with the
     /// records, or a malformed record.
     pub fn validate(bytes: Bytes, limits: &BatchLimits) -> Result<Self, DecodeError> {
-        let header = validate_header(&bytes, limits, false)?;
-        if bytes.len() != header.total_len() {
-            return Err(DecodeError::TrailingBytes {
-                extra: bytes.len() - header.total_len(),
-            });
-        }
-        validate_body(&bytes, &header, limits)?;
-        Ok(Self { bytes, header })
+        let batch = Self::checked(bytes, limits, Check::Received)?;
+        validate_body(&batch.bytes, &batch.header, limits)?;
+        Ok(batch)
     }
 
-    /// Wraps bytes this process passed through [`RecordBatch::validate`] before (a leader's own
-    /// proposal, validated by the request handler that received it): the framing, format
-    /// version, CRC and header fields are checked again, the records are not walked a second
-    /// time.
+    /// Wraps bytes that passed [`RecordBatch::validate`] elsewhere — a follower's copy of a batch
+    /// the partition's leader validated — after checking the framing, format version, CRC and
+    /// header fields again; the records are not walked a second time (Kafka's followers check
+    /// batch CRCs but do not re-parse records either).
     ///
     /// # Errors
     /// As [`RecordBatch::validate`], minus the record walk.
     pub fn revalidate(bytes: Bytes, limits: &BatchLimits) -> Result<Self, DecodeError> {
-        let header = validate_header(&bytes, limits, false)?;
+        Self::checked(bytes, limits, Check::Received)
+    }
+
+    /// Wraps bytes this process passed through [`RecordBatch::validate`] itself and kept in
+    /// memory since (a leader's own proposal, validated by the request handler that received
+    /// it): framing, format version and header fields are checked again, the CRC is not
+    /// recomputed and the records are not walked.
+    ///
+    /// # Errors
+    /// As [`RecordBatch::validate`], minus the CRC and the record walk.
+    pub fn rewrap(bytes: Bytes, limits: &BatchLimits) -> Result<Self, DecodeError> {
+        Self::checked(bytes, limits, Check::Validated)
+    }
+
+    fn checked(bytes: Bytes, limits: &BatchLimits, check: Check) -> Result<Self, DecodeError> {
+        let header = validate_header(&bytes, limits, check)?;
         if bytes.len() != header.total_len() {
             return Err(DecodeError::TrailingBytes {
                 extra: bytes.len() - header.total_len(),
@@ -516,13 +526,7 @@ impl RecordBatch {
     /// As [`RecordBatch::validate`], minus the record walk, plus
     /// [`DecodeError::PrefixCrcMismatch`] (checked right after the magic byte).
     pub fn verify_stored(bytes: Bytes, limits: &BatchLimits) -> Result<Self, DecodeError> {
-        let header = validate_header(&bytes, limits, true)?;
-        if bytes.len() != header.total_len() {
-            return Err(DecodeError::TrailingBytes {
-                extra: bytes.len() - header.total_len(),
-            });
-        }
-        Ok(Self { bytes, header })
+        Self::checked(bytes, limits, Check::Stored)
     }
 
     /// The parsed header.
@@ -609,9 +613,20 @@ fn check_total_len(total: u64, limits: &BatchLimits) -> Result<(), DecodeError> 
     Ok(())
 }
 
-/// Checks framing (against `buf`'s length and the limits), magic, the prefix CRC if `stored`,
-/// the batch CRC and attributes.
-fn validate_header(buf: &[u8], limits: &BatchLimits, stored: bool) -> Result<BatchHeader, DecodeError> {
+/// Which checksums [`validate_header`] verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Bytes from the network: the batch CRC (a client need not set the prefix CRC).
+    Received,
+    /// Bytes from storage: the prefix CRC and the batch CRC.
+    Stored,
+    /// Bytes this process validated and kept in memory: neither.
+    Validated,
+}
+
+/// Checks framing (against `buf`'s length and the limits), magic, the checksums `check` names,
+/// and attributes.
+fn validate_header(buf: &[u8], limits: &BatchLimits, check: Check) -> Result<BatchHeader, DecodeError> {
     // Check the length field as soon as it is present, before asking for a whole header:
     // `Truncated` must only ever mean "more bytes would help", and they would not if the length
     // itself is impossible.
@@ -628,18 +643,20 @@ fn validate_header(buf: &[u8], limits: &BatchLimits, stored: bool) -> Result<Bat
             available: buf.len(),
         });
     }
-    if stored {
+    if check == Check::Stored {
         header.verify_stored()?;
     } else if header.magic != FORMAT_VERSION {
         return Err(DecodeError::UnsupportedVersion(header.magic));
     }
-    let computed = compute_crc(&buf[..total]);
-    if computed != header.crc {
-        return Err(DecodeError::CrcMismatch {
-            base_offset: header.base_offset.0,
-            stored: header.crc,
-            computed,
-        });
+    if check != Check::Validated {
+        let computed = compute_crc(&buf[..total]);
+        if computed != header.crc {
+            return Err(DecodeError::CrcMismatch {
+                base_offset: header.base_offset.0,
+                stored: header.crc,
+                computed,
+            });
+        }
     }
     let attrs = header.attributes;
     if attrs.0 & !Attributes::KNOWN != 0 || attrs.is_transactional() {

@@ -1910,3 +1910,50 @@ const GOLDEN_CONTROL_PREFIX_CRC: &str = "b667d565";
 /// Cross-checked with Python's `zlib.crc32` over bytes 0..28 as produced (all zero but
 /// `batch_length`).
 const GOLDEN_CONTROL_ZERO_PREFIX_CRC: &str = "2998fe91";
+
+// ---------------------------------------------------------------------------------------------
+// The lighter checks for batches validated before
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn revalidate_checks_the_crc_and_rewrap_only_the_framing() {
+    let limits = BatchLimits::default();
+    let good = encode(
+        &[rec(1, Some(b"k"), Some(b"v")), rec(2, None, Some(b"w"))],
+        opts(Compression::None),
+    );
+    for check in [RecordBatch::revalidate, RecordBatch::rewrap] {
+        let batch = check(good.clone(), &limits).unwrap();
+        assert_eq!(batch.header().record_count, 2);
+        assert_eq!(batch.as_bytes(), &good);
+        // Framing: truncated, trailing bytes, not a batch.
+        assert!(check(good.slice(..good.len() - 1), &limits).is_err());
+        let mut longer = good.to_vec();
+        longer.push(0);
+        assert!(matches!(
+            check(Bytes::from(longer), &limits),
+            Err(DecodeError::TrailingBytes { extra: 1 })
+        ));
+        assert!(check(Bytes::from_static(b"not a batch"), &limits).is_err());
+    }
+    // A flipped record byte: the CRC catches it when the batch was received, not when this
+    // process validated it before (rewrap trusts its own memory).
+    let mut flipped = good.to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x55;
+    let flipped = Bytes::from(flipped);
+    assert!(matches!(
+        RecordBatch::revalidate(flipped.clone(), &limits),
+        Err(DecodeError::CrcMismatch { .. })
+    ));
+    assert!(RecordBatch::rewrap(flipped, &limits).is_ok());
+    // Neither walks the records: a resealed batch whose first record's length is −1 fails
+    // validate only.
+    let mut garbled = good.to_vec();
+    garbled[HEADER_LEN] = 0x01;
+    reseal(&mut garbled);
+    assert!(validate(&garbled).is_err());
+    let garbled = Bytes::from(garbled);
+    assert!(RecordBatch::revalidate(garbled.clone(), &limits).is_ok());
+    assert!(RecordBatch::rewrap(garbled, &limits).is_ok());
+}

@@ -16,7 +16,7 @@
 //!
 //! | Raft entry | stored batch |
 //! |---|---|
-//! | `EntryNormal`, non-empty `data` | `data` *is* the record batch; it must pass [`RecordBatch::validate`] and be a data batch. The log fills in base offset, term and index. |
+//! | `EntryNormal`, non-empty `data` | `data` *is* the record batch; it must pass [`RecordBatch::revalidate`] (the proposing leader ran the whole [`RecordBatch::validate`]) and be a data batch. The log fills in base offset, term and index. |
 //! | `EntryNormal`, empty `data` (a new leader's entry) | control batch [`ControlType::Noop`], empty payload |
 //! | `EntryConfChange` | control batch [`ControlType::RaftConfChange`], payload = the encoded `ConfChange` (`data`) |
 //! | `EntryConfChangeV2` | control batch [`ControlType::RaftConfChangeV2`], payload = the encoded `ConfChangeV2` |
@@ -480,8 +480,9 @@ impl Reader<'_> {
 }
 
 /// Converts a Raft entry to the batch that stores it (see the module docs' table). A data
-/// entry's records are walked unless `validated` (see [`RecordBatch::revalidate`]).
-fn entry_to_batch(e: &Entry, limits: &BatchLimits, validated: bool) -> Result<RecordBatch, Error> {
+/// entry's CRC is checked unless it is this process's `own` proposal; its records are not walked
+/// again (the leader's request handler did: [`RecordBatch::revalidate`], [`RecordBatch::rewrap`]).
+fn entry_to_batch(e: &Entry, limits: &BatchLimits, own: bool) -> Result<RecordBatch, Error> {
     let invalid = |reason: String| Error::InvalidEntry {
         index: e.index,
         term: e.term,
@@ -493,10 +494,10 @@ fn entry_to_batch(e: &Entry, limits: &BatchLimits, validated: bool) -> Result<Re
     let control = match e.get_entry_type() {
         EntryType::EntryNormal if e.data.is_empty() => ControlType::Noop,
         EntryType::EntryNormal => {
-            let batch = if validated {
-                RecordBatch::revalidate(e.data.clone(), limits)
+            let batch = if own {
+                RecordBatch::rewrap(e.data.clone(), limits)
             } else {
-                RecordBatch::validate(e.data.clone(), limits)
+                RecordBatch::revalidate(e.data.clone(), limits)
             }
             .map_err(|err| invalid(format!("data is not a valid record batch: {err}")))?;
             if batch.header().is_control() {
@@ -850,9 +851,9 @@ impl PartitionRaftStorage {
     }
 
     /// [`append_entries`](Self::append_entries) on the leader of `own_term`: the data entries of
-    /// that term are its own proposals, whose records the request handler already validated, so
-    /// only their framing and CRC are checked again (a per-record walk saved on the Raft
-    /// thread). Entries of any other term are validated whole.
+    /// that term are its own proposals, which the request handler validated whole, so only their
+    /// framing is checked again. Entries of any other term (a follower's appends) have their
+    /// framing and CRC checked; their records were walked by the leader that proposed them.
     ///
     /// # Errors
     /// As [`append_entries`](Self::append_entries).
@@ -871,7 +872,7 @@ impl PartitionRaftStorage {
                     reason: format!("entries are not contiguous: expected index {expected:?}"),
                 });
             }
-            // Validation walks every record; do it before taking the write lock.
+            // Checksums cost time; check them before taking the write lock.
             batches.push(entry_to_batch(e, &limits, own_term == Some(e.term))?);
         }
         let mut inner = self.write()?;
