@@ -26,7 +26,7 @@ WHAT=${1:-idle}
 OUT=${OUT:-/tmp/strata-cluster}
 BROKER=target/release/strata-broker
 CLI=target/release/strata
-BENCH=target/release/strata-bench
+BENCH=${BENCH_BIN:-target/release/strata-bench} # BENCH_BIN: another build of the tool, for an A/B
 command -v jq >/dev/null || { echo "cluster.sh: jq is not installed" >&2; exit 2; }
 if pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; then
   echo "cluster.sh: a cargo build is running; measure on a quiet machine" >&2
@@ -120,9 +120,12 @@ produce)
   # The maximum run leaves gigabytes of dirty pages; their writeback is not this run's latency.
   sync
   sleep 5
+  # A new tool process faults in its memory during its first seconds (slowly on this VM: free
+  # memory is handed back to the host, see benches/fill-memory.sh), and at half the maximum the
+  # backlog of that stall takes seconds to drain. The warm-up keeps that start out of the figure.
   echo "at half that rate ($RATE records/s):"
   "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
-    --rate "$RATE" --duration 10s --warmup 2s ${BENCH_ARGS:-} --json | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
+    --rate "$RATE" --duration 10s --warmup "${HALF_WARMUP:-5s}" ${BENCH_ARGS:-} --json | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
   ;;
 rates)
   shift
@@ -143,13 +146,14 @@ rates)
       END { if (n) printf "  cpu: user %.0f %%, system %.0f %%, iowait %.0f %%; written %.0f MB/s\n", us / n, sy / n, wa / n, bo / n / 1024 }' \
       "$OUT/vmstat-$RATE.txt"
   done
-  # Broker-side: time from reading a produce request to its response, and fsync durations
-  # (cumulative buckets over all the runs above).
+  # Broker-side: time from reading a produce request to its response, fsync durations and the
+  # Raft driver's cycle (cumulative buckets over all the runs above), and leader changes.
   for i in 0 1 2; do
     http=$(jq -r .http "$OUT/b$((i + 1))/ready.json")
     echo "broker $((i + 1)):"
-    curl -s "http://$http/metrics" | grep -E '^strata_request_duration_seconds_bucket\{api="produce"|^strata_storage_fsync_duration_seconds_bucket' |
-      sed -E 's/strata_request_duration_seconds_bucket\{api="produce",/  produce /; s/strata_storage_fsync_duration_seconds_bucket\{/  fsync /' | tr '\n' ' '
+    curl -s "http://$http/metrics" |
+      grep -E '^strata_request_duration_seconds_bucket\{api="produce"|^strata_storage_fsync_duration_seconds_bucket|^strata_raft_ready_loop_duration_seconds_bucket|^strata_raft_leader_changes_total' |
+      sed -E 's/strata_request_duration_seconds_bucket\{api="produce",/  produce /; s/strata_storage_fsync_duration_seconds_bucket\{/  fsync /; s/strata_raft_ready_loop_duration_seconds_bucket\{/  cycle /' | tr '\n' ' '
     echo
   done
   ;;
