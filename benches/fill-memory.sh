@@ -1,5 +1,5 @@
 # Sourced by benches/perf.sh and benches/cluster.sh: `fill_memory DIR` fills the machine's free
-# memory with clean page cache before a run, and `drop_fill DIR` deletes what it wrote.
+# memory with clean page cache before a run, and `drop_fill DIR` deletes what it made.
 #
 # Why: this VM's balloon device reports free guest memory to the host (virtio-balloon
 # REPORTING; /sys/module/page_reporting), and the host discards it. The first write to such a
@@ -11,25 +11,23 @@
 # page cache) was dropped measures the host instead. The same RF 1 produce run gave 599 MB/s
 # with 24 GiB free and 989 MB/s with the free memory filled first.
 #
-# So: write a file of the free memory's size less 512 MiB (the kernel keeps some free anyway),
-# written back (`sync`), kept during the run; its clean pages are what the broker's writes
-# reclaim. Called again (after a run's data was deleted), it first reads its earlier files back
-# into the page cache, which refills what was freed without using more disk, and writes another
-# file only for what is still free. FILL=0 skips it (to measure a machine with free memory).
+# So: read a sparse file of the free memory's size less 512 MiB (the kernel keeps some free
+# anyway). Its holes read as zeroes and are cached like any file's pages — clean, so the
+# broker's writes reclaim them — but it takes no disk space and writes nothing (until
+# 2026-12-08 this wrote a real file: up to 20 GiB of disk, which with an RF 3 run's three copies
+# filled the disk, and seconds of writeback to wait out). Called again (after a run's data was
+# deleted), it grows the file by what is free now and reads it all again, which also brings back
+# its pages the run evicted. FILL=0 skips it (to measure a machine with free memory).
 fill_memory() { # DIR
   [[ ${FILL:-1} != 0 ]] || return 0
   mkdir -p "$1"
-  local files free_mib
-  files=$(find "$1" -maxdepth 1 -name 'fill.*' | wc -l)
-  ((files == 0)) || cat "$1"/fill.* >/dev/null
+  local free_mib have_mib
   free_mib=$(awk '/^MemFree:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
-  ((free_mib > 1024)) || return 0
-  dd if=/dev/zero of="$1/fill.$files" bs=1M count=$((free_mib - 512)) status=none
-  sync
-  # The virtual disk is still busy with what was just written (and with the discards of files
-  # deleted before: the file system is mounted with `discard`) after `sync` returns.
-  sleep "${FILL_SETTLE:-15}"
+  have_mib=$(($(stat -c %s "$1/fill" 2>/dev/null || echo 0) / 1048576))
+  ((free_mib > 1024)) && truncate -s "$((have_mib + free_mib - 512))M" "$1/fill"
+  [[ -e "$1/fill" ]] && cat "$1/fill" >/dev/null
+  sleep "${FILL_SETTLE:-2}"
 }
 drop_fill() { # DIR
-  rm -f "$1"/fill.*
+  rm -f "$1"/fill "$1"/fill.*
 }

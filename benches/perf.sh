@@ -48,7 +48,7 @@ settle() {
 # Before each run, free memory is filled with clean page cache (benches/fill-memory.sh): on this
 # VM, page cache growing into free memory costs a host fault per page, which a machine that has
 # been running does not pay (produce 1 KiB, RF 1: 599 MB/s with 24 GiB free, 989 MB/s filled).
-# The files are kept under OUT/fill and deleted at the end. FILL=0 skips it.
+# The (sparse) file is kept under OUT/fill and deleted at the end. FILL=0 skips it.
 source benches/fill-memory.sh
 
 broker_pid=""
