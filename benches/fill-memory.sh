@@ -16,16 +16,21 @@
 # broker's writes reclaim them — but it takes no disk space and writes nothing (until
 # 2026-12-08 this wrote a real file: up to 20 GiB of disk, which with an RF 3 run's three copies
 # filled the disk, and seconds of writeback to wait out). Called again (after a run's data was
-# deleted), it grows the file by what is free now and reads it all again, which also brings back
-# its pages the run evicted. FILL=0 skips it (to measure a machine with free memory).
+# deleted), it first reads the file again, which brings back the pages the run evicted, then
+# grows it by what is still free and reads only the new part. FILL=0 skips it (to measure a
+# machine with free memory). The file must be on a disk file system: tmpfs maps holes to the
+# shared zero page and caches nothing.
 fill_memory() { # DIR
   [[ ${FILL:-1} != 0 ]] || return 0
   mkdir -p "$1"
   local free_mib have_mib
-  free_mib=$(awk '/^MemFree:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
   have_mib=$(($(stat -c %s "$1/fill" 2>/dev/null || echo 0) / 1048576))
-  ((free_mib > 1024)) && truncate -s "$((have_mib + free_mib - 512))M" "$1/fill"
-  [[ -e "$1/fill" ]] && cat "$1/fill" >/dev/null
+  ((have_mib == 0)) || cat "$1/fill" >/dev/null
+  free_mib=$(awk '/^MemFree:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
+  if ((free_mib > 1024)); then
+    truncate -s "$((have_mib + free_mib - 512))M" "$1/fill"
+    dd if="$1/fill" of=/dev/null bs=1M skip="$have_mib" status=none
+  fi
   sleep "${FILL_SETTLE:-2}"
 }
 drop_fill() { # DIR

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     tracing::info!(version = strata_broker::VERSION, config = %loaded, "starting strata-broker");
-    tracing::debug!(?allocator, "malloc thresholds");
+    tracing::info!(?allocator, "malloc thresholds");
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -457,8 +457,9 @@ pub fn compute_prefix_crc(batch: &[u8]) -> u32 {
 /// A batch that passed [`RecordBatch::validate`]: its length frames exactly, its CRC matches,
 /// its attributes are known and — for uncompressed batches — every record parses and the record
 /// count, offset deltas and max timestamp agree with the header. Storage accepts only this type.
-/// (Or one that passed [`RecordBatch::verify_stored`]: read back from storage, where it was
-/// validated on append.)
+/// (Or one whose records were walked elsewhere: [`RecordBatch::revalidate`] for a follower's copy
+/// of what its leader validated, [`RecordBatch::rewrap`] for a leader's own proposal, and
+/// [`RecordBatch::verify_stored`] for one read back from storage.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordBatch {
     bytes: Bytes,
