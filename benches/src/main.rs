@@ -749,13 +749,7 @@ async fn producer_task(ctx: Arc<Ctx>, producer: Producer, id: u32) -> Bits {
                 due = handle.block_on(async {
                     let mut next = Some(first);
                     while let Some(intended) = next.filter(|&t| t <= now) {
-                        let (dup, record) = source.records(&ctx2, intended);
-                        if let Some(d) = dup {
-                            let r = producer2.enqueue(d).await;
-                            source.sent(&ctx2, &tx, intended, r, false);
-                        }
-                        let r = producer2.enqueue(record).await;
-                        if !source.sent(&ctx2, &tx, intended, r, true) {
+                        if !source.send(&ctx2, &producer2, &tx, intended).await {
                             return None;
                         }
                         next = source.due(&ctx2);
@@ -772,13 +766,7 @@ async fn producer_task(ctx: Arc<Ctx>, producer: Producer, id: u32) -> Bits {
                 // rest of the runtime run.
                 tokio::task::yield_now().await;
             }
-            let (dup, record) = source.records(&ctx, intended);
-            if let Some(d) = dup {
-                let r = producer.enqueue(d).await;
-                source.sent(&ctx, &tx, intended, r, false);
-            }
-            let r = producer.enqueue(record).await;
-            if !source.sent(&ctx, &tx, intended, r, true) {
+            if !source.send(&ctx, &producer, &tx, intended).await {
                 break;
             }
         }
@@ -887,6 +875,24 @@ impl RecordSource {
         let dup = (ctx.args.inject_duplicates > 0 && self.seq.is_multiple_of(ctx.args.inject_duplicates))
             .then(|| record.clone());
         (dup, record)
+    }
+
+    /// Builds the record due at `intended` and enqueues it (after its duplicate, if one is
+    /// injected). `false` once the producer is closed.
+    async fn send(
+        &mut self,
+        ctx: &Ctx,
+        producer: &Producer,
+        tx: &mpsc::UnboundedSender<Pending>,
+        intended: u64,
+    ) -> bool {
+        let (dup, record) = self.records(ctx, intended);
+        if let Some(d) = dup {
+            let r = producer.enqueue(d).await;
+            self.sent(ctx, tx, intended, r, false);
+        }
+        let r = producer.enqueue(record).await;
+        self.sent(ctx, tx, intended, r, true)
     }
 
     /// Records an enqueue's outcome; `last` is the record's final copy (advances the sequence).
