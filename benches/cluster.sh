@@ -49,10 +49,11 @@ start() { # i (0-based)
     --data-dir "$dir/data" --ready-file "$dir/ready.json" ${BROKER_ARGS:-} >>"$dir/broker.log" 2>&1 &
   PIDS[$i]=$!
 }
-wait_ready() { # i
-  for _ in $(seq 1 600); do [[ -s "$OUT/b$(($1 + 1))/ready.json" ]] && return; sleep 0.1; done
-  echo "broker $(($1 + 1)) not ready" >&2; exit 1
+wait_file() { # path what
+  for _ in $(seq 1 600); do [[ -s "$1" ]] && return; sleep 0.1; done
+  echo "$2 not ready" >&2; exit 1
 }
+wait_ready() { wait_file "$OUT/b$(($1 + 1))/ready.json" "broker $(($1 + 1))"; } # i
 stop_all() {
   for p in "${PIDS[@]}"; do [[ $p != 0 ]] && kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -64,14 +65,15 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 # then recycles backed pages, as on a machine that has been running, instead of faulting in
 # host memory on every first write.
 fill_memory "$OUT/fill"
-PRODUCE_ARGS=(--message-size 1024 --acks all --producers 4 --duration 10s --warmup 2s)
+# Every produce run: 1 KiB records, acks=all, 4 producers, 10 s measured.
+LOAD_ARGS=(--message-size 1024 --acks all --producers 4 --duration 10s)
+PRODUCE_ARGS=("${LOAD_ARGS[@]}" --warmup 2s)
 if [[ $WHAT == rf1 ]]; then
   mkdir -p "$OUT/rf1"
   "$BROKER" --listen "127.0.0.1:${PORTS[0]}" --http 127.0.0.1:0 --data-dir "$OUT/rf1/data" \
     --ready-file "$OUT/rf1/ready.json" >>"$OUT/rf1/broker.log" 2>&1 &
   PIDS[0]=$!
-  for _ in $(seq 1 600); do [[ -s "$OUT/rf1/ready.json" ]] && break; sleep 0.1; done
-  [[ -s "$OUT/rf1/ready.json" ]] || { echo "the broker is not ready" >&2; exit 1; }
+  wait_file "$OUT/rf1/ready.json" "the broker"
   echo "## 1 broker ready: 127.0.0.1:${PORTS[0]} ($(nproc) cores, $(date -u +%F))"
   "$CLI" --bootstrap "127.0.0.1:${PORTS[0]}" topic create rf1 --partitions 12 --replication-factor 1 >/dev/null
   sleep 3
@@ -124,8 +126,8 @@ produce)
   # memory is handed back to the host, see benches/fill-memory.sh), and at half the maximum the
   # backlog of that stall takes seconds to drain. The warm-up keeps that start out of the figure.
   echo "at half that rate ($RATE records/s):"
-  "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
-    --rate "$RATE" --duration 10s --warmup "${HALF_WARMUP:-5s}" ${BENCH_ARGS:-} --json | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
+  "$BENCH" produce --bootstrap "$BOOT" --topic rf3 "${LOAD_ARGS[@]}" --rate "$RATE" --warmup "${HALF_WARMUP:-5s}" \
+    ${BENCH_ARGS:-} --json | jq -c '{msgs_per_sec, mb_per_sec, latency_ms}'
   ;;
 rates)
   shift
@@ -137,8 +139,7 @@ rates)
     # The machine's CPU split during the run: the latency tail follows the kernel's share.
     vmstat 1 12 >"$OUT/vmstat-$RATE.txt" 2>/dev/null &
     VMSTAT=$!
-    "$BENCH" produce --bootstrap "$BOOT" --topic rf3 --message-size 1024 --acks all --producers 4 \
-      --rate "$RATE" --duration 10s --warmup 2s ${BENCH_ARGS:-} --json 2>/dev/null |
+    "$BENCH" produce --bootstrap "$BOOT" --topic rf3 "${PRODUCE_ARGS[@]}" --rate "$RATE" ${BENCH_ARGS:-} --json 2>/dev/null |
       jq -c '{msgs_per_sec: (.msgs_per_sec | floor), latency_ms}'
     wait "$VMSTAT" 2>/dev/null || true
     # Mean user / system / iowait % and written KiB/s over the seconds of the run.

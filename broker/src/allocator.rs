@@ -5,9 +5,8 @@
 //! the batch is written and replicated, then is freed. glibc's malloc by default serves blocks
 //! above a moving threshold (128 KiB – 32 MiB) with their own `mmap`, and hands the free top of
 //! a heap back to the kernel (`madvise(MADV_DONTNEED)` for a thread's heap, `sbrk` for the main
-//! one) once it exceeds twice that threshold. The
-//! next buffer is then fresh memory: every page of it faults and is zeroed on the first write,
-//! inside the socket read that fills it. On the RF 3 loopback cluster at its maximum
+//! one) once it exceeds twice that threshold. The next buffer is then fresh memory: every page
+//! of it faults and is zeroed on the first write, inside the socket read that fills it. On the RF 3 loopback cluster at its maximum
 //! (`benches/cluster.sh produce`, 2026-12-08) those faults were 6.4 % of all CPU and `madvise`
 //! 1.1 %; with the settings below 0.2 % and none.
 
@@ -36,7 +35,8 @@ pub const GLIBC_TUNABLES: &str = "GLIBC_TUNABLES";
 pub enum Tuning {
     /// The thresholds above are in effect.
     Applied,
-    /// An operator's environment variable (one of [`GLIBC_MALLOC_ENV`]) decides instead.
+    /// An operator's environment variable decides instead (one of [`GLIBC_MALLOC_ENV`], or a
+    /// `glibc.malloc.` tunable in [`GLIBC_TUNABLES`]).
     LeftToEnvironment,
     /// Not glibc, or it refused a setting: the allocator's defaults stay.
     Unsupported,
